@@ -1,0 +1,46 @@
+"""Shared CLI plumbing: one-line errors, exit codes, quiet TensorFlow logs."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+EXIT_USER_ERROR = 2
+
+
+def quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; a user error becomes ``error: <one line>`` on stderr and exit code 2.
+
+    ``--debug`` anywhere on the command line shows the full traceback instead.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    quiet_tf()
+    try:
+        return int(main(args) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001
+        from rolekd_tf.errors import RolekdError
+
+        if debug:
+            raise
+        if isinstance(e, RolekdError):
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(e, PermissionError):
+            print(f"error: permission denied: {e.filename!r} (choose a writable --out)", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(e, OSError) and e.errno == 28:
+            print(f"error: no space left on device while writing {e.filename!r}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        msg = " ".join(str(e).split())[:300]
+        print(f"error: internal error {type(e).__name__}: {msg} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

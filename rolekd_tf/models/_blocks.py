@@ -1,0 +1,55 @@
+"""Layer helpers shared by the model builders.
+
+Every layer gets an explicit, bit-width-independent name (``stage2_block1_conv1`` …) so two builds
+of one architecture with different ``w_bits``/``a_bits`` have identical layer names and weight
+shapes (needed by :func:`rolekd_tf.models.copy_trainable_weights`). Convolutions and dense layers
+are always :class:`~rolekd_tf.quant.QuantConv2D` / :class:`~rolekd_tf.quant.QuantDense` (``w_bits=32``
+for the full-precision first conv and last dense), and the ReLUs that become quantisers at low bit
+width are always :class:`~rolekd_tf.quant.ActivationQuantizer` (a ReLU at ``a_bits=32``).
+"""
+from __future__ import annotations
+
+import keras
+
+from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
+
+#: BatchNormalization settings of the role-kd code (REFERENCE.md §4); used by every model.
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+
+def conv(x, filters: int, kernel_size: int, stride: int, name: str, w_bits: int,
+         padding: str = "same", use_bias: bool = False):
+    return QuantConv2D(
+        filters, kernel_size, strides=stride, padding=padding, use_bias=use_bias,
+        kernel_initializer="he_normal", w_bits=w_bits, name=name,
+    )(x)
+
+
+def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True):
+    return QuantDense(units, use_bias=use_bias, w_bits=w_bits, name=name)(x)
+
+
+def bn(x, name: str):
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
+def act_q(x, a_bits: int, name: str):
+    """A ReLU that becomes a DoReFa activation quantiser when ``a_bits < 32``."""
+    return ActivationQuantizer(a_bits, name=name)(x)
+
+
+def relu(x, name: str):
+    """A ReLU that always stays full precision."""
+    return keras.layers.ReLU(name=name)(x)
+
+
+def tap(x, index: int):
+    """Mark a KD feature tap: an identity layer named ``tap_<index>`` on the main path."""
+    return keras.layers.Identity(name=f"tap_{index}")(x)
+
+
+def head(x, num_classes: int, use_bias: bool = True):
+    """Global average pool + full-precision dense ``logits`` (no softmax)."""
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias)

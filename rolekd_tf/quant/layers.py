@@ -1,0 +1,122 @@
+"""DoReFa quantisation-aware Keras layers.
+
+* :class:`QuantConv2D` / :class:`QuantDense`: ``keras.layers.Conv2D`` / ``keras.layers.Dense`` with
+  a ``w_bits`` argument. The layer stores a float *latent* kernel (``layer.kernel``, the variable
+  the optimiser updates and weight decay acts on); ``call`` uses
+  ``quantize_weight(kernel, w_bits)`` (:mod:`rolekd_tf.quant.dorefa`). The bias is never
+  quantised. With ``w_bits=32`` the layer behaves exactly like its parent class.
+* :class:`ActivationQuantizer`: ``quantize_activation(x, a_bits)``; a plain ReLU at 32 bits.
+
+For export code: ``layer.w_bits`` (int) and ``layer.dorefa_kernel()`` — the effective kernel the
+forward pass uses (a float tensor of the kernel's shape; equal to ``layer.kernel`` at 32 bits).
+For ``2 ≤ w_bits ≤ 8`` its values are the odd multiples of ``1/(2^w_bits − 1)`` in [−1, 1];
+for ``w_bits = 1`` they are ``±mean|kernel|``. ``layer.a_bits`` of an :class:`ActivationQuantizer`
+gives the activation grid ``i/(2^a_bits − 1)``. (The method is not called ``quantized_kernel``
+because Keras' own ``Dense``/``Conv`` quantisation modes use that attribute name.)
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from rolekd_tf.quant.dorefa import quantize_activation, quantize_weight, validate_bits
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class QuantConv2D(keras.layers.Conv2D):
+    """2-D convolution with a DoReFa ``w_bits``-bit kernel (Zhou et al. 2016).
+
+    Forward: ``y = conv(x, Q_w(kernel)) + bias`` with ``Q_w = quantize_weight(·, w_bits)``.
+    Backward: straight-through on the round only (see :mod:`rolekd_tf.quant.dorefa`); the latent
+    float kernel receives the gradient.
+    """
+
+    def __init__(self, filters, kernel_size, *, w_bits: int = 32, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        self.w_bits = validate_bits(w_bits, "w_bits")
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.w_bits < 32
+
+    def dorefa_kernel(self):
+        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``."""
+        return quantize_weight(self.kernel, self.w_bits)
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.dorefa_kernel())
+        if self.use_bias:
+            if self.data_format == "channels_last":
+                bias_shape = (1,) * (self.rank + 1) + (self.filters,)
+            else:
+                bias_shape = (1, self.filters) + (1,) * self.rank
+            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["w_bits"] = self.w_bits
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class QuantDense(keras.layers.Dense):
+    """Dense layer with a DoReFa ``w_bits``-bit kernel (Zhou et al. 2016).
+
+    Forward: ``y = x · Q_w(kernel) + bias``; backward as :class:`QuantConv2D`.
+    """
+
+    def __init__(self, units, *, w_bits: int = 32, **kwargs):
+        super().__init__(units, **kwargs)
+        self.w_bits = validate_bits(w_bits, "w_bits")
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.w_bits < 32
+
+    def dorefa_kernel(self):
+        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``."""
+        return quantize_weight(self.kernel, self.w_bits)
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self.dorefa_kernel())
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config["w_bits"] = self.w_bits
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class ActivationQuantizer(keras.layers.Layer):
+    """DoReFa ``a_bits``-bit activation quantiser replacing a ReLU (Zhou et al. 2016).
+
+    Forward: ``Q_k(clip(x, 0, 1))`` (``k = a_bits``), or ``relu(x)`` when ``a_bits = 32``.
+    Backward: 1 inside ``[0, 1]``, 0 outside; straight-through on the round.
+    """
+
+    def __init__(self, a_bits: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        self.a_bits = validate_bits(a_bits, "a_bits")
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.a_bits < 32
+
+    def call(self, inputs):
+        return quantize_activation(inputs, self.a_bits)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["a_bits"] = self.a_bits
+        return config

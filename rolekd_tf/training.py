@@ -1,0 +1,516 @@
+"""Training one model (teacher or distilled student) into a resumable run directory.
+
+Run directory layout (every file written atomically)::
+
+    RUN_DIR/config.yaml      resolved config
+    RUN_DIR/run.json         role, --init / --teacher / --schedule provenance
+    RUN_DIR/schedule.json    the per-epoch augmentation schedule used (if any)
+    RUN_DIR/checkpoints/state.npz + state.json   last finished epoch (weights + optimizer)
+    RUN_DIR/tb/              TensorBoard logs
+    RUN_DIR/metrics.json     per-epoch train/val metrics, final accuracies, wall time
+    RUN_DIR/model.keras      the trained model (the student alone for distillation runs)
+
+Re-running the same command resumes from the last checkpoint; a different config refuses.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rolekd_tf.config import Config, config_from_dict, save_config
+from rolekd_tf.errors import CheckpointError, ConfigError, RolekdError, ScheduleError
+from rolekd_tf.fileio import (
+    atomic_path,
+    atomic_write_json,
+    clean_stale_temporaries,
+    save_model_atomic,
+)
+
+STATE_VERSION = 1
+
+
+def _keras():
+    import keras  # local import: keeps `--help` and config validation fast
+
+    return keras
+
+
+def step_lr(base_lr: float, epochs: int, milestones, gamma: float):
+    """Step schedule: ``lr(epoch) = base_lr · gamma^(number of milestones ≤ epoch/epochs)``."""
+    bounds = [int(round(m * epochs)) for m in milestones]
+
+    def fn(epoch: int) -> float:
+        return float(base_lr * gamma ** sum(epoch >= b for b in bounds))
+
+    return fn
+
+
+def make_optimizer(cfg: Config):
+    keras = _keras()
+    t = cfg.train
+    kw = {}
+    if t.grad_clip_norm:
+        kw["global_clipnorm"] = t.grad_clip_norm
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=t.lr, momentum=t.momentum, nesterov=t.nesterov, **kw)
+    return keras.optimizers.Adam(learning_rate=t.lr, epsilon=t.adam_epsilon, **kw)
+
+
+def load_run_model(run_dir: str | os.PathLike):
+    """Load ``RUN_DIR/model.keras`` (the registered layers need no custom_objects)."""
+    keras = _keras()
+    import rolekd_tf  # noqa: F401  (registers layers)
+
+    path = Path(run_dir) / "model.keras"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    if not path.is_file():
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} has no model.keras (is the training finished?)"
+        )
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except Exception as e:  # corrupt / foreign file
+        raise CheckpointError(f"cannot load {str(path)!r}: {type(e).__name__}: {str(e)[:200]}")
+
+
+def read_run_config(run_dir: str | os.PathLike) -> Config:
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    from rolekd_tf.config import read_yaml
+
+    return config_from_dict(read_yaml(p))
+
+
+class Task:
+    """Data + model factory for one role; used by ``train.py`` and by each PBT member.
+
+    ``role="teacher"``: the full-precision (or any) model of ``cfg.model`` trained on its own.
+    ``role="student"``: a :class:`~rolekd_tf.distill.Distiller` with the frozen teacher from
+    ``teacher_dir/model.keras`` and the student ``cfg.model``, KD loss ``cfg.distill.kd``.
+    ``init_dir``: copy that run's trainable weights into the model (BN statistics start fresh).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        role: str = "teacher",
+        teacher_dir: str | None = None,
+        init_dir: str | None = None,
+        splits=None,
+        verbose: int = 0,
+    ):
+        if role not in ("teacher", "student"):
+            raise ConfigError(f"role={role!r}; allowed: teacher, student")
+        if role == "student" and not teacher_dir and cfg.distill.kd != "none":
+            raise ConfigError(
+                f"distill.kd={cfg.distill.kd!r} needs a teacher run: pass --teacher RUN_DIR (or --kd none)"
+            )
+        self.cfg = cfg
+        self.role = role
+        self.teacher_dir = teacher_dir
+        self.init_dir = init_dir
+        self.verbose = verbose
+        if splits is None:
+            from rolekd_tf.data import load_splits
+
+            splits = load_splits(
+                cfg.data.dataset,
+                train_size=cfg.data.train_size,
+                val_size=cfg.data.val_size,
+                holdout_size=cfg.data.holdout_size,
+                seed=cfg.seed,
+                cache_dir=cfg.data.cache_dir,
+            )
+        self.splits = splits
+        self.info = splits.info
+        n = len(splits.x_train)
+        if n < cfg.train.batch_size:
+            raise ConfigError(
+                f"train.batch_size={cfg.train.batch_size} is larger than the training split ({n} images)"
+            )
+        self.steps_per_epoch = n // cfg.train.batch_size
+        self.total_epochs = cfg.train.epochs
+        self.teacher = self._load_teacher() if teacher_dir else None
+
+    # ----------------------------------------------------------------- models
+    def _load_teacher(self):
+        teacher = load_run_model(self.teacher_dir)
+        nc = int(teacher.output.shape[-1])
+        if nc != self.info.num_classes:
+            raise CheckpointError(
+                f"teacher {self.teacher_dir!r} predicts {nc} classes but dataset "
+                f"{self.cfg.data.dataset!r} has {self.info.num_classes}"
+            )
+        shape = tuple(teacher.input.shape[1:])
+        if shape != tuple(self.info.image_shape):
+            raise CheckpointError(
+                f"teacher {self.teacher_dir!r} takes input {shape} but the dataset images are "
+                f"{tuple(self.info.image_shape)}"
+            )
+        teacher.trainable = False
+        return teacher
+
+    def build_network(self):
+        from rolekd_tf.models import build_model
+
+        m = self.cfg.model
+        return build_model(
+            m.name,
+            num_classes=self.info.num_classes,
+            w_bits=m.w_bits,
+            a_bits=m.a_bits,
+            input_shape=tuple(self.info.image_shape),
+        )
+
+    def build(self):
+        """A compiled model ready for ``fit``: a Distiller (task loss + KD, coupled L2)."""
+        from rolekd_tf.distill import Distiller
+
+        student = self.build_network()
+        if self.init_dir:
+            from rolekd_tf.models import copy_trainable_weights
+
+            copy_trainable_weights(load_run_model(self.init_dir), student)
+        d = self.cfg.distill
+        kd = d.kd if self.teacher is not None else "none"
+        model = Distiller(
+            self.teacher,
+            student,
+            kd=kd,
+            update=d.update,
+            weight_decay=self.cfg.train.weight_decay,
+            temperature=d.temperature,
+            soft_alpha=d.soft_alpha,
+            mhgd_heads=d.mhgd_heads,
+            lambda_init=d.lambda_init,
+            clip_e0=d.clip_e0,
+            adapter=d.adapter,
+            seed=self.cfg.seed,
+        )
+        from rolekd_tf.models.device import choose_jit_compile
+
+        model.compile(optimizer=make_optimizer(self.cfg), jit_compile=choose_jit_compile(self.cfg.train.jit_compile))
+        # Build the optimizer's slots now so a checkpoint can be restored before the first step.
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    # ------------------------------------------------------------------- data
+    def train_dataset(self, policy_table=None, start_epoch: int = 0):
+        from rolekd_tf.augment.pipeline import make_train_dataset
+
+        a = self.cfg.augment
+        return make_train_dataset(
+            self.splits.x_train,
+            self.splits.y_train,
+            self.info,
+            batch_size=self.cfg.train.batch_size,
+            seed=self.cfg.seed,
+            policy_table=policy_table,
+            start_epoch=start_epoch,
+            pad_crop=a.pad_crop,
+            flip=a.flip,
+            cutout=a.cutout,
+        )
+
+    def eval_dataset(self, which: str = "val"):
+        from rolekd_tf.augment.pipeline import make_eval_dataset
+
+        x = getattr(self.splits, f"x_{which}")
+        y = getattr(self.splits, f"y_{which}")
+        return make_eval_dataset(x, y, self.info, batch_size=max(self.cfg.train.batch_size, 256))
+
+    # --------------------------------------------------------------- training
+    def callbacks(self):
+        keras = _keras()
+        from rolekd_tf.distill.callbacks import EpochTracker, LambdaSchedule
+
+        t, d = self.cfg.train, self.cfg.distill
+        cbs = [
+            keras.callbacks.LearningRateScheduler(step_lr(t.lr, t.epochs, t.lr_milestones, t.lr_gamma)),
+            EpochTracker(),
+        ]
+        if self.teacher is not None and d.kd != "none":
+            cbs.append(
+                LambdaSchedule(
+                    d.lambda_init,
+                    decay=d.lambda_decay if d.update == "weighted_sum" else 0.6,
+                    milestones=d.lambda_milestones,
+                    total_epochs=t.epochs,
+                )
+            )
+        return cbs
+
+    def fit(self, model, *, policy_table=None, initial_epoch: int, epochs: int, callbacks=()):
+        """Train epochs ``[initial_epoch, epochs)``; returns the Keras history dict."""
+        if epochs <= initial_epoch:
+            return {}
+        ds = self.train_dataset(policy_table, start_epoch=initial_epoch)
+        hist = model.fit(
+            ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=self.steps_per_epoch,
+            validation_data=self.eval_dataset("val") if len(self.splits.x_val) else None,
+            callbacks=list(self.callbacks()) + list(callbacks),
+            verbose=self.verbose,
+        )
+        return hist.history
+
+    def evaluate(self, model, which: str = "val") -> float:
+        """Top-1 accuracy (fraction) of the (student) model on a split, inference-mode BN."""
+        x = getattr(self.splits, f"x_{which}")
+        if len(x) == 0:
+            return float("nan")
+        res = model.evaluate(self.eval_dataset(which), verbose=0, return_dict=True)
+        return float(res["accuracy"])
+
+    # ----------------------------------------------------------- checkpoints
+    @staticmethod
+    def _state_variables(model):
+        student = model.student
+        vs = list(student.weights)
+        extra = [v for v in model.weights if all(v is not s for s in vs)]
+        teacher_ids = set()
+        if getattr(model, "teacher", None) is not None:
+            teacher_ids = {id(v) for v in model.teacher.weights}
+        extra = [v for v in extra if id(v) not in teacher_ids]
+        return vs + extra + list(model.optimizer.variables)
+
+    def save_state(self, model, path, *, epoch: int, extra: dict | None = None) -> None:
+        """Write weights + optimizer state after ``epoch`` finished epochs, atomically."""
+        path = Path(path)
+        vs = self._state_variables(model)
+        arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(vs)}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        meta = {
+            "version": STATE_VERSION,
+            "epoch": int(epoch),
+            "num_variables": len(vs),
+            "shapes": [list(v.shape) for v in vs],
+        }
+        meta.update(extra or {})
+        atomic_write_json(path.with_suffix(".json"), meta)
+
+    def load_state(self, model, path) -> dict:
+        """Restore what :meth:`save_state` wrote; returns its metadata (``epoch`` …)."""
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = np.load(path)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {str(path)!r} is missing") from None
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {type(e).__name__}") from None
+        vs = self._state_variables(model)
+        if meta.get("version") != STATE_VERSION or meta.get("num_variables") != len(vs):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not match this model ({meta.get('num_variables')} "
+                f"variables saved, {len(vs)} expected): was it written with another config?"
+            )
+        for i, v in enumerate(vs):
+            arr = data[f"v{i:05d}"]
+            if tuple(arr.shape) != tuple(v.shape):
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r}: variable {v.path} has shape {tuple(arr.shape)} "
+                    f"saved but {tuple(v.shape)} expected"
+                )
+            v.assign(arr)
+        return meta
+
+
+def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: float, prior_wall: float):
+    keras = _keras()
+
+    class _Checkpoint(keras.callbacks.Callback):
+        """Checkpoint + metrics.json after every epoch; stop with a message on NaN/inf loss."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True
+                self._diverged = float(loss)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if getattr(self, "_diverged", None) is not None:
+                return  # keep the last good checkpoint
+            for k, v in (logs or {}).items():
+                history.setdefault(k, []).append(float(v))
+            history.setdefault("epoch", []).append(int(epoch))
+            wall = prior_wall + time.time() - t0
+            if (epoch + 1) % task.cfg.train.checkpoint_every == 0 or epoch + 1 == task.total_epochs:
+                task.save_state(model, run_dir / "checkpoints" / "state.npz", epoch=epoch + 1,
+                                extra={"wall_time_s": wall})
+                atomic_write_json(run_dir / "metrics.json", {"history": history, "wall_time_s": wall,
+                                                             "finished": False})
+
+    return _Checkpoint()
+
+
+def _provenance(role, init, teacher, schedule) -> dict:
+    ab = lambda p: str(Path(p).resolve()) if p else None  # noqa: E731
+    return {"role": role, "init": ab(init), "teacher": ab(teacher), "schedule": ab(schedule)}
+
+
+def prepare_schedule(cfg: Config, schedule_path: str | None):
+    """Load a schedule file and fit it to ``cfg.train.epochs`` (stretch by an integer multiple)."""
+    if not schedule_path:
+        return None
+    from rolekd_tf.augment.policy import load_schedule
+
+    sched = load_schedule(schedule_path, epochs=cfg.augment.schedule_epochs)
+    E = cfg.train.epochs
+    if sched.epochs == E:
+        return sched
+    if sched.epochs > E:
+        # A longer schedule (e.g. a 200-epoch search used for a short run) is cut, never reused.
+        from rolekd_tf.augment.policy import Schedule
+
+        return Schedule(list(sched.policies[:E]))
+    if not cfg.augment.stretch:
+        raise ScheduleError(
+            f"schedule {schedule_path!r} has {sched.epochs} epochs but training runs {E}; "
+            "set augment.stretch=true to stretch it by an integer multiple"
+        )
+    return sched.stretch(E)
+
+
+def run_training(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    *,
+    init: str | None = None,
+    teacher: str | None = None,
+    schedule: str | None = None,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> dict:
+    """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run).
+
+    Returns the final metrics dict (also written to ``out_dir/metrics.json``).
+    """
+    keras = _keras()
+    run_dir = Path(out_dir)
+    role = "student" if teacher else "teacher"
+    schedule = schedule or cfg.augment.schedule
+    prov = _provenance(role, init, teacher, schedule)
+    cfg_yaml = cfg.to_yaml()
+    if (run_dir / "config.yaml").exists() and not overwrite:
+        old = (run_dir / "config.yaml").read_text()
+        old_prov = {}
+        if (run_dir / "run.json").exists():
+            old_prov = json.loads((run_dir / "run.json").read_text())
+        if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+            diff = _first_difference(old, cfg_yaml, old_prov, prov)
+            raise CheckpointError(
+                f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
+                "use another --out, or --overwrite to start again"
+            )
+        if (run_dir / "metrics.json").exists():
+            m = json.loads((run_dir / "metrics.json").read_text())
+            if m.get("finished") and (run_dir / "model.keras").exists():
+                if verbose:
+                    print(f"{run_dir} is already finished; nothing to do")
+                return m
+    elif overwrite and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    # Validate everything that can fail before writing anything.
+    sched = prepare_schedule(cfg, schedule)
+    keras.utils.set_random_seed(cfg.seed)
+    task = Task(cfg, role=role, teacher_dir=teacher, init_dir=init, verbose=verbose)
+    model = task.build()
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(run_dir)
+    clean_stale_temporaries(run_dir / "checkpoints")
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / "run.json", prov)
+
+    table = None
+    if sched is not None:
+        from rolekd_tf.augment.pipeline import PolicyTable
+
+        sched.save(run_dir / "schedule.json")
+        table = PolicyTable(cfg.train.epochs)
+        table.assign_schedule(sched.as_array())
+
+    initial_epoch, history, prior_wall = 0, {}, 0.0
+    state = run_dir / "checkpoints" / "state.npz"
+    if state.exists():
+        meta = task.load_state(model, state)
+        initial_epoch = int(meta["epoch"])
+        prior_wall = float(meta.get("wall_time_s", 0.0))
+        if (run_dir / "metrics.json").exists():
+            history = json.loads((run_dir / "metrics.json").read_text()).get("history", {})
+            history = {k: v[:initial_epoch] for k, v in history.items()}
+        if verbose:
+            print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}")
+
+    t0 = time.time()
+    ckpt = _checkpoint_callback(task, model, run_dir, history, t0, prior_wall)
+    cbs = [ckpt, keras.callbacks.TensorBoard(str(run_dir / "tb"), update_freq="epoch")]
+    task.fit(model, policy_table=table, initial_epoch=initial_epoch, epochs=cfg.train.epochs, callbacks=cbs)
+    if getattr(ckpt, "_diverged", None) is not None:
+        raise RolekdError(
+            f"training diverged (loss={ckpt._diverged}) in epoch {len(history.get('epoch', [])) + 1}; "
+            f"the last good checkpoint is kept in {str(state)!r} — lower train.lr or check the data"
+        )
+    wall = prior_wall + time.time() - t0
+    val_acc = task.evaluate(model, "val")
+    holdout_acc = task.evaluate(model, "holdout")
+    save_model_atomic(model.student, run_dir / "model.keras")
+    metrics: dict[str, Any] = {
+        "history": history,
+        "final": {
+            "val_accuracy": val_acc,
+            "holdout_accuracy": holdout_acc,
+            "epochs": cfg.train.epochs,
+            "train_images": int(len(task.splits.x_train)),
+            "val_images": int(len(task.splits.x_val)),
+            "holdout_images": int(len(task.splits.x_holdout)),
+            "model": cfg.model.name,
+            "w_bits": cfg.model.w_bits,
+            "a_bits": cfg.model.a_bits,
+            "kd": cfg.distill.kd if teacher else "none",
+            "params": int(model.student.count_params()),
+        },
+        "wall_time_s": wall,
+        "finished": True,
+    }
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _first_difference(old_yaml: str, new_yaml: str, old_prov: dict, prov: dict) -> str:
+    import yaml
+
+    def flat(d, pre=""):
+        out = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{pre}{k}."))
+            else:
+                out[f"{pre}{k}"] = v
+        return out
+
+    a, b = flat(yaml.safe_load(old_yaml)), flat(yaml.safe_load(new_yaml))
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            return f"{k}: {a.get(k)!r} there, {b.get(k)!r} now"
+    for k in prov:
+        if old_prov.get(k) != prov.get(k):
+            return f"--{k}: {old_prov.get(k)!r} there, {prov.get(k)!r} now"
+    return "unknown difference"
