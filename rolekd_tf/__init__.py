@@ -3,9 +3,9 @@
 Importing the package registers its Keras layers, so ``keras.saving.load_model`` needs no
 ``custom_objects``.
 """
-import os as _os
+from rolekd_tf._quiet import import_tensorflow_quietly as _itq
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_itq()
 
 __version__ = "0.1.0"
 

@@ -40,6 +40,9 @@ class ModelConfig:
     name: str = "resnet20"
     w_bits: int = 32
     a_bits: int = 32
+    #: BatchNormalization momentum: 0.99 as in role-kd; short CPU runs (a few hundred steps) need
+    #: ~0.9 or the inference-mode statistics lag far behind the weights.
+    bn_momentum: float = 0.99
 
 
 @dataclass
@@ -145,6 +148,12 @@ def _coerce(where: str, value: Any, default: Any, annotation: str) -> Any:
             raise ConfigError(f"{where}={value!r} must be an integer")
         return value
     if ann.startswith("float"):
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-5" (no dot) as a string; accept any float literal.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}={value!r} must be a number")
         return float(value)
@@ -187,6 +196,8 @@ def validate(cfg: Config) -> Config:
         bits = getattr(cfg.model, what)
         if bits not in ALLOWED_BITS:
             raise ConfigError(f"model.{what}={bits} is out of range; allowed: 1..8 or 32")
+    if not 0 <= cfg.model.bn_momentum < 1:
+        raise ConfigError(f"model.bn_momentum={cfg.model.bn_momentum} must be in [0, 1)")
     t = cfg.train
     if t.epochs < 1:
         raise ConfigError(f"train.epochs={t.epochs} must be >= 1")

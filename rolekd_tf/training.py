@@ -169,6 +169,7 @@ class Task:
             w_bits=m.w_bits,
             a_bits=m.a_bits,
             input_shape=tuple(self.info.image_shape),
+            bn_momentum=m.bn_momentum,
         )
 
     def build(self):
@@ -239,14 +240,11 @@ class Task:
             EpochTracker(),
         ]
         if self.teacher is not None and d.kd != "none":
-            cbs.append(
-                LambdaSchedule(
-                    d.lambda_init,
-                    decay=d.lambda_decay if d.update == "weighted_sum" else 0.6,
-                    milestones=d.lambda_milestones,
-                    total_epochs=t.epochs,
-                )
-            )
+            # weighted_sum: λ reaches the loss (paper: ×0.5 every 30%); clip_to_task_grad: λ is
+            # only logged, decayed as the released code does (×0.6 at 30/60/80%).
+            factor = d.lambda_decay if d.update == "weighted_sum" else 0.6
+            cbs.append(LambdaSchedule(t.epochs, lambda_init=d.lambda_init, factor=factor,
+                                      fractions=d.lambda_milestones))
         return cbs
 
     def fit(self, model, *, policy_table=None, initial_epoch: int, epochs: int, callbacks=()):
@@ -262,6 +260,7 @@ class Task:
             validation_data=self.eval_dataset("val") if len(self.splits.x_val) else None,
             callbacks=list(self.callbacks()) + list(callbacks),
             verbose=self.verbose,
+            shuffle=False,  # the pipeline reshuffles per epoch itself, seeded
         )
         return hist.history
 
@@ -420,8 +419,7 @@ def run_training(
         if (run_dir / "metrics.json").exists():
             m = json.loads((run_dir / "metrics.json").read_text())
             if m.get("finished") and (run_dir / "model.keras").exists():
-                if verbose:
-                    print(f"{run_dir} is already finished; nothing to do")
+                print(f"{run_dir} is already finished; nothing to do", flush=True)
                 return m
     elif overwrite and run_dir.exists():
         import shutil
@@ -456,8 +454,7 @@ def run_training(
         if (run_dir / "metrics.json").exists():
             history = json.loads((run_dir / "metrics.json").read_text()).get("history", {})
             history = {k: v[:initial_epoch] for k, v in history.items()}
-        if verbose:
-            print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}")
+        print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 
     t0 = time.time()
     ckpt = _checkpoint_callback(task, model, run_dir, history, t0, prior_wall)

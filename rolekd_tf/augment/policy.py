@@ -250,7 +250,8 @@ class Schedule:
                 if given != pols:
                     raise ScheduleError("segments do not expand to the given per-epoch policies")
         else:
-            if isinstance(policies, (Policy, str, bytes, Mapping)):
+            if policies is None or isinstance(policies, (Policy, str, bytes, Mapping)) \
+                    or not hasattr(policies, "__iter__"):
                 raise ScheduleError("Schedule needs a list of policies (one per epoch)")
             pols = tuple(_as_policy(p, f"epoch {e} policy") for e, p in enumerate(policies))
             segs = None
@@ -352,7 +353,7 @@ class Schedule:
     def to_json(self) -> dict:
         """Our versioned JSON document (a dict; ``json.dumps`` it or use :meth:`save`)."""
         src = dict(self._source)
-        src.setdefault("segment_lengths", self.segment_lengths)
+        src["segment_lengths"] = self.segment_lengths
         return {
             "format": SCHEDULE_FORMAT,
             "version": SCHEDULE_VERSION,
@@ -363,12 +364,12 @@ class Schedule:
         }
 
     def dumps(self) -> str:
-        """:meth:`to_json` as text: one line per epoch policy (readable diffs)."""
+        """:meth:`to_json` as text: compact values, one line per epoch policy (readable diffs)."""
         doc = self.to_json()
         epochs = doc.pop("epochs")
-        head = json.dumps(doc, indent=2)[:-2]  # drop the closing "\n}"
+        head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
         body = ",\n".join("    " + json.dumps(e, separators=(",", ":")) for e in epochs)
-        return head + ',\n  "epochs": [\n' + body + "\n  ]\n}\n"
+        return "{\n" + head + ',\n  "epochs": [\n' + body + "\n  ]\n}\n"
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_json` to ``path`` atomically."""
@@ -417,7 +418,7 @@ class Schedule:
             raise ScheduleError(f"{where}: field 'source' must be an object, got {type(source).__name__}")
         segs = None
         lens = source.get("segment_lengths")
-        if perm is None and isinstance(lens, list) and lens and all(_is_int(n) and n > 0 for n in lens) \
+        if isinstance(lens, list) and lens and all(_is_int(n) and n > 0 for n in lens) \
                 and sum(lens) == len(pols):
             # Keep parse_log's segment boundaries when they agree with the per-epoch policies.
             segs, e0, ok = [], 0, True
@@ -493,7 +494,9 @@ def _config_policy(cfg: Any, what: str) -> Policy:
             raise ScheduleError(f"{what}: config dict has no 'hp_policy' key")
         cfg = cfg["hp_policy"]
         what += ".hp_policy"
-    elif not isinstance(cfg, (list, tuple)):
+    elif isinstance(cfg, Policy):
+        return cfg
+    elif not isinstance(cfg, (list, tuple, np.ndarray)):
         raise ScheduleError(f"{what}: expected a {POLICY_LEN}-int list or a dict with 'hp_policy', "
                             f"got {type(cfg).__name__}")
     return _policy_from_checked(_check_values(cfg, what))
@@ -565,7 +568,7 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
                      f"is --epochs the search's epoch count?)")
     for (p, n), w in zip(segs, seg_where):
         if n <= 0:
-            raise ScheduleError(f"broken lineage: {w}: segment length {n} is not positive")
+            raise ScheduleError(f"{w}: broken lineage: segment length {n} is not positive")
     total = sum(n for _, n in segs)
     if total != epochs:  # guaranteed by construction; checked like PBA's assert
         raise ScheduleError(f"{prefix}broken lineage: segment lengths sum to {total}, expected {epochs}")

@@ -337,7 +337,7 @@ class MHGD(keras.layers.Layer):
                 if steps_per_epoch is not None and n >= steps_per_epoch:
                     break
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                losses.append(float(step(x, tf.constant([seed0, counter], tf.int32)[1] + seed0 * 7919)))
+                losses.append(float(step(x, tf.constant(seed0 * 7919 + counter, tf.int32))))
                 counter += 1
             history.append(float(np.mean(losses)) if losses else float("nan"))
         self.trainable = False

@@ -1,1 +1,25 @@
+"""Model zoo: CIFAR ResNets, PreResNets, WRNs and AlexNet, full precision or DoReFa k-bit, with
+named KD feature taps (``tap_1 … tap_n``, ``logits``)."""
+from rolekd_tf.models.device import choose_jit_compile
+from rolekd_tf.models.registry import (
+    MODELS,
+    available_models,
+    build_model,
+    get_builder,
+    register_model,
+)
+from rolekd_tf.models.taps import feature_model, tap_layer_names
+from rolekd_tf.models.weights import copy_trainable_weights, kernel_variables
 
+__all__ = [
+    "MODELS",
+    "available_models",
+    "build_model",
+    "choose_jit_compile",
+    "copy_trainable_weights",
+    "feature_model",
+    "get_builder",
+    "kernel_variables",
+    "register_model",
+    "tap_layer_names",
+]

@@ -9,6 +9,9 @@ width are always :class:`~rolekd_tf.quant.ActivationQuantizer` (a ReLU at ``a_bi
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import keras
 
 from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
@@ -30,8 +33,21 @@ def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True):
     return QuantDense(units, use_bias=use_bias, w_bits=w_bits, name=name)(x)
 
 
+_BN_MOMENTUM = contextvars.ContextVar("bn_momentum", default=BN_MOMENTUM)
+
+
+@contextlib.contextmanager
+def bn_momentum(value: float):
+    """Models built inside use this BatchNormalization momentum (moving-statistics decay)."""
+    token = _BN_MOMENTUM.set(float(value))
+    try:
+        yield
+    finally:
+        _BN_MOMENTUM.reset(token)
+
+
 def bn(x, name: str):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM.get(), epsilon=BN_EPSILON, name=name)(x)
 
 
 def act_q(x, a_bits: int, name: str):

@@ -42,4 +42,7 @@ def feature_model(model: keras.Model) -> keras.Model:
     except ValueError:
         raise ModelError(f"model {model.name!r} has no layer named 'logits'") from None
     outputs = [model.get_layer(n).output for n in names] + [logits]
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    # A single input stays a single tensor (a one-element list would make Keras warn about the
+    # input structure on every call with a plain tensor).
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_features")

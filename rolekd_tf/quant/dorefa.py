@@ -76,13 +76,14 @@ def round_ste(x):
 
 
 @tf.custom_gradient
-def _sign_ste(x):
-    """``sign`` with ``sign(0) = +1`` and a straight-through (identity) gradient."""
+def _binary_weight(w):
+    """``sign(w)·mean|w|`` (``sign(0) = +1``) with the identity gradient ``dL/dw = dL/dw_q``."""
 
     def grad(dy):
         return dy
 
-    return tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x)), grad
+    e = tf.reduce_mean(tf.abs(w))
+    return tf.where(w >= 0, e, -e), grad
 
 
 def quantize_k(x, k: int):
@@ -99,8 +100,7 @@ def quantize_weight(w, k: int):
     if k == 32:
         return w
     if k == 1:
-        e = tf.stop_gradient(tf.reduce_mean(tf.abs(w)))
-        return _sign_ste(w) * e
+        return _binary_weight(w)
     t = tf.tanh(w)
     m = tf.maximum(tf.reduce_max(tf.abs(t)), _EPS)
     u = t / (2.0 * m) + 0.5

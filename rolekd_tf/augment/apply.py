@@ -1,0 +1,144 @@
+"""PBA's policy rule and the standard CIFAR augmentation, vectorised over the batch.
+
+``apply_policy`` follows PBA's per-image rule (REFERENCE.md §1) for every sample at once:
+
+1. draw a cap ``count ∈ {0,1,2}`` with p = (0.2, 0.3, 0.5);
+2. visit the 30 (op, p, level) slots in a per-sample random order (argsort of stateless
+   uniforms); slot *j* fires when ``U_j < p`` and fewer than ``count`` slots fired before it.
+
+At most two slots fire, so the rule is computed as per-sample fire masks + an exclusive cumsum,
+compressed to "first fired op" and "second fired op", and the 15-op dispatcher runs twice.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rolekd_tf.augment import ops as _ops
+
+NUM_SLOTS = 2 * _ops.NUM_OPS          # 30 (op, prob, level) slots: copy A then copy B
+POLICY_LENGTH = 2 * NUM_SLOTS         # 60 ints
+COUNT_PROBS = (0.2, 0.3, 0.5)         # cap on fired ops per image
+
+
+def _as_float_images(images):
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.float32:
+        images = tf.cast(images, tf.float32)
+    return images
+
+
+def _fill(fill):
+    return tf.reshape(tf.cast(tf.convert_to_tensor(fill), tf.float32), [3])
+
+
+def sample_policy_ops(policy, batch_size, seed):
+    """Draw which ops fire for each sample (PBA's rule).
+
+    Args:
+      policy: int32 ``[60]`` (copy A op k → ``v[2k]`` prob 0..10, ``v[2k+1]`` level; copy B →
+        ``v[30+2k]``, ``v[31+2k]``).
+      batch_size: scalar.
+      seed: int32 ``[2]`` stateless seed.
+
+    Returns:
+      ``(ops, levels, fired)``: int32 ``[B, 2]`` op index of the first / second fired slot,
+      int32 ``[B, 2]`` their levels, bool ``[B, 2]`` whether that step fires at all.
+    """
+    policy = tf.reshape(tf.cast(tf.convert_to_tensor(policy), tf.int32), [POLICY_LENGTH])
+    probs = tf.cast(policy[0::2], tf.float32) / 10.0                    # [30]
+    levels = policy[1::2]                                               # [30]
+    s_count, s_perm, s_fire = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+
+    u = tf.random.stateless_uniform([batch_size], seed=s_count)
+    count = tf.where(u < COUNT_PROBS[0], 0, tf.where(u < COUNT_PROBS[0] + COUNT_PROBS[1], 1, 2))
+    perm = tf.argsort(tf.random.stateless_uniform([batch_size, NUM_SLOTS], seed=s_perm), axis=1)
+    perm = tf.cast(perm, tf.int32)                                       # slot visited j-th
+    coin = tf.random.stateless_uniform([batch_size, NUM_SLOTS], seed=s_fire)
+    want = coin < tf.gather(probs, perm)                                 # U < p, per visit
+    before = tf.cumsum(tf.cast(want, tf.int32), axis=1, exclusive=True)  # fired before visit j
+    fired = want & (before < count[:, None])
+
+    out_ops, out_levels, out_fired = [], [], []
+    for k in range(2):
+        hit = fired & tf.equal(before, k)                                # the (k+1)-th firing
+        any_hit = tf.reduce_any(hit, axis=1)
+        slot = tf.reduce_sum(tf.where(hit, perm, 0), axis=1)             # ≤ 1 hit per row
+        out_ops.append(slot % _ops.NUM_OPS)
+        out_levels.append(tf.gather(levels, slot))
+        out_fired.append(any_hit)
+    return tf.stack(out_ops, 1), tf.stack(out_levels, 1), tf.stack(out_fired, 1)
+
+
+def apply_policy(images, policy, *, fill, seed, method="partition"):
+    """Apply a 60-int PBA policy to a batch.
+
+    Args:
+      images: float32 (or uint8) ``[B, H, W, 3]`` in 0..255.
+      policy: int32 ``[60]`` tensor (may be a read of a ``tf.Variable``).
+      fill: float32 ``[3]`` dataset mean colour in 0..255.
+      seed: int32 ``[2]`` stateless seed.
+      method: dispatcher, see ``ops.apply_op_by_index``.
+
+    Returns:
+      float32 ``[B, H, W, 3]``, integer-valued 0..255 (each fired op does a uint8 round trip).
+    """
+    images = tf.round(tf.clip_by_value(_as_float_images(images), 0.0, 255.0))
+    fill = _fill(fill)
+    seed = tf.convert_to_tensor(seed)
+    b = tf.shape(images)[0]
+    s_draw, s_op1, s_op2 = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    op_idx, levels, fired = sample_policy_ops(policy, b, s_draw)
+    for k, s in enumerate((s_op1, s_op2)):
+        images = _ops.apply_op_by_index(images, op_idx[:, k], levels[:, k], fired[:, k],
+                                        fill=fill, seed=s, method=method)
+    return images
+
+
+def baseline_augment(images, *, fill, pad=4, flip=True, cutout=16, seed):
+    """PBA's standard augmentation, vectorised: mean-pad ``pad`` px + random crop back to
+    H×W (offsets 0..2·pad−1, REFERENCE.md §1), horizontal flip with p = 0.5, then Cutout
+    ``cutout``×``cutout`` at a uniform centre (clipped at the border; 0 disables). Padding and
+    Cutout use the exact ``fill`` (so they normalise to 0, as PBA's zeros do).
+
+    Returns float32 ``[B, H, W, 3]``.
+    """
+    images = _as_float_images(images)
+    fill = _fill(fill)
+    seed = tf.convert_to_tensor(seed)
+    s = tf.shape(images)
+    b, h, w = s[0], s[1], s[2]
+    s_off, s_flip, s_cut = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    pad, cutout = int(pad), int(cutout)
+    if pad < 0 or cutout < 0:
+        raise ValueError(f"pad={pad}, cutout={cutout}: expected ≥ 0")
+
+    if pad > 0 or flip:
+        if pad > 0:
+            off = tf.random.stateless_uniform([b, 2], seed=s_off, minval=0, maxval=2 * pad,
+                                              dtype=tf.int32)
+            oy, ox = off[:, 0], off[:, 1]
+        else:
+            oy = ox = tf.zeros([b], tf.int32)
+        if flip:
+            do_flip = tf.random.stateless_uniform([b], seed=s_flip) < 0.5
+        else:
+            do_flip = tf.zeros([b], tf.bool)
+        # Crop then flip, as one gather: out[r, c] = padded[r + oy, c' + ox], c' = c or W−1−c.
+        cols = tf.range(w)[None, :]
+        cols = tf.where(do_flip[:, None], w - 1 - cols, cols) + ox[:, None]       # [B, W]
+        rows = tf.range(h)[None, :] + oy[:, None]                                 # [B, H]
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        if pad > 0:
+            pr = tf.range(h + 2 * pad)
+            pc = tf.range(w + 2 * pad)
+            inside = (((pr >= pad) & (pr < h + pad))[:, None]
+                      & ((pc >= pad) & (pc < w + pad))[None, :])
+            padded = tf.where(inside[None, :, :, None], padded, tf.reshape(fill, [1, 1, 1, 3]))
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
+
+    if cutout > 0:
+        r, c = _ops.cutout_centres(s_cut, b, h, w)
+        half = tf.fill([b], cutout // 2)
+        images = _ops.paint_squares(images, r, c, half, fill)
+    return images

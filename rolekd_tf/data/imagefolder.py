@@ -1,0 +1,382 @@
+"""``imagefolder:PATH`` — images laid out ``<split>/<class>/<image>`` in a folder or archive.
+
+* ``PATH`` is a folder, or a ``.tar`` / ``.tar.gz`` / ``.tgz`` archive, possibly with one
+  top-level directory (``cifar10/train/<class>/<n>.jpg``). The ``train`` split folder is used
+  (the shallowest folder named ``train`` that holds class subfolders of images); if there is
+  none and the root itself (or its single wrapper folder) holds class folders, that is used.
+* Class ids are the sorted class-folder names; images are the files directly inside a class
+  folder whose extension is an image extension (other files and hidden entries are ignored).
+  Every image must decode (PIL, converted to RGB) and all must have one size.
+* Archives are extracted once into the cache (``cache_dir`` argument, else env
+  ``ROLEKD_CACHE_DIR``, else ``~/.cache/rolekd_tf``) under ``imagefolder/<stem>-<key>/``,
+  keyed by the archive's resolved path, size and mtime. Members with absolute paths, ``..``,
+  links or anything but regular files and folders are refused. Extraction goes to a temporary
+  folder that is renamed into place, so an interrupted run never leaves a half tree.
+* The decoded arrays (+ class names and measured mean/std) are cached as ``decoded.npz`` beside
+  the extraction (folders: ``decoded-<fingerprint>.npz``, the fingerprint covering every image's
+  relative path, size and mtime), written atomically with :func:`rolekd_tf.fileio.atomic_path`.
+  A second load reads only the .npz.
+* Concurrent loaders of the same source (e.g. PBT trials) serialise on a lock file, so the
+  source is decoded once.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from rolekd_tf.errors import DataError
+from rolekd_tf.fileio import atomic_path, clean_stale_temporaries
+from rolekd_tf.data.info import channel_stats
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_CACHE_FORMAT = 1
+_SPLIT_SEARCH_DEPTH = 4
+_FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python < 3.10.12 has no filters
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else env ``ROLEKD_CACHE_DIR``, else ``~/.cache/rolekd_tf``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("ROLEKD_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "rolekd_tf"
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _subdirs(d: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(d)
+                      if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+                      and e.name != "__MACOSX")
+    except OSError as exc:
+        raise DataError(f"cannot list folder {d} ({exc.strerror or exc})") from None
+
+
+def _has_image(d: Path) -> bool:
+    try:
+        with os.scandir(d) as it:
+            return any(e.is_file() and _is_image(e.name) for e in it)
+    except OSError:
+        return False
+
+
+def _holds_classes(d: Path) -> bool:
+    return any(_has_image(c) for c in _subdirs(d))
+
+
+def find_split_dir(root: Path, display: str) -> Path:
+    """The ``train`` split folder under ``root`` (see the module docstring)."""
+    level = [root]
+    for _ in range(_SPLIT_SEARCH_DEPTH + 1):
+        nxt = []
+        for d in level:
+            if d.name == "train" and _holds_classes(d):
+                return d
+            nxt.extend(_subdirs(d))
+        level = nxt
+    d = root
+    for _ in range(_SPLIT_SEARCH_DEPTH + 1):
+        if _holds_classes(d):
+            return d
+        subs = _subdirs(d)
+        if len(subs) != 1:
+            break
+        d = subs[0]
+    raise DataError(f"imagefolder {display} contains no images in the expected layout "
+                    "<split>/<class>/<image> (no 'train' folder with class subfolders of "
+                    f"{'/'.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))} files)")
+
+
+def scan_split(split_dir: Path, display_root: str, base: Path) -> tuple[list[str], list[Path], np.ndarray]:
+    """Class names (sorted), image paths (sorted per class) and int32 labels."""
+    classes = _subdirs(split_dir)
+    names, files, labels = [], [], []
+    for c in classes:
+        try:
+            imgs = sorted(e.name for e in os.scandir(c) if e.is_file() and _is_image(e.name))
+        except OSError as exc:
+            raise DataError(f"cannot list class folder {c} ({exc.strerror or exc})") from None
+        if not imgs:
+            raise DataError(f"imagefolder {display_root}: class folder "
+                            f"'{_rel(c, base)}' contains no images")
+        label = len(names)
+        names.append(c.name)
+        files.extend(c / f for f in imgs)
+        labels.extend([label] * len(imgs))
+    if not names:
+        raise DataError(f"imagefolder {display_root}: no class folders in '{_rel(split_dir, base)}'")
+    return names, files, np.asarray(labels, dtype=np.int32)
+
+
+def _rel(p: Path, base: Path) -> str:
+    try:
+        return p.relative_to(base).as_posix() or "."
+    except ValueError:
+        return str(p)
+
+
+# --------------------------------------------------------------------------- decoding
+
+def _decode_one(path: Path) -> np.ndarray:
+    """Decode one image file to uint8 HxWx3 RGB (raises on unreadable/truncated files)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode != "RGB":
+            im = im.convert("RGB")
+        return np.asarray(im, dtype=np.uint8)
+
+
+def decode_images(files: list[Path], display) -> np.ndarray:
+    """Decode ``files`` into one uint8 NHWC array (thread pool; PIL releases the GIL).
+
+    ``display(path)`` gives the name shown in errors. Errors name the first bad file in order.
+    """
+
+    def work(i_path):
+        i, path = i_path
+        try:
+            return i, _decode_one(path), None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt image
+            return i, None, exc
+
+    first = work((0, files[0]))
+    if first[2] is not None:
+        _raise_decode(files[0], first[2], display)
+    shape = first[1].shape
+    x = np.empty((len(files),) + shape, dtype=np.uint8)
+    x[0] = first[1]
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for i, arr, exc in pool.map(work, enumerate(files[1:], start=1)):
+                if exc is not None:
+                    _raise_decode(files[i], exc, display)
+                if arr.shape != shape:
+                    raise DataError(
+                        f"image {display(files[i])} is {arr.shape[1]}x{arr.shape[0]} but "
+                        f"{display(files[0])} is {shape[1]}x{shape[0]}; all images must share "
+                        "one size")
+                x[i] = arr
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # don't decode the rest first
+            raise
+    return x
+
+
+def _raise_decode(path: Path, exc: Exception, display) -> None:
+    msg = str(exc).splitlines()[0][:160] if str(exc) else ""
+    raise DataError(f"cannot decode image {display(path)} ({type(exc).__name__}"
+                    f"{': ' + msg if msg else ''}); the file is unreadable, truncated or corrupt")
+
+
+# --------------------------------------------------------------------------- cache files
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """Exclusive advisory lock on ``folder/.lock``; yields True if it is really held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+        fh = open(folder / ".lock", "a+")
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            held = True
+        except OSError:
+            held = False
+        yield held
+    finally:
+        fh.close()  # releases the lock
+
+
+def _read_npz(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format"]) != _CACHE_FORMAT:
+                return None
+            x, y = z["x"], z["y"].astype(np.int32)
+            names = [str(s) for s in z["class_names"]]
+            mean = tuple(float(v) for v in z["mean"])
+            std = tuple(float(v) for v in z["std"])
+    except Exception:  # noqa: BLE001 - a damaged cache file is just a cache miss
+        return None
+    if x.ndim != 4 or x.dtype != np.uint8 or len(x) != len(y):
+        return None
+    return x, y, names, mean, std
+
+
+def _write_npz(path: Path, x, y, names, mean, std) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, format=np.int64(_CACHE_FORMAT), x=x, y=y.astype(np.int32),
+                     class_names=np.asarray(names, dtype=str),
+                     mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "data"
+
+
+# --------------------------------------------------------------------------- archives
+
+def _archive_stem(p: Path) -> str:
+    n = p.name
+    for s in ARCHIVE_SUFFIXES:
+        if n.lower().endswith(s):
+            return n[: -len(s)]
+    return n
+
+
+def _check_member(m: tarfile.TarInfo, display: str) -> None:
+    name = m.name
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        raise DataError(f"archive {display}: member '{name}' has an absolute path; refused")
+    if ".." in norm.split("/"):
+        raise DataError(f"archive {display}: member '{name}' escapes the archive with '..'; refused")
+    if m.issym() or m.islnk():
+        raise DataError(f"archive {display}: member '{name}' is a "
+                        f"{'symbolic' if m.issym() else 'hard'} link; links are refused")
+    if not (m.isfile() or m.isdir()):
+        raise DataError(f"archive {display}: member '{name}' is a device/fifo/special file; "
+                        "only regular files and folders are allowed")
+
+
+def extract_archive(archive: Path, dest: Path, display: str) -> None:
+    """Safely extract ``archive`` to ``dest`` (temp folder + rename; ``dest`` must not exist)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-extract-", dir=dest.parent))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tf:
+                for m in tf:
+                    _check_member(m, display)
+                    if m.isdir():  # keep empty folders: an empty class folder is an error
+                        parts = [x for x in m.name.replace("\\", "/").split("/") if x not in ("", ".")]
+                        if parts:
+                            tmp.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                        continue
+                    try:
+                        tf.extract(m, tmp, set_attrs=False, filter="data")
+                    except TypeError:  # Python without extraction filters
+                        tf.extract(m, tmp, set_attrs=False)
+        except DataError:
+            raise
+        except _FILTER_ERROR as exc:
+            raise DataError(f"archive {display}: member refused ({exc})") from None
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise DataError(f"archive {display} cannot be read as a tar archive "
+                            f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # anything but "another process finished first"
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def load_imagefolder(path: str, *, cache_dir=None):
+    """Return ``(x uint8 NHWC, y int32, class_names, mean, std)`` of the ``train`` split."""
+    if not path:
+        raise DataError("imagefolder: needs a path, e.g. 'imagefolder:/data/cifar10' "
+                        "or 'imagefolder:/data/cifar10.tar.gz'")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"imagefolder path {path} does not exist")
+    root = cache_root(cache_dir) / "imagefolder"
+    if p.is_file():
+        return _load_archive(p, root, path)
+    if p.is_dir():
+        return _load_folder(p, root, path)
+    raise DataError(f"imagefolder path {path} is neither a folder nor a tar archive")
+
+
+def _decode_split(split_dir: Path, base: Path, display_root: str, display_file):
+    names, files, y = scan_split(split_dir, display_root, base)
+    x = decode_images(files, display_file)
+    mean, std = channel_stats(x)
+    return x, y, names, mean, std
+
+
+def _load_archive(p: Path, root: Path, display: str):
+    if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise DataError(f"imagefolder path {display} is a file but not a .tar/.tar.gz/.tgz archive")
+    st = p.stat()
+    key = hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    base = root / f"{_slug(_archive_stem(p))}-{key}"
+    npz = base / "decoded.npz"
+    hit = _read_npz(npz)
+    if hit is not None:
+        return hit
+    with _locked(base) as held:
+        hit = _read_npz(npz)  # another process may have finished while we waited
+        if hit is not None:
+            return hit
+        if held:
+            clean_stale_temporaries(base)
+            for t in base.glob(".tmp-extract-*"):
+                shutil.rmtree(t, ignore_errors=True)
+        extracted = base / "extracted"
+        if not extracted.is_dir():
+            extract_archive(p, extracted, display)
+        split_dir = find_split_dir(extracted, display)
+        data = _decode_split(split_dir, extracted, display,
+                             lambda f: f"{display}:{_rel(f, extracted)}")
+        _write_npz(npz, *data)
+    return data
+
+
+def _load_folder(p: Path, root: Path, display: str):
+    split_dir = find_split_dir(p, display)
+    names, files, y = scan_split(split_dir, display, p)
+    h = hashlib.sha1()
+    for f in files:
+        st = f.stat()
+        h.update(f"{_rel(f, p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    base = root / f"{_slug(p.resolve().name)}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:16]}"
+    npz = base / f"decoded-{h.hexdigest()[:16]}.npz"
+    hit = _read_npz(npz)
+    if hit is not None:
+        return hit
+    with _locked(base) as held:
+        hit = _read_npz(npz)
+        if hit is not None:
+            return hit
+        if held:
+            clean_stale_temporaries(base)
+            for old in base.glob("decoded-*.npz"):  # the folder changed: drop old decodes
+                old.unlink(missing_ok=True)
+        x = decode_images(files, str)
+        mean, std = channel_stats(x)
+        data = (x, y, names, mean, std)
+        _write_npz(npz, *data)
+    return data

@@ -1,0 +1,39 @@
+"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8] [--debug]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rolekd_tf.cli import run_cli
+
+
+def main(argv=None) -> int:
+    from rolekd_tf.export.run import DEFAULT_FORMATS, FORMATS
+
+    p = argparse.ArgumentParser(prog="python -m rolekd_tf.export",
+                                description="Export a run directory to RUN_DIR/export/ "
+                                            "(Keras, SavedModel, TFLite fp32 / int8) and write report.json.")
+    p.add_argument("run_dir", help="run directory with config.yaml and model.keras")
+    p.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS),
+                   help=f"any of {', '.join(FORMATS)} or all (default: all)")
+    p.add_argument("--eval-size", type=int, default=1000, help="images of the holdout/val split evaluated (default 1000)")
+    p.add_argument("--representative-size", type=int, default=300, help="training images for int8 calibration")
+    p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads for the latency figure")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    args = p.parse_args(argv)
+    if args.debug:
+        import os
+
+        os.environ["ROLEKD_DEBUG"] = "1"
+    from rolekd_tf.export.run import export_run, parse_formats
+    from rolekd_tf.errors import ExportError
+
+    if args.eval_size < 0 or args.representative_size < 1 or args.threads < 1:
+        raise ExportError("--eval-size must be >= 0, --representative-size and --threads >= 1")
+    export_run(args.run_dir, parse_formats(args.formats), eval_size=args.eval_size,
+               representative_size=args.representative_size, num_threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,381 @@
+"""Export graphs: the trainable model with preprocessing inside, and an inference-only
+"export view" whose DoReFa quantisers are spelled as ops the TFLite converter lowers exactly.
+
+Input contract of every exported model: RGB pixels in [0, 255], shape ``(N, H, W, 3)`` of the
+dataset (float32; uint8 for the integer TFLite file). The graph normalises with the dataset's
+mean/std, ``(x/255 − mean)/std`` (one per-channel multiply-add, :func:`preprocessing_layer`), and
+returns class logits in the order of the sorted class names (``export/labels.txt``).
+
+Export view (:func:`build_export_view`), per layer of the trained functional model:
+
+* ``QuantConv2D`` / ``QuantDense``: the kernel is the constant ``dorefa_kernel()``. When a conv's
+  only consumer is a ``BatchNormalization``, the BN is folded into it (``c_j = γ_j/√(σ²_j+ε)``):
+  kernel ``K·c_j``, bias ``β_j − μ_j c_j``.
+* In ``mode="int8"`` every low-bit kernel (``2 ≤ w_bits ≤ 8``) gets a per-output-channel
+  ``fake_quant_with_min_max_vars_per_channel`` with range ``±127·|c_j|/n`` (``n = 2^w_bits − 1``,
+  8 bits, narrow range). That pins the int8 scale to ``|c_j|/n``, so the stored int8 values are
+  exactly ``n·w_dorefa`` — the odd integers ``−n … n`` — instead of the converter's default
+  ``max|w|/127`` (which cannot represent 1/3: 127/3 is not an integer). ``w_bits = 1`` kernels
+  (``±E``) use the range ``±E·|c_j|`` (int values ±127). Full-precision kernels (stem, logits)
+  are left to the converter's calibration.
+* ``ActivationQuantizer(k < 32)``: ``clip(x, 0, 1)`` followed by, in ``mode="float"``,
+  ``round(n·x)/n`` (as Keras), or in ``mode="int8"``, ``fake_quant_with_min_max_args(min=0,
+  max=255/n, num_bits=8)``, i.e. an 8-bit tensor with scale exactly ``1/n``: the levels ``i/n``
+  are integers ``i`` (+ zero point) and the requantisation into that tensor *is* the k-bit round.
+  (``fake_quant`` rounds half up, ``tf.round`` half to even: they differ only on exact ties.)
+  ``a_bits = 32`` stays a ReLU.
+* In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
+  pixels enter the integer graph unchanged.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rolekd_tf.errors import ExportError
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def preprocessing_layer(mean, std, name: str = "preprocess"):
+    """``keras.layers.Rescaling`` computing ``(x/255 − mean)/std`` per channel (built-in layer, so
+    the ``.keras`` file needs no custom objects)."""
+    keras = _keras()
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1)
+    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
+        raise ExportError(f"dataset mean/std must be 3 values each with std > 0; got mean={mean.tolist()} std={std.tolist()}")
+    scale = (1.0 / (255.0 * std)).tolist()
+    offset = (-mean / std).tolist()
+    return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+
+
+def wrap_with_preprocessing(model, mean, std, *, name: str = "exported"):
+    """The trainable model with the pixel normalisation in front: pixels [0,255] → logits.
+
+    The trained model is nested unchanged (same layers and variables), so gradients reach its
+    latent kernels and the file can be fine-tuned after ``keras.saving.load_model``.
+    """
+    keras = _keras()
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    inputs = keras.Input(shape=shape, dtype="float32", name="pixels")
+    x = preprocessing_layer(mean, std)(inputs)
+    outputs = model(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# --------------------------------------------------------------------------- export view
+def _export_layer_classes():
+    """Inference-only layers of the export view (never saved, so not registered)."""
+    keras = _keras()
+    tf = _tf()
+
+    class ConstConv2D(keras.layers.Layer):
+        def __init__(self, src, kernel, bias, fq_range, **kw):
+            super().__init__(name=src.name, **kw)
+            self.kernel_c = np.asarray(kernel, np.float32)
+            self.bias_c = None if bias is None else np.asarray(bias, np.float32)
+            self.fq_range = None if fq_range is None else np.asarray(fq_range, np.float32)
+            self.strides = tuple(src.strides)
+            self.padding = src.padding.upper()
+            self.dilation = tuple(src.dilation_rate)
+            self.groups = getattr(src, "groups", 1)
+            self.act = src.activation
+            if src.data_format != "channels_last" or self.groups != 1:
+                raise ExportError(f"layer {src.name!r}: only channels_last, groups=1 convolutions can be exported")
+
+        def call(self, x, training=None, mask=None):
+            k = tf.constant(self.kernel_c)
+            if self.fq_range is not None:
+                r = tf.constant(self.fq_range)
+                k = tf.quantization.fake_quant_with_min_max_vars_per_channel(k, -r, r, num_bits=8, narrow_range=True)
+            y = tf.nn.conv2d(x, k, strides=[1, *self.strides, 1], padding=self.padding,
+                             dilations=[1, *self.dilation, 1])
+            if self.bias_c is not None:
+                y = tf.nn.bias_add(y, tf.constant(self.bias_c))
+            if self.act is not None:
+                y = self.act(y)
+            return y
+
+    class ConstDense(keras.layers.Layer):
+        def __init__(self, src, kernel, bias, fq_range, **kw):
+            super().__init__(name=src.name, **kw)
+            self.kernel_c = np.asarray(kernel, np.float32)
+            self.bias_c = None if bias is None else np.asarray(bias, np.float32)
+            self.fq_range = None if fq_range is None else np.asarray(fq_range, np.float32)
+            self.act = src.activation
+
+        def call(self, x, training=None, mask=None):
+            k = tf.constant(self.kernel_c)
+            if self.fq_range is not None:
+                r = tf.constant(self.fq_range)
+                k = tf.quantization.fake_quant_with_min_max_vars_per_channel(k, -r, r, num_bits=8, narrow_range=True)
+            y = tf.matmul(x, k)
+            if self.bias_c is not None:
+                y = y + tf.constant(self.bias_c)
+            if self.act is not None:
+                y = self.act(y)
+            return y
+
+    class Affine(keras.layers.Layer):
+        """Inference BatchNormalization as a constant per-channel multiply-add."""
+
+        def __init__(self, src, scale, shift, **kw):
+            super().__init__(name=src.name, **kw)
+            self.scale_c = np.asarray(scale, np.float32)
+            self.shift_c = np.asarray(shift, np.float32)
+
+        def call(self, x, training=None, mask=None):
+            return x * tf.constant(self.scale_c) + tf.constant(self.shift_c)
+
+    class ActQ(keras.layers.Layer):
+        def __init__(self, src, mode, **kw):
+            super().__init__(name=src.name, **kw)
+            self.bits = int(src.a_bits)
+            self.mode = mode
+
+        def call(self, x, training=None, mask=None):
+            if self.bits == 32:
+                return tf.nn.relu(x)
+            n = 2**self.bits - 1
+            if self.mode == "int8":
+                # an 8-bit tensor with scale exactly 1/n covering [0, 1]: the producer's int32
+                # accumulator is requantised straight onto the k-bit grid, then clamped (exact ops)
+                z = min(128, 255 - n)
+                lo, hi = -z / n, (255 - z) / n
+                x = tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
+                x = tf.clip_by_value(x, 0.0, 1.0)
+                return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
+            x = tf.clip_by_value(x, 0.0, 1.0)
+            return tf.round(x * float(n)) / float(n)
+
+    class GridAdd(keras.layers.Layer):
+        """Residual add whose result only reaches a k-bit quantiser: the off-grid input is put on
+        the 1/n grid first. Exact, because round_n(y + q) = round_n(y) + q for q on the grid."""
+
+        def __init__(self, src, bits, **kw):
+            super().__init__(name=src.name, **kw)
+            self.bits = int(bits)
+
+        def call(self, xs, training=None, mask=None):
+            n = 2**self.bits - 1
+            z = min(128, 255 - n)
+            ys = [tf.quantization.fake_quant_with_min_max_args(x, min=-z / n, max=(255 - z) / n, num_bits=8)
+                  for x in xs]
+            return tf.add_n(ys) if len(ys) > 2 else ys[0] + ys[1]
+
+    class Passthrough(keras.layers.Layer):
+        def __init__(self, src, **kw):
+            super().__init__(name=src.name, **kw)
+
+        def call(self, x, training=None, mask=None):
+            return x
+
+    class InputFakeQuant(keras.layers.Layer):
+        def call(self, x, training=None, mask=None):
+            return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
+
+    return ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd
+
+
+def _producer(layer):
+    """The layer whose output feeds ``layer`` (single-input layers only), else None."""
+    try:
+        t = layer.input
+        if isinstance(t, (list, tuple)):
+            return None
+        return t._keras_history.operation
+    except Exception:
+        return None
+
+
+def _consumer_count(layer) -> int:
+    try:
+        return len(layer._outbound_nodes)
+    except Exception:
+        return 99
+
+
+def _consumers(layer) -> list:
+    try:
+        return [n.operation for n in layer._outbound_nodes]
+    except Exception:
+        return [None]
+
+
+def _grid_add_bits(layer) -> int | None:
+    """k if ``layer`` is an Add whose output reaches only k-bit ActivationQuantizers (through ReLU /
+    Identity layers) and all but at most one of its inputs come straight from such a quantiser."""
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    if not isinstance(layer, keras.layers.Add):
+        return None
+    bits = set()
+    frontier, seen = [layer], 0
+    while frontier and seen < 64:
+        seen += 1
+        cur = frontier.pop()
+        cons = _consumers(cur)
+        if not cons:
+            return None  # a model output
+        for c in cons:
+            if isinstance(c, ActivationQuantizer):
+                bits.add(int(c.a_bits))
+            elif isinstance(c, (keras.layers.ReLU, keras.layers.Identity)) and _consumer_count(c) >= 1:
+                frontier.append(c)
+            else:
+                return None
+    if len(bits) != 1 or 32 in bits:
+        return None
+    k = bits.pop()
+    try:
+        producers = [t._keras_history.operation for t in layer.input]
+    except Exception:
+        return None
+    off_grid = [p for p in producers if not (isinstance(p, ActivationQuantizer) and int(p.a_bits) == k)]
+    return k if len(off_grid) <= 1 else None
+
+
+def _bn_affine(bn):
+    gamma = np.asarray(bn.gamma.numpy()) if bn.scale else np.ones(bn.moving_mean.shape, np.float32)
+    beta = np.asarray(bn.beta.numpy()) if bn.center else np.zeros(bn.moving_mean.shape, np.float32)
+    mean = np.asarray(bn.moving_mean.numpy(), np.float64)
+    var = np.asarray(bn.moving_variance.numpy(), np.float64)
+    c = gamma.astype(np.float64) / np.sqrt(var + bn.epsilon)
+    return c, beta.astype(np.float64) - mean * c
+
+
+def weight_grid(layer):
+    """``(w_bits, n, levels)`` of a QuantConv2D/QuantDense's effective kernel (``n = 0`` for FP)."""
+    wb = int(getattr(layer, "w_bits", 32))
+    k = np.asarray(layer.dorefa_kernel().numpy() if hasattr(layer, "dorefa_kernel") else layer.kernel.numpy())
+    if wb == 32:
+        return wb, 0, None
+    if wb == 1:
+        return wb, 1, np.unique(k)
+    n = 2**wb - 1
+    return wb, n, np.unique(k)
+
+
+def build_export_view(model, mean, std, *, mode: str = "float"):
+    """Inference-only functional model ``pixels → logits`` for the TFLite converter (see module doc).
+
+    ``model`` is the trained (functional) model taking normalised images. Returns ``(view, plan)``
+    where ``plan`` maps layer name → dict(kind, w_bits, scale (per-channel int8 scale, exact
+    DoReFa layers only), folded_bn) used by the report and the exactness tests.
+    """
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer, QuantConv2D, QuantDense
+
+    if mode not in ("float", "int8"):
+        raise ExportError(f"export view mode={mode!r}; allowed: float, int8")
+    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+        raise ExportError(f"model {getattr(model, 'name', model)!r} is not a functional Keras model; only functional models can be exported")
+    ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd = _export_layer_classes()
+
+    # BN folding plan: conv (sole consumer = this BN) -> BN
+    fold = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            p = _producer(layer)
+            if isinstance(p, keras.layers.Conv2D) and p.activation in (None, keras.activations.linear) \
+                    and _consumer_count(p) == 1 and layer.axis in (-1, 3, [3], [-1]):
+                fold[p.name] = layer
+    folded_bns = {bn.name for bn in fold.values()}
+    plan = {}
+
+    def clone_fn(layer):
+        if isinstance(layer, (QuantConv2D, QuantDense)) or type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
+            wb = int(getattr(layer, "w_bits", 32))
+            k = np.asarray(layer.dorefa_kernel().numpy() if hasattr(layer, "dorefa_kernel") else layer.kernel.numpy(), np.float64)
+            b = None if layer.bias is None else np.asarray(layer.bias.numpy(), np.float64)
+            cout = k.shape[-1]
+            c = np.ones(cout)
+            bn = fold.get(layer.name)
+            if bn is not None:
+                c, shift = _bn_affine(bn)
+                b = shift + (c * b if b is not None else 0.0)
+                k = k * c
+            fq = None
+            scale = None
+            if wb < 32:
+                if wb == 1:
+                    e = float(np.max(np.abs(np.asarray(layer.dorefa_kernel().numpy()))))
+                    fq = 127.0 * (e / 127.0) * np.abs(c)  # int values ±127
+                    scale = e * np.abs(c) / 127.0
+                elif 2**wb - 1 <= 127:
+                    # q = n·M·w_dorefa with M = floor(127/n): odd multiples of M, |q| ≤ 127. The
+                    # extra factor M (42 at 2 bits) makes the int32 accumulator unit — and so the
+                    # bias resolution — M times finer than with q = n·w.
+                    n = 2**wb - 1
+                    m = 127 // n
+                    fq = 127.0 * np.abs(c) / (n * m)
+                    scale = np.abs(c) / (n * m)
+                else:  # 8-bit DoReFa weights need 9 bits (odd ints −255…255): not exact in int8
+                    fq, scale = None, None
+                if fq is not None:
+                    fq = np.maximum(fq, 1e-30)
+            plan[layer.name] = {"kind": "conv" if isinstance(layer, keras.layers.Conv2D) else "dense",
+                                "w_bits": wb, "folded_bn": bn.name if bn is not None else None,
+                                "scale": None if scale is None else scale.tolist(),
+                                "n": 0 if wb == 32 else (1 if wb == 1 else 2**wb - 1),
+                                "int_step": None if scale is None else (127 if wb == 1 else 127 // (2**wb - 1)),
+                                "sign": np.sign(c).tolist(),
+                                "kernel": k.astype(np.float32), "bias": None if b is None else np.asarray(b, np.float32)}
+            # Weight fake-quant is NOT put in the graph: the converter constant-folds it and picks
+            # its own max|w|/127 scale anyway; tflite.fix_int8_model() writes the exact grid.
+            fqr = None
+            cls = ConstConv2D if isinstance(layer, keras.layers.Conv2D) else ConstDense
+            return cls(layer, k, b, fqr)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if layer.name in folded_bns:
+                return Passthrough(layer)
+            c, shift = _bn_affine(layer)
+            return Affine(layer, c, shift)
+        if mode == "int8" and isinstance(layer, keras.layers.Add):
+            k = _grid_add_bits(layer)
+            if k is not None:
+                plan[layer.name] = {"kind": "grid_add", "a_bits": k}
+                return GridAdd(layer, k)
+        if isinstance(layer, ActivationQuantizer):
+            plan[layer.name] = {"kind": "act", "a_bits": int(layer.a_bits)}
+            return ActQ(layer, mode)
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        if isinstance(layer, keras.Model):
+            raise ExportError(f"layer {layer.name!r} is a nested model; export the flat functional model")
+        if not layer.weights:
+            try:  # a fresh copy keeps the view's layers unique (clean names, inspectable outputs)
+                return layer.__class__.from_config(layer.get_config())
+            except Exception:
+                pass
+        return layer  # other layers are reused as they are (shared weights)
+
+    try:
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        inputs = keras.Input(shape=shape, dtype="float32", name="pixels")
+        x = inputs
+        if mode == "int8":
+            x = InputFakeQuant(name="pixels_fq")(x)
+        x = preprocessing_layer(mean, std)(x)
+        inner = keras.models.clone_model(model, clone_function=clone_fn)
+    except ExportError:
+        raise
+    except Exception as e:
+        if os.environ.get("ROLEKD_DEBUG"):
+            raise
+        raise ExportError(f"cannot build the export graph of {model.name!r}: {type(e).__name__}: {str(e)[:200]}") from None
+    view = keras.Model(inputs, inner(x), name=f"{model.name}_export_{mode}")
+    return view, plan

@@ -1,0 +1,125 @@
+"""``export/report.json`` and its printed table: sizes, stored dtypes, accuracy, agreement,
+max |logit diff| and single-image latency of every exported file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def dir_bytes(path) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> dict:
+    return {
+        "accuracy": float(np.mean(logits.argmax(1) == labels)),
+        "top1_agreement": float(np.mean(logits.argmax(1) == ref.argmax(1))),
+        "max_abs_logit_diff": float(np.max(np.abs(logits - ref))) if len(ref) else 0.0,
+    }
+
+
+def layer_table(model_bytes: bytes, plan: dict, fixes: list | None = None) -> list[dict]:
+    """Per conv/dense layer: the bit width it represents vs the dtype stored in the flatbuffer."""
+    from rolekd_tf.export import tflite as T
+
+    interp = T.interpreter(model_bytes)
+    fb = T.flatbuffer_tensor_types(model_bytes)
+    by_layer = {}
+    fixes = fixes or []
+    for w in T.weight_tensors(interp):
+        rec = next((f for f in fixes if f.get("tensor") == w["name"]), None)
+        layer = rec["layer"] if rec else _guess_layer(w["name"], plan)
+        info = plan.get(layer, {})
+        stored = fb.get(w["name"], {}).get("type", w["dtype"])
+        vals = w["values"]
+        row = {
+            "layer": layer, "op": w["op"], "w_bits": info.get("w_bits"),
+            "stored_dtype": stored, "stored_bytes": fb.get(w["name"], {}).get("buffer_bytes"),
+            "shape": w["shape"],
+            "exact_dorefa_grid": bool(rec and rec.get("exact_weights")),
+        }
+        if vals is not None and vals.dtype.kind in "iu" and vals.size:
+            u = np.unique(vals)
+            row["distinct_int_values"] = int(len(u))
+            if len(u) <= 16:
+                row["int_values"] = [int(v) for v in u]
+        by_layer[layer or w["name"]] = row
+    return list(by_layer.values())
+
+
+def _guess_layer(tensor_name: str, plan: dict):
+    for name in sorted(plan, key=len, reverse=True):
+        if f"/{name}/" in tensor_name or f"/{name}_1/" in tensor_name:
+            return name
+    return None
+
+
+def format_table(report: dict) -> str:
+    rows = [("file", "bytes", "×fp32", "acc %", "Keras acc %", "agree %", "max|Δlogit|", "latency ms")]
+    keras_acc = report["reference"]["accuracy"] * 100
+    fp32 = report["files"].get("model_fp32.tflite", {}).get("bytes")
+    for name, f in report["files"].items():
+        ev = f.get("eval") or {}
+        rows.append((
+            name, f"{f['bytes']:,}",
+            f"{f['bytes'] / fp32:.3f}" if fp32 and name.endswith(".tflite") else "",
+            f"{100 * ev['accuracy']:.2f}" if "accuracy" in ev else "",
+            f"{keras_acc:.2f}" if ev else "",
+            f"{100 * ev['top1_agreement']:.2f}" if "top1_agreement" in ev else "",
+            f"{ev['max_abs_logit_diff']:.2e}" if "max_abs_logit_diff" in ev else "",
+            f"{f['latency_ms']:.3f}" if f.get("latency_ms") is not None else "",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ev = report["reference"]
+    lines.append(f"evaluated on {ev['images']} {ev['split']} images; latency: median of "
+                 f"{report['latency']['repeats']} single-image invokes, num_threads={report['latency']['num_threads']}")
+    for name, f in report["files"].items():
+        if f.get("layers"):
+            kinds = {}
+            for lay in f["layers"]:
+                key = (lay.get("w_bits"), lay.get("stored_dtype"), lay.get("exact_dorefa_grid"))
+                kinds[key] = kinds.get(key, 0) + 1
+            desc = "; ".join(f"{c}× w_bits={wb} stored {dt}{' (exact DoReFa grid)' if ex else ''}"
+                             for (wb, dt, ex), c in sorted(kinds.items(), key=lambda kv: str(kv[0])))
+            lines.append(f"{name}: {desc}")
+    for name, why in report.get("skipped", {}).items():
+        lines.append(f"{name}: skipped — {why}")
+    return "\n".join(lines)
+
+
+def markdown_table(report: dict) -> str:
+    t = format_table(report).splitlines()
+    head, body, foot = t[0], t[2:-1], t[-1]
+    def row(s):
+        return "| " + " | ".join(c for c in s.split("  ") if c.strip() != "") + " |"
+    out = [row(head), "|" + "---|" * len([c for c in head.split("  ") if c.strip()])]
+    for b in body:
+        cells = [c.strip() for c in _split_fixed(b, t[1])]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append(foot)
+    return "\n".join(out)
+
+
+def _split_fixed(line: str, rule: str):
+    cols, pos = [], 0
+    for seg in rule.split("  "):
+        cols.append(line[pos:pos + len(seg)])
+        pos += len(seg) + 2
+    return cols
+
+
+def env_info() -> dict:
+    import platform
+
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "machine": platform.machine()}

@@ -1,0 +1,237 @@
+"""``export_run(run_dir, formats)``: every export format of one run directory + ``report.json``."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rolekd_tf.errors import CheckpointError, DataError, ExportError, RolekdError
+from rolekd_tf.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, clean_stale_temporaries, save_model_atomic
+
+#: format name → file/folder under RUN_DIR/export/
+FORMATS = {
+    "keras": "model.keras",
+    "saved_model": "saved_model",
+    "fp32": "model_fp32.tflite",
+    "int8": "model_int8.tflite",
+    "w4": "model_w4.tflite",
+}
+#: ``w4`` (int4 weights of ≤3-bit layers) is added to the defaults when ai-edge-quantizer is
+#: installed and the model has such layers; asked for explicitly, its absence is an error.
+DEFAULT_FORMATS = ("keras", "saved_model", "fp32", "int8", "w4")
+
+
+def parse_formats(formats) -> list[str]:
+    if formats is None:
+        return list(DEFAULT_FORMATS)
+    if isinstance(formats, str):
+        formats = [f for f in formats.replace(",", " ").split() if f]
+    out = []
+    for f in formats:
+        f = str(f).strip().lower()
+        if f == "all":
+            out.extend(DEFAULT_FORMATS)
+            continue
+        if f not in FORMATS:
+            raise ExportError(f"export format {f!r} is unknown; allowed: {', '.join(FORMATS)} (or all)")
+        out.append(f)
+    if not out:
+        raise ExportError(f"no export format given; allowed: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(out))
+
+
+def _load(run_dir: Path):
+    from rolekd_tf.training import load_run_model, read_run_config
+
+    if not run_dir.is_dir():
+        raise ExportError(f"run directory {str(run_dir)!r} does not exist")
+    if not (run_dir / "model.keras").is_file():
+        raise ExportError(f"run directory {str(run_dir)!r} has no model.keras to export (is the training finished?)")
+    try:
+        cfg = read_run_config(run_dir)
+        model = load_run_model(run_dir)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    return cfg, model
+
+
+def _check_data(model, splits, what: str) -> None:
+    info = splits.info
+    nc = int(model.output_shape[-1])
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    if nc != info.num_classes:
+        raise ExportError(f"{what} {info.name!r} has {info.num_classes} classes but the model predicts {nc}; "
+                          "use the dataset the run was trained on")
+    if tuple(info.image_shape) != shape:
+        raise ExportError(f"{what} {info.name!r} has images of shape {tuple(info.image_shape)} but the model takes {shape}")
+    for name in ("x_train", "x_val", "x_holdout"):
+        x = getattr(splits, name)
+        if len(x) and tuple(x.shape[1:]) != shape:
+            raise ExportError(f"{what} {info.name!r}: {name} has images of shape {tuple(x.shape[1:])} but the model takes {shape}")
+
+
+def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
+               eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
+               seed: int = 0, verbose: bool = True) -> dict:
+    """Export ``RUN_DIR/model.keras`` into ``RUN_DIR/export/`` and return the report dict.
+
+    Files: ``model.keras`` (trainable, pixels → logits), ``saved_model/`` (``serving_default``),
+    ``model_fp32.tflite``, ``model_int8.tflite`` (uint8 pixels in, float32 logits out, int8 weights
+    and activations, DoReFa grids exact), ``labels.txt``, ``report.json``.
+
+    ``splits``: a :class:`rolekd_tf.data.Splits` to use instead of loading the run's dataset
+    (representative set = first ``representative_size`` training images of a seeded permutation,
+    evaluation = holdout split if any, else validation split, at most ``eval_size`` images).
+    """
+    from rolekd_tf.export import graph, savedmodel, tflite as T
+    from rolekd_tf.export import report as R
+
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    explicit_w4 = formats is not None and "w4" in parse_formats(formats)
+    fmts = parse_formats(formats)
+    cfg, model = _load(run_dir)
+    what = "representative data from"
+    if splits is None:
+        from rolekd_tf.data import load_splits
+
+        d = cfg.data
+        try:
+            splits = load_splits(d.dataset, train_size=d.train_size, val_size=d.val_size,
+                                 holdout_size=d.holdout_size, seed=cfg.seed, cache_dir=d.cache_dir)
+        except DataError as e:
+            raise ExportError(f"cannot load the run's dataset for calibration/evaluation: {e}") from None
+        what = "the run's dataset"
+    _check_data(model, splits, what)
+    info = splits.info
+    mean, std = info.mean, info.std
+
+    out = run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out)
+    rng = np.random.default_rng(seed)
+    if len(splits.x_train) == 0:
+        raise ExportError(f"dataset {info.name!r} has an empty training split; the int8 calibration needs images")
+    rep_idx = rng.permutation(len(splits.x_train))[:representative_size]
+    rep = splits.x_train[rep_idx].astype(np.float32)
+    if len(splits.x_holdout):
+        ex, ey, split_name = splits.x_holdout, splits.y_holdout, "holdout"
+    else:
+        ex, ey, split_name = splits.x_val, splits.y_val, "val"
+    if eval_size is not None:
+        ex, ey = ex[:eval_size], ey[:eval_size]
+    ex_f = ex.astype(np.float32)
+
+    wrapped = graph.wrap_with_preprocessing(model, mean, std, name=f"{model.name}_pixels")
+    ref = np.asarray(wrapped.predict(ex_f, batch_size=256, verbose=0)) if len(ex) else np.zeros((0, info.num_classes))
+    report: dict = {
+        "run_dir": str(run_dir.resolve()),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": cfg.model.name, "w_bits": cfg.model.w_bits, "a_bits": cfg.model.a_bits,
+                  "params": int(model.count_params())},
+        "input": {"layout": "NHWC RGB", "shape": [None, *[int(v) for v in model.input_shape[1:]]],
+                  "range": [0, 255], "dtype": {"keras/saved_model/fp32": "float32", "int8": "uint8"},
+                  "normalisation": "(x/255 - mean)/std inside the graph", "mean": list(mean), "std": list(std)},
+        "output": {"name": "logits", "classes": list(info.class_names),
+                   "class_order": "index i = line i of labels.txt = DatasetInfo.class_names[i]"
+                                  + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
+        "dataset": info.name,
+        "reference": {"what": "Keras model.keras on the same pixels", "split": split_name,
+                      "images": int(len(ex)), **R.compare(ref, ref, ey)},
+        "latency": {"num_threads": num_threads, "repeats": latency_repeats, "unit": "ms",
+                    "what": "median wall time of one tf.lite.Interpreter.invoke on a single image"},
+        "env": R.env_info(),
+        "files": {},
+    }
+    atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in info.class_names))
+
+    if "keras" in fmts:
+        save_model_atomic(wrapped, out / FORMATS["keras"])
+        report["files"]["model.keras"] = {"format": "keras", "bytes": R.dir_bytes(out / "model.keras"),
+                                          "note": "trainable: reload with keras.saving.load_model after `import rolekd_tf`"}
+    if "saved_model" in fmts:
+        savedmodel.export_saved_model(wrapped, out / FORMATS["saved_model"])
+        fn = savedmodel.load_serving_fn(out / FORMATS["saved_model"])
+        import tensorflow as tf
+
+        sm = np.concatenate([fn(pixels=tf.constant(ex_f[i:i + 256]))["logits"].numpy()
+                             for i in range(0, len(ex_f), 256)], 0) if len(ex) else ref
+        report["files"]["saved_model"] = {"format": "saved_model", "signature": savedmodel.SIGNATURE,
+                                          "bytes": R.dir_bytes(out / "saved_model"), "eval": R.compare(sm, ref, ey)}
+    plan = None
+    fp32_bytes = None
+    skipped = {}
+    for fmt in ("fp32", "int8", "w4"):
+        if fmt not in fmts:
+            continue
+        view, plan = graph.build_export_view(model, mean, std, mode="int8" if fmt == "int8" else "float")
+        fixes = None
+        if fmt == "fp32":
+            data = fp32_bytes = T.convert_fp32(view)
+        elif fmt == "int8":
+            data = T.convert_int8(view, rep)
+            data, fixes = T.fix_int8_model(data, plan)
+        else:
+            if not T.w4_layers(plan) or not _has_quantizer():
+                why = ("no layer has 2..3-bit DoReFa weights" if not T.w4_layers(plan)
+                       else "ai-edge-quantizer is not installed (pip install 'rolekd-tf[litert]')")
+                if explicit_w4:
+                    raise ExportError(f"cannot write the int4-weight variant: {why}")
+                skipped["model_w4.tflite"] = why
+                continue
+            data, fixes = T.convert_w4(fp32_bytes if fp32_bytes is not None else T.convert_fp32(view), plan)
+        path = out / FORMATS[fmt]
+        atomic_write_bytes(path, data)
+        interp = T.interpreter(path, num_threads=num_threads)
+        logits = T.run(interp, ex_f, batch=64) if len(ex) else ref
+        inp = interp.get_input_details()[0]
+        entry = {"format": f"tflite_{fmt}", "bytes": R.dir_bytes(path),
+                 "input_dtype": np.dtype(inp["dtype"]).name,
+                 "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
+                 "eval": R.compare(logits, ref, ey),
+                 "latency_ms": T.latency_ms(interp, ex_f[:1] if len(ex) else rep[:1], repeats=latency_repeats),
+                 "layers": R.layer_table(data, plan, fixes)}
+        if fixes is not None:
+            entry["exact_dorefa_layers"] = sum(bool(f.get("exact_weights")) for f in fixes)
+            entry["dorefa_layers"] = (sum(1 for v in plan.values() if v.get("scale") is not None) if fmt == "int8"
+                                      else len(T.w4_layers(plan)))
+        if fmt == "w4":
+            entry["note"] = ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "
+                             "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")
+        report["files"][FORMATS[fmt]] = entry
+    if skipped:
+        report["skipped"] = skipped
+    if "model_fp32.tflite" in report["files"] and "model_int8.tflite" in report["files"]:
+        f32, i8 = report["files"]["model_fp32.tflite"], report["files"]["model_int8.tflite"]
+        report["ratios"] = {"int8_over_fp32_bytes": i8["bytes"] / f32["bytes"],
+                            "int8_over_fp32_latency": i8["latency_ms"] / f32["latency_ms"],
+                            "int8_minus_keras_accuracy_points": 100 * (i8["eval"]["accuracy"] - report["reference"]["accuracy"])}
+    report["wall_time_s"] = time.time() - t_start
+    atomic_write_json(out / "report.json", _jsonable(report))
+    if verbose:
+        print(R.format_table(report))
+        print(f"wrote {out}")
+    return report
+
+
+def _has_quantizer() -> bool:
+    try:
+        import ai_edge_quantizer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    return o

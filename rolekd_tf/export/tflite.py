@@ -1,0 +1,420 @@
+"""TFLite conversion (fp32, full-integer int8), flatbuffer inspection and the interpreter runner."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import numpy as np
+
+from rolekd_tf.errors import ExportError
+
+#: TFLite schema TensorType enum → name (tensorflow/lite/schema/schema.fbs).
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
+                6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64",
+                11: "complex128", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32",
+                16: "uint16", 17: "int4", 18: "bfloat16"}
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _concrete_function(view):
+    tf = _tf()
+    shape = [None, *[int(d) for d in view.input_shape[1:]]]
+    fn = tf.function(lambda x: view(x, training=False))
+    return fn.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="pixels"))
+
+
+def _layer_names(model) -> list[str]:
+    names = []
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers"):  # a nested model: its layers, not its own name
+            names.extend(_layer_names(layer))
+        else:
+            names.append(layer.name)
+    return names
+
+
+def _graph_op_names(fn, types) -> list[str]:
+    """Names of the ops of ``types`` in a concrete function (and the functions it calls)."""
+    out = []
+    try:
+        graphs = [fn.graph] + [f.graph for f in getattr(fn.graph, "_functions", {}).values() if hasattr(f, "graph")]
+    except Exception:
+        graphs = [fn.graph]
+    for g in graphs:
+        for op in g.get_operations():
+            if op.type in types:
+                out.append(op.name)
+    return out
+
+
+def _explain(e: Exception, model, fn=None) -> str:
+    """One line naming the Keras layer(s) whose ops the converter could not lower."""
+    msg = str(e)
+    ops0 = set(re.findall(r"'tf\.([A-Za-z0-9_]+)'", msg))
+    if fn is not None and ops0:  # the converter's message names the op type, the graph names the layer
+        msg += " " + " ".join("/" + n + "/" for n in _graph_op_names(fn, ops0))
+    names = sorted(set(_layer_names(model)), key=len, reverse=True)
+    hits = []
+    for n in names:
+        if re.search(rf"/{re.escape(n)}(_\d+)?/", msg) and not any(n in h for h in hits):
+            hits.append(n)
+    ops = set(re.findall(r"'tf\.([A-Za-z0-9_]+)'", msg)) | set(re.findall(r'fused\["([A-Za-z0-9_]+):', msg))
+    ops = sorted(o for o in ops if o not in ("PartitionedCall", "StatefulPartitionedCall"))
+    what = f"op(s) {', '.join(ops[:5])}" if ops else "an op"
+    where = f"layer(s) {', '.join(repr(h) for h in hits[:5])}" if hits else "an unnamed layer"
+    return f"the TFLite converter cannot lower {what} in {where} of model {model.name!r}; replace that layer or export the other formats"
+
+
+def _convert(converter, view, fn=None) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as e:  # ConverterError and friends: map op names back to layers
+        if os.environ.get("ROLEKD_DEBUG"):
+            raise
+        raise ExportError(_explain(e, view, fn)) from None
+
+
+def convert_fp32(view) -> bytes:
+    """Float32 TFLite flatbuffer of an export view (``mode="float"``)."""
+    tf = _tf()
+    fn = _concrete_function(view)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], view)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return _convert(conv, view, fn)
+
+
+def convert_int8(view, representative, *, input_type: str = "uint8") -> bytes:
+    """Full-integer TFLite flatbuffer of an export view (``mode="int8"``).
+
+    ``representative``: float32 pixel batches ``(n, H, W, 3)`` in [0, 255] (training split) used to
+    calibrate every tensor without a fake-quant range. All ops are int8 builtins; the input is
+    ``input_type`` (uint8 pixels, scale 1, zero point 0 — or int8, zero point −128); the output is
+    the float32 logits (one dequantize at the end).
+    """
+    tf = _tf()
+    rep = np.asarray(representative, np.float32)
+
+    def gen():
+        for i in range(len(rep)):
+            yield [rep[i:i + 1]]
+
+    fn = _concrete_function(view)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], view)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
+    conv.inference_output_type = tf.float32
+    return _convert(conv, view, fn)
+
+
+# ------------------------------------------------------------------------------- inspection
+def flatbuffer_tensor_types(model_bytes: bytes) -> dict[str, dict]:
+    """Name → {type, buffer_bytes} read from the flatbuffer itself (not the interpreter)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.Model.GetRootAsModel(model_bytes, 0)
+    out = {}
+    for si in range(m.SubgraphsLength()):
+        g = m.Subgraphs(si)
+        for ti in range(g.TensorsLength()):
+            t = g.Tensors(ti)
+            buf = m.Buffers(t.Buffer())
+            nbytes = buf.DataLength() if buf is not None else 0
+            if nbytes == 0 and buf is not None and buf.Size():
+                nbytes = int(buf.Size())
+            name = t.Name().decode() if t.Name() else f"t{ti}"
+            out[name] = {"type": TENSOR_TYPES.get(t.Type(), str(t.Type())), "buffer_bytes": int(nbytes),
+                         "shape": [int(t.Shape(j)) for j in range(t.ShapeLength())]}
+    return out
+
+
+def interpreter(model_bytes_or_path, num_threads: int = 1):
+    tf = _tf()
+    kw = {"model_content": model_bytes_or_path} if isinstance(model_bytes_or_path, (bytes, bytearray)) \
+        else {"model_path": str(model_bytes_or_path)}
+    interp = tf.lite.Interpreter(num_threads=num_threads, **kw)
+    interp.allocate_tensors()
+    return interp
+
+
+def weight_tensors(interp) -> list[dict]:
+    """Constant weight tensors (conv/dense filters) with dtype, quantisation and values."""
+    out = []
+    ops = interp._get_ops_details()
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        if len(op["inputs"]) < 2:
+            continue
+        idx = int(op["inputs"][1])
+        producer = next((o for o in ops if idx in list(o["outputs"])), None)
+        if producer is not None and producer["op_name"] == "DEQUANTIZE":
+            idx = int(producer["inputs"][0])  # weight-only variants: the stored (int4/int8) tensor
+        d = next(t for t in interp.get_tensor_details() if t["index"] == idx)
+        try:
+            values = interp.get_tensor(idx)
+        except ValueError:
+            values = None
+        q = d.get("quantization_parameters", {})
+        out.append({"op": op["op_name"], "op_index": int(op["index"]), "name": d["name"],
+                    "dtype": np.dtype(d["dtype"]).name, "shape": list(d["shape"]), "values": values,
+                    "scales": np.asarray(q.get("scales", [])), "zero_points": np.asarray(q.get("zero_points", [])),
+                    "quantized_dimension": int(q.get("quantized_dimension", 0))})
+    return out
+
+
+def run(interp, pixels: np.ndarray, *, batch: int = 1) -> np.ndarray:
+    """Logits for ``pixels`` (N,H,W,3, values 0..255) one batch at a time."""
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    dtype = inp["dtype"]
+    x = np.asarray(pixels)
+    if dtype == np.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    elif dtype == np.int8:
+        s, zp = inp["quantization"]
+        x = np.clip(np.round(np.asarray(x, np.float64) / s + zp), -128, 127).astype(np.int8)
+    else:
+        x = x.astype(np.float32)
+    res = []
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        if tuple(interp.get_input_details()[0]["shape"]) != xb.shape:
+            interp.resize_tensor_input(inp["index"], list(xb.shape))
+            interp.allocate_tensors()
+        interp.set_tensor(inp["index"], xb)
+        interp.invoke()
+        y = interp.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] != np.float32:
+            s, zp = out["quantization"]
+            y = (y - zp) * s
+        res.append(y.copy())
+    return np.concatenate(res, 0)
+
+
+def latency_ms(interp, pixel: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> float:
+    """Median single-image ``invoke`` wall time in ms."""
+    run(interp, pixel[:1])
+    inp = interp.get_input_details()[0]
+    x = pixel[:1]
+    if inp["dtype"] == np.uint8:
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    elif inp["dtype"] == np.int8:
+        s, zp = inp["quantization"]
+        x = np.clip(np.round(np.asarray(x, np.float64) / s + zp), -128, 127).astype(np.int8)
+    else:
+        x = x.astype(np.float32)
+    interp.set_tensor(inp["index"], x)
+    for _ in range(warmup):
+        interp.invoke()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        interp.invoke()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+# ---------------------------------------------------------------------- exact int8 weights
+def _to_tflite_layout(kernel: np.ndarray) -> np.ndarray:
+    if kernel.ndim == 4:  # HWIO -> OHWI
+        return np.transpose(kernel, (3, 0, 1, 2))
+    return kernel.T  # (in, out) -> (out, in)
+
+
+def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
+    """Rewrite the int8 filters and int32 biases of conv/dense ops so that
+
+    * every DoReFa layer (``plan[name]["scale"]``) stores ``n·w_dorefa`` (odd integers −n…n) with
+      per-channel scale ``|c_j|/n`` — exactly the DoReFa levels (times the folded BN factor);
+    * every bias is quantised with ``input_scale × filter_scale`` of the *actual* input tensor
+      (TF 2.21's converter quantises a bias with the input's calibrated range when the input comes
+      out of a fake-quant op — measured: off by 255/n — which breaks the model).
+
+    Ops are matched to layers by shape and value (the converter's own weights are within half a
+    quantisation step of the folded kernel). Returns the new flatbuffer and one record per op.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
+    names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
+    layers = {k: v for k, v in plan.items() if "kernel" in v}
+    records = []
+    for g in model.subgraphs:
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            opname = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+            if opname not in ("CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+                continue
+            xt, wt = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
+            bt = g.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            if wt.type != 9 or xt.quantization is None or xt.quantization.scale is None:
+                continue
+            s_in = float(xt.quantization.scale[0])
+            wq = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.int8).reshape(wt.shape).astype(np.int64)
+            ws = np.asarray(wt.quantization.scale, np.float64)
+            bshape = (-1,) + (1,) * (wq.ndim - 1)
+            deq = wq * ws.reshape(bshape)
+            match = None
+            for lname, info in layers.items():
+                kt = _to_tflite_layout(info["kernel"])
+                if kt.shape == deq.shape and np.max(np.abs(kt - deq)) <= 0.51 * ws.max() + 1e-7:
+                    match = lname
+                    break
+            rec = {"op": opname, "tensor": wt.name.decode() if isinstance(wt.name, bytes) else str(wt.name),
+                   "layer": match, "exact_weights": False, "bias_fixed": False}
+            info = layers.get(match)
+            if info is not None and info.get("scale") is not None:
+                st = np.asarray(info["scale"], np.float64)
+                qf = _to_tflite_layout(info["kernel"]).astype(np.float64) / st.reshape(bshape)
+                q = np.round(qf)
+                if np.max(np.abs(qf - q)) < 1e-3 and np.max(np.abs(q)) <= 127:
+                    model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
+                    wt.quantization.scale = st.astype(np.float32).tolist()
+                    wt.quantization.zeroPoint = [0] * len(st)
+                    ws, wq = st.astype(np.float32).astype(np.float64), q
+                    rec["exact_weights"] = True
+                    rec["int_values"] = sorted(int(v) for v in np.unique(q))
+            if bt is not None and bt.type == 2:
+                if info is not None and info.get("bias") is not None:
+                    b_real = np.asarray(info["bias"], np.float64)
+                else:
+                    bq = np.frombuffer(bytes(model.buffers[bt.buffer].data), np.int32).astype(np.float64)
+                    b_real = bq * np.asarray(bt.quantization.scale, np.float64)
+                sb = s_in * np.asarray(ws, np.float64)
+                bq_new = np.clip(np.round(b_real / sb), -(2**31) + 1, 2**31 - 1).astype(np.int32)
+                model.buffers[bt.buffer].data = np.ascontiguousarray(bq_new).view(np.uint8).reshape(-1)
+                bt.quantization.scale = sb.astype(np.float32).tolist()
+                bt.quantization.zeroPoint = [0] * len(sb)
+                rec["bias_fixed"] = True
+            records.append(rec)
+    return bytes(fbu.convert_object_to_bytearray(model)), records
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema
+
+
+# ------------------------------------------------------------------------ int4 weight variant
+def _names_layer(tensor_name: str, layer: str) -> bool:
+    return re.search(rf"/{re.escape(layer)}(_\d+)?/", tensor_name) is not None
+
+
+def _pack_int4(q: np.ndarray) -> np.ndarray:
+    """TFLite INT4 packing: two values per byte, element 2i in the low nibble."""
+    v = np.asarray(q, np.int64).reshape(-1)
+    if v.size % 2:
+        v = np.concatenate([v, [0]])
+    nib = (v & 0x0F).astype(np.uint8)
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
+    raw = np.asarray(raw, np.uint8)
+    lo = (raw & 0x0F).astype(np.int8)
+    hi = (raw >> 4).astype(np.int8)
+    v = np.stack([lo, hi], -1).reshape(-1)[:count]
+    v[v > 7] -= 16
+    return v
+
+
+def w4_layers(plan: dict, max_bits: int = 3) -> list[str]:
+    """Layers whose DoReFa kernel fits an int4 grid exactly: 2 ≤ w_bits ≤ 3 (odd ints ≤ 7)."""
+    return [k for k, v in plan.items() if "kernel" in v and 2 <= int(v.get("w_bits", 32)) <= max_bits]
+
+
+def convert_w4(fp32_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
+    """fp32 model with the ≤3-bit DoReFa conv/dense kernels stored as INT4 (weight-only).
+
+    Route: ai-edge-quantizer weight-only int4 (per-channel) on the fp32 flatbuffer for exactly
+    those layers, then the exact grid is written over its values: its symmetric max-based scale
+    ``max|w|/7`` stores the 2-bit levels {±1/3, ±1} as {±2, ±7}·max/7 (1/3 → 2/7, measured), so
+    the filters are rewritten as ``q = n·M·w`` (M = ⌊7/n⌋: k=2 → {±2, ±6}, k=3 → odd ±1…±7)
+    with per-channel scale ``|c_j|/(n·M)``. Activations and arithmetic stay float32 (a
+    DEQUANTIZE feeds each conv), so this saves storage, not compute.
+    """
+    import re as _re
+
+    try:
+        from ai_edge_quantizer import qtyping, quantizer
+    except ImportError:
+        raise ExportError("the int4 export needs the optional package ai-edge-quantizer: "
+                          "pip install 'rolekd-tf[litert]'") from None
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    names = w4_layers(plan)
+    if not names:
+        raise ExportError("no layer has 2..3-bit DoReFa weights; the int4 variant would store nothing in int4")
+    rx = "|".join(_re.escape(n) for n in names)
+    q = quantizer.Quantizer(bytearray(fp32_bytes))
+    for opn, kind in ((qtyping.TFLOperationName.CONV_2D, "conv"), (qtyping.TFLOperationName.FULLY_CONNECTED, "dense")):
+        if any(plan[n]["kind"] == kind for n in names):
+            q.add_weight_only_config(regex=rf".*/({rx})(_\d+)?/.*", operation_name=opn, num_bits=4,
+                                     granularity=qtyping.QuantGranularity.CHANNELWISE)
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            data = bytes(q.quantize().quantized_model)
+    except Exception as e:
+        if os.environ.get("ROLEKD_DEBUG"):
+            raise
+        raise ExportError(f"ai-edge-quantizer failed on the int4 variant: {type(e).__name__}: {str(e)[:200]}") from None
+    # The fp32 filters as converted: the converter folds the 1/n of the preceding activation
+    # quantiser (round(n·x)/n) into them, so they are r_j × the plan's kernel (r_j = 1/n, measured).
+    src = fbu.convert_bytearray_to_object(bytearray(fp32_bytes))
+    fp32_filters = {}
+    for g in src.subgraphs:
+        for t in g.tensors:
+            if t.type == 0 and t.buffer and src.buffers[t.buffer].data is not None and len(src.buffers[t.buffer].data):
+                fp32_filters[t.name] = np.frombuffer(bytes(src.buffers[t.buffer].data), np.float32).reshape(
+                    tuple(int(v) for v in t.shape))
+    model = fbu.convert_bytearray_to_object(bytearray(data))
+    records = []
+    for g in model.subgraphs:
+        for t in g.tensors:
+            if t.type != 17:
+                continue
+            shape = tuple(int(s) for s in t.shape)
+            qv = unpack_int4(np.asarray(model.buffers[t.buffer].data, np.uint8), int(np.prod(shape))).reshape(shape)
+            bshape = (-1,) + (1,) * (len(shape) - 1)
+            rec = {"tensor": t.name.decode() if isinstance(t.name, bytes) else str(t.name), "layer": None,
+                   "exact_weights": False, "quantizer_int_values": sorted(int(v) for v in np.unique(qv))}
+            kf = fp32_filters.get(t.name)
+            for lname in sorted(names, key=len, reverse=True):
+                info = plan[lname]
+                kt = _to_tflite_layout(info["kernel"]).astype(np.float64)
+                if kf is None or kt.shape != shape or not _names_layer(rec["tensor"], lname):
+                    continue
+                rec["layer"] = lname
+                kf64 = kf.astype(np.float64)
+                flat_t, flat_f = kt.reshape(shape[0], -1), kf64.reshape(shape[0], -1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.nanmedian(np.where(flat_t != 0, flat_f / flat_t, np.nan), axis=1)
+                if not np.all(np.isfinite(r)) or np.max(np.abs(flat_f - r[:, None] * flat_t)) > 1e-5 * np.max(np.abs(flat_f)):
+                    break
+                n = int(info["n"])
+                m = 7 // n
+                # exact per-channel scale |c_j|·r_j/(n·M), from the int8 plan's |c_j|/(n·⌊127/n⌋)
+                st = np.abs(np.asarray(info["scale"], np.float64) * (int(info["int_step"]) / m) * r)
+                qf = kf64 / st.reshape(bshape)
+                qq = np.round(qf)
+                if np.max(np.abs(qf - qq)) < 1e-3 and np.max(np.abs(qq)) <= 7:
+                    model.buffers[t.buffer].data = _pack_int4(qq)
+                    t.quantization.scale = st.astype(np.float32).tolist()
+                    t.quantization.zeroPoint = [0] * len(st)
+                    rec.update(exact_weights=True, int_values=sorted(int(v) for v in np.unique(qq)),
+                               folded_factor=float(np.median(r)))
+                break
+            records.append(rec)
+    return bytes(fbu.convert_object_to_bytearray(model)), records

@@ -1,0 +1,84 @@
+"""PBA's augmentation search space and its explore step (REFERENCE.md §1-2).
+
+A policy is 60 integers: for each of the 15 ops (pinned order) and each of two copies A/B, a
+probability value ``0..10`` (even index) followed by a magnitude level ``0..9`` (odd index).
+
+Explore (PBA ``explore``) treats **each of the 60 integers independently**: with probability
+``resample_p`` (0.2) it is redrawn uniformly from its full range; otherwise an amount drawn
+uniformly from ``{0, 1, …, perturb_max}`` (3) is added or subtracted (fair sign) and the result
+clipped to the range. Pure NumPy; every draw comes from the ``numpy.random.Generator`` passed in,
+so a seeded search makes the same decisions every time.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rolekd_tf.errors import ScheduleError
+
+NUM_OPS = 15
+POLICY_LEN = 60
+PROB_MAX = 10  #: probability values 0..10 (p = v / 10)
+LEVEL_MAX = 9  #: magnitude levels 0..9
+
+#: inclusive upper bound of each of the 60 integers (even index: probability, odd: level)
+UPPER = np.array([PROB_MAX if i % 2 == 0 else LEVEL_MAX for i in range(POLICY_LEN)], dtype=np.int64)
+
+
+def initial_policy() -> list[int]:
+    """PBA starts every member from the all-zeros policy (no policy augmentation)."""
+    return [0] * POLICY_LEN
+
+
+def check_policy(policy: Sequence[int], what: str = "policy") -> list[int]:
+    """Return ``policy`` as a list of 60 Python ints, or raise ScheduleError naming the problem."""
+    try:
+        vals = [int(v) for v in policy]
+    except (TypeError, ValueError):
+        raise ScheduleError(f"{what} must be a list of {POLICY_LEN} integers, got {policy!r:.80}")
+    if len(vals) != POLICY_LEN:
+        raise ScheduleError(f"{what} has {len(vals)} integers; a policy has exactly {POLICY_LEN}")
+    arr = np.asarray(vals)
+    bad = np.nonzero((arr < 0) | (arr > UPPER))[0]
+    if bad.size:
+        i = int(bad[0])
+        kind = "probability" if i % 2 == 0 else "level"
+        raise ScheduleError(
+            f"{what}[{i}]={vals[i]} is out of range; a {kind} is 0..{int(UPPER[i])}"
+        )
+    return vals
+
+
+def explore(
+    policy: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    resample_p: float = 0.2,
+    perturb_max: int = 3,
+    return_details: bool = False,
+):
+    """PBA's explore: a new 60-int policy derived from ``policy``.
+
+    Draw order (fixed, so results are reproducible for a given generator state): one uniform
+    per integer for the resample decision, one resample value per integer, one perturbation
+    amount per integer, one sign per integer — all 60 at once, whether used or not.
+
+    With ``return_details=True`` also returns ``(resampled_mask bool[60], delta int[60])``
+    where ``delta`` is the signed perturbation drawn (before clipping; 0 where resampled).
+    """
+    old = np.asarray(check_policy(policy), dtype=np.int64)
+    if not 0.0 <= resample_p <= 1.0:
+        raise ValueError(f"resample_p={resample_p} must be in [0, 1]")
+    if perturb_max < 0:
+        raise ValueError(f"perturb_max={perturb_max} must be >= 0")
+    resample = rng.random(POLICY_LEN) < resample_p
+    fresh = rng.integers(0, UPPER + 1)  # per-element inclusive upper bounds
+    amount = rng.integers(0, perturb_max + 1, size=POLICY_LEN)
+    sign = np.where(rng.random(POLICY_LEN) < 0.5, -1, 1)
+    delta = np.where(resample, 0, sign * amount)
+    new = np.where(resample, fresh, np.clip(old + delta, 0, UPPER))
+    out = [int(v) for v in new]
+    if return_details:
+        return out, resample, delta
+    return out

@@ -1,0 +1,59 @@
+"""A small trained run directory for the export tests (model.keras + config.yaml)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_size=1200,
+             val_size=400, holdout_size=0, batch_size=64, seed=0, lr=0.05, verbose=0):
+    """Train ``model`` briefly on embedded:digits (plain ``fit``) and write a run directory."""
+    import keras
+
+    import rolekd_tf  # noqa: F401
+    from rolekd_tf.config import config_from_dict, save_config
+    from rolekd_tf.data import load_splits
+    from rolekd_tf.fileio import save_model_atomic
+    from rolekd_tf.models import build_model
+
+    run_dir = Path(run_dir)
+    cfg = config_from_dict({
+        "name": "export-test", "seed": seed,
+        "data": {"dataset": "embedded:digits", "train_size": train_size, "val_size": val_size,
+                 "holdout_size": holdout_size},
+        "model": {"name": model, "w_bits": w_bits, "a_bits": a_bits},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr},
+    })
+    s = load_splits("embedded:digits", train_size=train_size, val_size=val_size,
+                    holdout_size=holdout_size, seed=seed)
+    mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
+    norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
+    keras.utils.set_random_seed(seed)
+    m = build_model(model, num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,
+                    input_shape=s.info.image_shape)
+    m.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    xt = norm(s.x_train)
+    m.fit(xt, s.y_train, batch_size=batch_size, epochs=epochs, verbose=verbose, shuffle=True)
+    # Short runs leave BN moving statistics far from the data (momentum 0.99): re-estimate them.
+    recalibrate_bn(m, xt)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    save_model_atomic(m, run_dir / "model.keras")
+    return run_dir, s
+
+
+def recalibrate_bn(model, x, *, passes: int = 30, batch: int = 256) -> None:
+    import keras
+
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    old = [l.momentum for l in bns]
+    for l in bns:
+        l.momentum = 0.8
+    rng = np.random.default_rng(0)
+    for _ in range(passes):
+        idx = rng.choice(len(x), size=min(batch, len(x)), replace=False)
+        model(x[idx], training=True)
+    for l, mo in zip(bns, old):
+        l.momentum = mo

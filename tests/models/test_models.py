@@ -1,0 +1,204 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import rolekd_tf  # noqa: F401
+from rolekd_tf.errors import ModelError
+from rolekd_tf.models import (
+    available_models,
+    build_model,
+    feature_model,
+    kernel_variables,
+    tap_layer_names,
+)
+from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
+from tests.quant import _numpy_ref as ref
+
+
+def _trainable_count(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+def _expected_tap_channels(name):
+    if name == "resnet18":
+        return [64, 128, 256, 512]
+    if name == "alexnet":
+        return [192, 384, 256, 256]
+    if name.startswith("wrn-"):
+        k = int(name.split("-")[2])
+        return [16 * k, 32 * k, 64 * k]
+    if name == "preresnet164":
+        return [64, 128, 256]
+    return [16, 32, 64]
+
+
+def test_available_models_cover_the_contract():
+    names = set(available_models())
+    assert {"resnet18", "resnet20", "resnet32", "resnet56", "alexnet", "preresnet20",
+            "preresnet32", "preresnet44", "preresnet56", "preresnet110", "preresnet164",
+            "wrn-16-2", "wrn-28-10", "wrn-40-2"} <= names
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_every_model_builds_with_taps(name):
+    keras.backend.clear_session()
+    m = build_model(name, num_classes=3, w_bits=2, a_bits=2, input_shape=(16, 16, 3))
+    taps = tap_layer_names(m)
+    assert taps == [f"tap_{i}" for i in range(1, len(taps) + 1)]
+    assert [m.get_layer(t).output.shape[-1] for t in taps] == _expected_tap_channels(name)
+    assert tuple(m.output.shape) == (None, 3)
+    assert m.get_layer("logits").w_bits == 32
+    assert len(feature_model(m).outputs) == len(taps) + 1
+
+
+def test_resnet18_taps_and_params():
+    m = build_model("resnet18", num_classes=10)
+    shapes = [tuple(m.get_layer(t).output.shape[1:]) for t in tap_layer_names(m)]
+    assert shapes == [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512)]
+    # kuangliu/pytorch-cifar ResNet18 on CIFAR-10: 11,173,962 trainable parameters (≈ 11.2M)
+    assert _trainable_count(m) == 11_173_962
+
+
+def test_resnet20_taps_and_params():
+    m = build_model("resnet20", num_classes=10)
+    shapes = [tuple(m.get_layer(t).output.shape[1:]) for t in tap_layer_names(m)]
+    assert shapes == [(32, 32, 16), (16, 16, 32), (8, 8, 64)]
+    # He et al. ResNet-20 ≈ 0.27M: 269,722 with option-A shortcuts; option B adds two 1×1
+    # projections (16·32 + 32·64 = 2,560) and their BN (2·(32 + 64) = 192).
+    assert _trainable_count(m) == 269_722 + 2_560 + 192
+
+
+def test_wrn_params_match_known_figures():
+    # Zagoruyko & Komodakis' reference implementation on CIFAR-10.
+    assert _trainable_count(build_model("wrn-40-2", num_classes=10)) == 2_243_546
+    assert _trainable_count(build_model("wrn-16-2", num_classes=10)) == 691_674
+
+
+def test_resnet18_w2a2_quantiser_placement():
+    m = build_model("resnet18", num_classes=10, w_bits=2, a_bits=2)
+    aqs = [l for l in m.layers if isinstance(l, ActivationQuantizer)]
+    assert len(aqs) == 16 and all(l.a_bits == 2 for l in aqs)
+    for s in range(1, 5):
+        for b in (1, 2):
+            names = {l.name for l in aqs if l.name.startswith(f"stage{s}_block{b}_")}
+            assert names == {f"stage{s}_block{b}_in_aq", f"stage{s}_block{b}_mid_aq"}
+            blk = f"stage{s}_block{b}"
+            # the entry quantiser feeds conv1 and the shortcut
+            assert m.get_layer(f"{blk}_conv1").input is m.get_layer(f"{blk}_in_aq").output
+            if s > 1 and b == 1:
+                assert m.get_layer(f"{blk}_proj_conv").input is m.get_layer(f"{blk}_in_aq").output
+            else:
+                add_inputs = m.get_layer(f"{blk}_add").input
+                assert any(t is m.get_layer(f"{blk}_in_aq").output for t in add_inputs)
+            assert m.get_layer(f"{blk}_mid_aq").input is m.get_layer(f"{blk}_bn1").output
+            # block output: full-precision ReLU
+            assert type(m.get_layer(f"{blk}_out")) is keras.layers.ReLU
+    convs = [l for l in m.layers if isinstance(l, QuantConv2D)]
+    assert {l.name for l in convs if l.w_bits == 32} == {"stem_conv"}
+    assert all(l.w_bits == 2 for l in convs if l.name != "stem_conv")
+    assert sum("proj_conv" in l.name for l in convs) == 3
+
+
+def test_alexnet_quantiser_placement():
+    m = build_model("alexnet", num_classes=10, w_bits=4, a_bits=4)
+    quant = [l for l in m.layers if isinstance(l, (QuantConv2D, QuantDense))]
+    assert {l.name for l in quant if l.w_bits == 32} == {"conv1", "logits"}
+    assert {l.name for l in quant if l.w_bits == 4} == {"conv2", "conv3", "conv4", "conv5",
+                                                         "fc1", "fc2"}
+    assert type(m.get_layer("act1")) is keras.layers.ReLU
+    aqs = [l.name for l in m.layers if isinstance(l, ActivationQuantizer)]
+    assert aqs == ["act2", "act3", "act4", "act5", "fc1_act", "fc2_act"]
+    assert m.get_layer("logits").use_bias is False
+
+
+def test_fp_first_conv_and_last_dense_quantised_middle_numerically():
+    rng = np.random.default_rng(0)
+    m = build_model("resnet8", num_classes=5, w_bits=2, a_bits=2, input_shape=(8, 8, 3))
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    stem = m.get_layer("stem_conv")
+    np.testing.assert_allclose(
+        stem(x).numpy(), tf.nn.conv2d(x, stem.kernel.numpy(), 1, "SAME").numpy(), atol=1e-5)
+    logits = m.get_layer("logits")
+    h = rng.normal(size=(2, 64)).astype(np.float32)
+    np.testing.assert_allclose(logits(h).numpy(),
+                               h @ logits.kernel.numpy() + logits.bias.numpy(), atol=1e-5)
+    conv = m.get_layer("stage2_block1_conv1")
+    z = rng.normal(size=(2, 8, 8, 16)).astype(np.float32)
+    qk = ref.weight_forward(conv.kernel.numpy(), 2).astype(np.float32)
+    np.testing.assert_allclose(conv(z).numpy(), tf.nn.conv2d(z, qk, 2, "SAME").numpy(),
+                               atol=1e-5)
+
+
+def test_student_taps_are_fp_and_quantiser_outputs_on_grid():
+    rng = np.random.default_rng(1)
+    m = build_model("resnet8", num_classes=5, w_bits=2, a_bits=2, input_shape=(8, 8, 3))
+    probe = keras.Model(m.input, [m.get_layer("stage2_block1_in_aq").output,
+                                   m.get_layer("stage2_block1_mid_aq").output,
+                                   m.get_layer("tap_1").output, m.get_layer("tap_2").output])
+    x = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)
+    a_in, a_mid, t1, t2 = [t.numpy() for t in probe(x, training=False)]
+    for a in (a_in, a_mid):
+        np.testing.assert_allclose(a * 3, np.round(a * 3), atol=1e-4)
+    for t in (t1, t2):  # FP block outputs: non-negative, not on the 2-bit grid
+        assert t.min() >= 0
+        assert np.abs(t * 3 - np.round(t * 3)).max() > 0.1
+    # the quantiser at a block entry quantises exactly the previous tap
+    np.testing.assert_allclose(a_in, ref.activation_forward(t1, 2), atol=1e-5)
+
+
+def test_fp_model_is_plain_relu_network():
+    m = build_model("resnet20", num_classes=10)
+    assert all(l.a_bits == 32 for l in m.layers if isinstance(l, ActivationQuantizer))
+    assert all(l.w_bits == 32 for l in m.layers if isinstance(l, (QuantConv2D, QuantDense)))
+
+
+def test_layer_names_independent_of_bits():
+    keras.backend.clear_session()
+    a = build_model("preresnet20", num_classes=10)
+    b = build_model("preresnet20", num_classes=10, w_bits=4, a_bits=4)
+    assert [l.name for l in a.layers] == [l.name for l in b.layers]
+
+
+@pytest.mark.parametrize("bits", [0, 33])
+def test_bad_bits_raise(bits):
+    with pytest.raises(ModelError, match=f"w_bits={bits} is out of range"):
+        build_model("resnet20", num_classes=10, w_bits=bits)
+    with pytest.raises(ModelError, match=f"a_bits={bits} is out of range"):
+        build_model("resnet20", num_classes=10, a_bits=bits)
+
+
+def test_unknown_model_did_you_mean():
+    with pytest.raises(ModelError, match=r"did you mean 'resnet20'.*available: .*wrn-28-10"):
+        build_model("resnt20", num_classes=10)
+    with pytest.raises(ModelError, match="6n\\+4"):
+        build_model("wrn-27-2", num_classes=10)
+    with pytest.raises(ModelError, match="num_classes"):
+        build_model("resnet20", num_classes=0)
+
+
+def test_depth_families_by_pattern():
+    m = build_model("resnet8", num_classes=10, input_shape=(8, 8, 3))
+    assert len([l for l in m.layers if l.name.endswith("_conv1")]) == 3
+    m = build_model("wrn-10-1", num_classes=10, input_shape=(8, 8, 3))
+    assert len(tap_layer_names(m)) == 3
+
+
+def test_kernel_variables():
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
+    ks = kernel_variables(m)
+    layers = [l for l in m.layers if isinstance(l, (QuantConv2D, QuantDense))]
+    assert len(ks) == len(layers) == 19 + 2 + 1  # 19 convs + 2 projections + logits
+    assert [id(v) for v in ks] == [id(l.kernel) for l in layers]
+    assert all(v.path.endswith("/kernel") for v in ks)
+
+
+def test_forward_pass_and_gradients_small_models():
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(2, 16, 16, 3)).astype(np.float32))
+    for name in ("preresnet20", "wrn-16-2", "alexnet"):
+        m = build_model(name, num_classes=4, w_bits=2, a_bits=2, input_shape=(16, 16, 3))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(m(x, training=True) ** 2)
+        grads = tape.gradient(loss, m.trainable_variables)
+        assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)

@@ -1,0 +1,111 @@
+"""search.py: user errors (fast) and real tiny searches for both roles (slow)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rolekd_tf.errors import CheckpointError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = str(ROOT / "configs" / "quickstart.yaml")
+TINY = ["--set", "data.train_size=200", "--set", "data.val_size=200", "--set", "data.holdout_size=0",
+        "--set", "train.batch_size=50", "--set", "search.population=4", "--set", "search.epochs=4",
+        "--set", "search.ready_interval=2"]
+
+
+def run_main(args):
+    from rolekd_tf.search.run import main
+
+    return main(args)
+
+
+def test_student_needs_teacher(tmp_path):
+    with pytest.raises(ConfigError, match="--teacher"):
+        run_main(["--role", "student", "--config", CFG, "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("setting,match", [("search.population=1", "population"),
+                                           ("search.ready_interval=9", "ready_interval")])
+def test_bad_search_settings(tmp_path, setting, match):
+    with pytest.raises(ConfigError, match=match):
+        run_main(["--role", "teacher", "--config", CFG, "--set", setting, "--set", "search.epochs=8",
+                  "--out", str(tmp_path / "x")])
+
+
+def test_existing_dir_with_other_config_refused(tmp_path):
+    from rolekd_tf.config import load_config
+
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "config.yaml").write_text(load_config(CFG, ["search.population=8"]).to_yaml())
+    (out / "search.json").write_text(json.dumps({"role": "teacher", "teacher": None}))
+    with pytest.raises(CheckpointError, match="search.population: 8 there, 4 now"):
+        run_main(["--role", "teacher", "--config", CFG, "--out", str(out)])
+
+
+def test_cli_error_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "search.py", "--role", "student", "--config", CFG, "--out",
+                        str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --role student needs")
+
+
+def _check_outputs(out: Path, epochs=4):
+    from rolekd_tf.augment.policy import load_schedule
+
+    s = json.loads((out / "summary.json").read_text())
+    sched = load_schedule(out / "schedule.json")
+    assert sched.epochs == epochs
+    if s["best_lineage_log"]:
+        assert load_schedule(s["best_lineage_log"], epochs=epochs).as_array().tolist() == sched.as_array().tolist()
+    assert (out / "schedule.png").stat().st_size > 0
+    assert (out / "config.yaml").exists() and list((out / "tb").glob("member_*"))
+    assert len(list((out / "pbt" / "members").glob("member_*.json"))) == 4
+    return s
+
+
+@pytest.mark.slow
+def test_teacher_and_student_search_end_to_end(tmp_path):
+    """(~5 min on 2 busy cores) teacher search → teacher run → student search, via the CLIs."""
+    t_out = tmp_path / "teacher-search"
+    r = subprocess.run([sys.executable, "search.py", "--role", "teacher", "--config", CFG, *TINY,
+                        "--out", str(t_out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "PBT search summary" in r.stdout
+    _check_outputs(t_out)
+    # re-running the finished search is a no-op that rewrites the same schedule
+    before = (t_out / "schedule.json").read_text()
+    r = subprocess.run([sys.executable, "search.py", "--role", "teacher", "--config", CFG, *TINY,
+                        "--out", str(t_out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and (t_out / "schedule.json").read_text() == before
+    # a teacher run for stage β
+    run = tmp_path / "teacher"
+    r = subprocess.run([sys.executable, "train.py", "--config", CFG, "--set", "data.train_size=200",
+                        "--set", "data.val_size=200", "--set", "data.holdout_size=0",
+                        "--set", "train.batch_size=50", "--set", "train.epochs=1", "--out", str(run)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s_out = tmp_path / "student-search"
+    r = subprocess.run([sys.executable, "search.py", "--role", "student", "--config", CFG, *TINY,
+                        "--set", "model.w_bits=2", "--set", "model.a_bits=2", "--set", "distill.kd=ii",
+                        "--teacher", str(run), "--out", str(s_out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _check_outputs(s_out)
+
+
+@pytest.mark.parametrize("classes,shape,match", [(5, (32, 32, 3), "predicts 5 classes"),
+                                                 (10, (16, 16, 3), "takes input")])
+def test_incompatible_teacher_refused(tmp_path, classes, shape, match):
+    from rolekd_tf.fileio import save_model_atomic
+    from rolekd_tf.models import build_model
+
+    run = tmp_path / "teacher"
+    run.mkdir()
+    save_model_atomic(build_model("resnet20", num_classes=classes, input_shape=shape), run / "model.keras")
+    out = tmp_path / "s"
+    with pytest.raises(CheckpointError, match=match):
+        run_main(["--role", "student", "--config", CFG, *TINY, "--teacher", str(run), "--out", str(out)])
+    assert not out.exists()  # nothing written

@@ -1,0 +1,73 @@
+"""Config loading: defaults, overrides, validation with did-you-mean, env expansion."""
+import pytest
+
+from rolekd_tf.config import apply_overrides, config_from_dict, load_config
+from rolekd_tf.errors import ConfigError
+
+
+def test_defaults_are_the_paper_teacher_recipe():
+    cfg = config_from_dict({})
+    assert cfg.train.epochs == 200 and cfg.train.batch_size == 128
+    assert cfg.train.lr == 0.1 and cfg.train.weight_decay == 5e-4 and cfg.train.nesterov
+    assert cfg.search.population == 16 and cfg.search.ready_interval == 3
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides({"train": {"epochs": 3}}, ["train.epochs=5", "train.lr_milestones=[0.5]",
+                                                     "model.w_bits=2", "name=x"])
+    cfg = config_from_dict(raw)
+    assert cfg.train.epochs == 5 and cfg.train.lr_milestones == [0.5]
+    assert cfg.model.w_bits == 2 and cfg.name == "x"
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"model": {"w_bit": 2}}, "did you mean 'w_bits'"),
+        ({"trian": {}}, "did you mean 'train'"),
+        ({"model": {"w_bits": 0}}, "model.w_bits=0"),
+        ({"model": {"a_bits": 33}}, "model.a_bits=33"),
+        ({"distill": {"kd": "iikd"}}, "distill.kd='iikd'"),
+        ({"distill": {"update": "sum"}}, "distill.update"),
+        ({"train": {"epochs": "ten"}}, "train.epochs='ten'"),
+        ({"train": {"optimizer": "rmsprop"}}, "train.optimizer='rmsprop'"),
+        ({"train": {"lr_milestones": [1.5]}}, "lr_milestones"),
+        ({"search": {"population": 1}}, "search.population=1"),
+        ({"search": {"ready_interval": 9, "epochs": 4}}, "longer than search.epochs=4"),
+        ({"model": "resnet20"}, "must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_culprit(raw, needle):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_env_expansion(tmp_path, monkeypatch):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  dataset: imagefolder:${MY_DATA}\n")
+    monkeypatch.setenv("MY_DATA", "/x/y.tar.gz")
+    assert load_config(p).data.dataset == "imagefolder:/x/y.tar.gz"
+    monkeypatch.delenv("MY_DATA")
+    with pytest.raises(ConfigError, match="environment variable"):
+        load_config(p)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_shipped_configs_validate(monkeypatch):
+    import glob
+
+    monkeypatch.setenv("ROLEKD_CIFAR10_TAR", "/nonexistent.tar.gz")
+    files = sorted(glob.glob("configs/**/*.yaml", recursive=True))
+    assert len(files) >= 4
+    for f in files:
+        load_config(f)

@@ -1,0 +1,106 @@
+"""train.py end to end on the embedded dataset: learns, resumes after kill -9, refuses mismatches."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--set", "data.train_size=512", "--set", "data.val_size=300", "--set", "data.holdout_size=300",
+    "--set", "train.batch_size=32", "--set", "augment.cutout=0",
+]
+
+
+def train(*args, check=True, timeout=600):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, str(ROOT / "train.py"), "--quiet", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"train.py failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=4", "--out", str(out))
+    return out
+
+
+def test_short_run_beats_chance_and_writes_run_dir(teacher_run):
+    for f in ("config.yaml", "run.json", "model.keras", "metrics.json", "checkpoints/state.npz"):
+        assert (teacher_run / f).exists(), f
+    assert any((teacher_run / "tb").rglob("*tfevents*"))
+    m = json.loads((teacher_run / "metrics.json").read_text())
+    assert m["finished"] and len(m["history"]["loss"]) == 4
+    # 10 balanced classes: chance is 10%. Four short epochs on digits get far above it.
+    assert m["final"]["val_accuracy"] > 0.5, m["final"]
+    assert m["final"]["holdout_images"] == 300
+
+
+def test_rerun_of_finished_run_does_nothing(teacher_run):
+    before = (teacher_run / "model.keras").stat().st_mtime_ns
+    p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=4", "--out", str(teacher_run))
+    assert "already finished" in p.stdout
+    assert (teacher_run / "model.keras").stat().st_mtime_ns == before
+
+
+def test_other_config_in_existing_run_dir_is_refused(teacher_run):
+    before = (teacher_run / "config.yaml").read_text()
+    p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=5", "--out",
+              str(teacher_run), check=False)
+    assert p.returncode == 2
+    assert "train.epochs" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert (teacher_run / "config.yaml").read_text() == before
+
+
+def test_student_init_from_teacher(teacher_run, tmp_path):
+    out = tmp_path / "w2a2"
+    train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=3", "--set", "model.w_bits=2",
+          "--set", "model.a_bits=2", "--set", "train.optimizer=adam", "--set", "train.lr=0.001",
+          "--init", str(teacher_run), "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["final"]["w_bits"] == 2
+    # Initialised from a trained teacher, three short epochs of 2-bit fine-tuning (BN statistics
+    # start fresh) are far above chance (10%).
+    assert m["final"]["val_accuracy"] > 0.3
+
+
+def test_init_from_other_architecture_is_refused(teacher_run, tmp_path):
+    p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "model.name=resnet32",
+              "--init", str(teacher_run), "--out", str(tmp_path / "x"), check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_after_kill_continues_from_saved_epoch(tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=5", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--quiet", *args], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint after 300 s")
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    saved = json.loads(state.read_text())["epoch"]
+    assert 2 <= saved < 5
+    r = train(*args)
+    assert f"resuming {out} from epoch {saved}/5" in r.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["history"]["epoch"] == [0, 1, 2, 3, 4]
+    assert m["finished"]
