@@ -95,6 +95,24 @@ class SearchConfig:
     quantile: float = 0.25
     resample_p: float = 0.2
     perturb_max: int = 3
+    seed: int | None = None  #: PBT decisions (exploit/explore); None = the top-level seed
+
+
+ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
+
+
+@dataclass
+class PipelineConfig:
+    """What ``python -m rolekd_tf.pipeline`` runs (the paper's Table 2/3 rows)."""
+
+    bits: list = field(default_factory=lambda: [2])  #: student bit widths (w = a)
+    seeds: list = field(default_factory=lambda: [0])  #: seeds of the final trainings
+    rows: list = field(default_factory=lambda: list(ROWS))
+    #: overrides (``section.key=value``) that turn the teacher recipe into the student recipe
+    student_set: list = field(default_factory=lambda: [
+        "train.optimizer=adam", "train.lr=0.001", "train.weight_decay=1e-5",
+        "train.lr_milestones=[0.3,0.6,0.8]"])
+    export: bool = True
 
 
 @dataclass
@@ -107,6 +125,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,6 +141,7 @@ _SECTIONS = {
     "augment": AugmentConfig,
     "distill": DistillConfig,
     "search": SearchConfig,
+    "pipeline": PipelineConfig,
 }
 
 
@@ -247,6 +267,18 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"search.quantile={s.quantile} must be in (0, 0.5]")
     if not 0 <= s.resample_p <= 1:
         raise ConfigError(f"search.resample_p={s.resample_p} must be in [0, 1]")
+    p = cfg.pipeline
+    for b in p.bits:
+        if b not in ALLOWED_BITS or b == 32:
+            raise ConfigError(f"pipeline.bits contains {b!r}; allowed: 1..8")
+    for r in p.rows:
+        if r not in ROWS:
+            raise ConfigError(f"pipeline.rows contains {r!r}{_suggest(str(r), list(ROWS))}")
+    if not p.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in p.seeds):
+        raise ConfigError(f"pipeline.seeds={p.seeds!r} must be a non-empty list of integers")
+    for o in p.student_set:
+        if not isinstance(o, str) or "=" not in o:
+            raise ConfigError(f"pipeline.student_set entry {o!r} must look like section.key=value")
     return cfg
 
 

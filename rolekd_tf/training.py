@@ -141,6 +141,16 @@ class Task:
         self.total_epochs = cfg.train.epochs
         self.teacher = self._load_teacher() if teacher_dir else None
 
+    def with_seed(self, seed: int) -> "Task":
+        """A copy sharing data and teacher whose data order, augmentation draws and init use
+        ``seed`` (PBT members must differ, or they train identically and tie)."""
+        import copy
+        import dataclasses
+
+        other = copy.copy(self)
+        other.cfg = dataclasses.replace(self.cfg, seed=int(seed))
+        return other
+
     # ----------------------------------------------------------------- models
     def _load_teacher(self):
         teacher = load_run_model(self.teacher_dir)
