@@ -26,6 +26,47 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODELS = [("teacher_fp", 32, 32), ("student_w2a2", 2, 2), ("student_w4a4", 4, 4)]
 
+NOTES = """
+## How the int8 file is made exact (and where it is not)
+
+- Export view (`rolekd_tf/export/graph.py`): each QuantConv2D/QuantDense becomes a constant conv with
+  `dorefa_kernel()`; a BN that is the conv's only consumer is folded in (`c_j = γ_j/√(σ²_j+ε)`).
+  Each k-bit ActivationQuantizer becomes `fake_quant` with scale exactly `1/n` (`n = 2^k − 1`) before
+  and after a clip spelled `1 − relu(1 − relu(x))` (SUB/RELU are exact on the grid and delegated by
+  XNNPACK; MINIMUM is not and split the graph into 19 partitions, int8 then ran 1.6× *slower* than fp32).
+  A residual add feeding only a k-bit quantiser puts its off-grid input on the 1/n grid first
+  (exact: `round_n(y + q) = round_n(y) + q` for `q` on the grid).
+- Converter facts measured with TF 2.21: (1) a per-channel fake-quant on a constant kernel is
+  constant-folded and ignored — the converter always picks `max|w|/127`, which stores the 2-bit level
+  1/3 as 42/127 (not exact); (2) a conv whose input comes out of a fake-quant gets its int32 bias
+  quantised with the *calibrated* input scale (off by 255/n: the model predicted garbage, 0 % agreement).
+  `tflite.fix_int8_model` therefore rewrites the flatbuffer: DoReFa filters become `q = n·M·w_dorefa`
+  (`M = ⌊127/n⌋`, 2 bits: ±42, ±126) with per-channel scale `|c_j|/(n·M)`, and every bias is
+  re-quantised with the actual `input_scale × filter_scale`. The M factor makes the accumulator
+  unit (and bias resolution) M× finer than `q = n·w` (which gave 4× more level flips).
+- Not exact: the full-precision stem conv and the input normalisation (int8 approximations) and the
+  FP tail (last block output, GAP, logits). With 2-bit activations ~0.1 % of the first quantiser's
+  outputs move one level; the moves multiply through 18 quantisers → ~94 % top-1 agreement.
+  4-bit activations (steps of 1/15) are far less sensitive (~98.7 %); the FP teacher agrees 100 %.
+- 8-bit DoReFa weights (odd multiples of 1/255) need 9 bits and are left to the converter's scale.
+
+## int4 (low-bit weight) findings
+
+- Classic converter: fake-quant of any width is stored as int8 (tfmot#574); no int4 route.
+- ai-edge-quantizer 0.10.0 (`pip install ai-edge-quantizer`, the `litert` extra), weight-only int4,
+  per-channel, on the fp32 file: the tensors *are* stored as INT4 (flatbuffer TensorType 17, 2 per
+  byte; `tf.lite.Interpreter.get_tensor_details` reports them as int8 — read the flatbuffer), but its
+  symmetric `max|w|/7` scale stores the 2-bit levels {±1/3, ±1} as {±2, ±7}·max/7 (1/3 → 0.286:
+  39 % accuracy instead of 81 % on a test model). `tflite.convert_w4` rewrites them as
+  `q = n·⌊7/n⌋·w` ({±2, ±6} at 2 bits, odd ±1…±7 at 3 bits) with the exact per-channel scale (the
+  fp32 converter had folded the previous quantiser's 1/n into the filter: handled by measuring that
+  factor per channel). Result: exact, 0.17× the fp32 file; it is *weight-only* (DEQUANTIZE → float
+  conv), so it saves storage, not time (slower than fp32 in the interpreter).
+- Static int8-activation + int4-weight (`add_static_config(weight_num_bits=4)`) was not pursued: it
+  would need the same flatbuffer repair and the fake-quant graph; XNNPACK's int4 conv support was
+  not checked. 4-bit DoReFa weights (odd ±1…±15) do not fit int4 (−8…7): only ≤3-bit layers qualify.
+"""
+
 
 def dataset_args():
     tar = os.environ.get("ROLEKD_CIFAR10_TAR")
@@ -104,7 +145,8 @@ def main(argv=None) -> int:
         t = time.time()
         if not (rd / "model.keras").exists():
             (train_fit if args.trainer == "fit" else train_run)(rd, data, wb, ab, args.epochs)
-        t_train = time.time() - t
+            (rd / "train_time.json").write_text(json.dumps({"train_s": time.time() - t}))
+        t_train = json.loads((rd / "train_time.json").read_text())["train_s"] if (rd / "train_time.json").exists() else float("nan")
         t = time.time()
         rep = export_run(rd, num_threads=args.threads, eval_size=None, verbose=False)
         t_exp = time.time() - t
@@ -118,7 +160,7 @@ def main(argv=None) -> int:
         from rolekd_tf.export.report import format_table
 
         sections.append(f"### {name} (w_bits={wb}, a_bits={ab}) — train {t_train:.0f} s, export {t_exp:.0f} s\n\n"
-                        + markdown_table(rep) + "\n\n```\n" + "\n".join(format_table(rep).splitlines()[-4:]) + "\n```\n")
+                        + markdown_table(rep) + "\n")
         print(format_table(rep), flush=True)
     total = time.time() - t0
     rows = ["| model | Keras acc % | int8 acc % | Δ points | int8 agree % | int8/fp32 bytes | int8/fp32 latency | w4/fp32 bytes |",
@@ -133,7 +175,7 @@ def main(argv=None) -> int:
             f"Latency: TFLite interpreter (XNNPACK), num_threads={args.threads}, median of 100 single-image invokes; "
             f"the 2-core machine was shared with other jobs, so latencies are noisy.  \nTotal wall time: {total:.0f} s\n\n"
             "Targets: int8 file ≤ 0.27× fp32; int8 accuracy within 0.2 points of Keras; int8 latency ≤ 0.6× fp32.\n\n"
-            + "\n".join(rows) + "\n\n" + "\n".join(sections))
+            + "\n".join(rows) + "\n\n" + "\n".join(sections) + NOTES)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(text)
     print(text)

@@ -466,6 +466,13 @@ def run_training(
             history = {k: v[:initial_epoch] for k, v in history.items()}
         print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 
+    d = cfg.distill
+    if initial_epoch == 0 and d.mhgd_pretrain_epochs > 0 and getattr(model, "mhgd", None) is not None:
+        # Original MHGD: heads trained on the teacher alone, then frozen (0 = released code).
+        print(f"pre-training MHGD heads on the teacher for {d.mhgd_pretrain_epochs} epochs", flush=True)
+        model.pretrain_mhgd_heads(task.train_dataset(table), d.mhgd_pretrain_epochs,
+                                  steps_per_epoch=task.steps_per_epoch)
+
     t0 = time.time()
     ckpt = _checkpoint_callback(task, model, run_dir, history, t0, prior_wall)
     cbs = [ckpt, keras.callbacks.TensorBoard(str(run_dir / "tb"), update_freq="epoch")]

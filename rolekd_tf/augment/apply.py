@@ -69,7 +69,7 @@ def sample_policy_ops(policy, batch_size, seed):
     return tf.stack(out_ops, 1), tf.stack(out_levels, 1), tf.stack(out_fired, 1)
 
 
-def apply_policy(images, policy, *, fill, seed, method="partition"):
+def apply_policy(images, policy, *, fill, seed, method="fused"):
     """Apply a 60-int PBA policy to a batch.
 
     Args:

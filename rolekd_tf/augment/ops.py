@@ -32,6 +32,7 @@ tests/augment/test_ops.py):
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -78,12 +79,6 @@ def _prep(images, levels, mask, fill):
 
 def _table(values, levels, dtype=tf.float32):
     return tf.gather(tf.constant(np.asarray(values), dtype=dtype), levels)
-
-
-def _finish(images, out, mask):
-    """uint8 round trip + leave unmasked samples untouched."""
-    out = tf.round(tf.clip_by_value(out, 0.0, 255.0))
-    return tf.where(mask[:, None, None, None], out, images)
 
 
 def random_signs(seed, batch_size):
@@ -150,33 +145,20 @@ def _warp_table(op: str, width: int, height: int) -> np.ndarray:
     return table
 
 
-def warp_fixed(images, coeffs, fill):
-    """Nearest-neighbour affine warp with PIL's exact index arithmetic.
-
-    ``coeffs`` int64 ``[B, 6]`` fixed-point coefficients (see ``_pil_fixed_coeffs``); output
-    pixel (x, y) reads input (xx >> 16, yy >> 16) with xx = A2 + y·A1 + x·A0, yy = A5 + y·A4 +
-    x·A3, or ``fill`` when that is outside the image. Implemented as one batched gather.
-    """
-    s = tf.shape(images)
-    b, h, w = s[0], s[1], s[2]
-    y = tf.range(h, dtype=tf.int64)[None, :, None]
-    x = tf.range(w, dtype=tf.int64)[None, None, :]
-    a = [coeffs[:, k][:, None, None] for k in range(6)]
-    xin = tf.bitwise.right_shift(a[2] + y * a[1] + x * a[0], 16)    # arithmetic shift = floor
-    yin = tf.bitwise.right_shift(a[5] + y * a[4] + x * a[3], 16)
-    h64, w64 = tf.cast(h, tf.int64), tf.cast(w, tf.int64)
-    valid = (xin >= 0) & (xin < w64) & (yin >= 0) & (yin < h64)
-    idx = tf.cast(tf.where(valid, yin * w64 + xin, h64 * w64), tf.int32)
-    flat = tf.concat([tf.reshape(images, [b, h * w, 3]),
-                      tf.broadcast_to(tf.reshape(fill, [1, 1, 3]), [b, 1, 3])], axis=1)
-    out = tf.gather(flat, tf.reshape(idx, [b, h * w]), batch_dims=1)
-    return tf.reshape(out, s)
+# float32(factor_L) · k for k = −255..255, computed as PIL's C does (one float32 product).
+_BLEND_PRODUCTS = (np.asarray(ENHANCE_FACTOR, np.float64).astype(np.float32)[:, None]
+                   * np.arange(-255, 256, dtype=np.float32)[None, :])        # [10, 511]
 
 
-def _blend(degenerate, images, factor):
-    """PIL ``Image.blend(degenerate, image, factor)`` on uint8: float32 math, clip, truncate."""
-    out = degenerate + factor[:, None, None, None] * (images - degenerate)
-    return tf.floor(tf.clip_by_value(out, 0.0, 255.0))
+def _blend(d, x, levels):
+    """PIL ``Image.blend(d, x, factor_L)`` on uint8: ``floor(clip(d + f·(x − d)))`` in float32
+    with the product rounded to float32 before the add, as PIL's C does. The product is looked
+    up in ``_BLEND_PRODUCTS`` (x − d is an integer in −255..255), so no compiler can contract
+    the multiply-add into an FMA (XLA:CPU always allows FP-op fusion; measured, an FMA changes
+    ~0.1 % of Color pixels by 1). ``levels`` int32, broadcastable against x."""
+    idx = levels * 511 + tf.cast(x - d, tf.int32) + 255
+    p = tf.gather(tf.constant(_BLEND_PRODUCTS.reshape(-1)), idx)
+    return tf.floor(tf.clip_by_value(d + p, 0.0, 255.0))
 
 
 def _luma(images):
@@ -186,69 +168,246 @@ def _luma(images):
     return tf.bitwise.right_shift(y, 16)
 
 
-def _channel_rows(images):
-    """[B,H,W,3] → int32 [B*3, H*W] (one row per sample-channel)."""
-    x = _to_int(images)
-    s = tf.shape(x)
-    x = tf.transpose(x, [0, 3, 1, 2])
-    return tf.reshape(x, [s[0] * 3, s[1] * s[2]]), s
-
-
-def _from_channel_rows(rows, s):
-    x = tf.reshape(rows, [s[0], 3, s[1], s[2]])
-    return tf.cast(tf.transpose(x, [0, 2, 3, 1]), tf.float32)
-
-
-def _apply_lut(images, lut):
-    """``lut`` int32 [B*3, 256] applied per sample-channel."""
-    rows, s = _channel_rows(images)
-    return _from_channel_rows(tf.gather(lut, rows, batch_dims=1), s)
-
-
-# ----------------------------------------------------------------------------- warps
+# ----------------------------------------------------------------------------- fused kernel
+# All 15 ops run as one fixed sequence of whole-batch stages; every sample has (at most) one op,
+# and a stage is the exact identity for samples whose op is not in it, so the stage order does
+# not matter:
+#   1. warp     (Rotate, TranslateX/Y, ShearX/Y): one gather with per-sample PIL fixed-point
+#                coefficients (identity coefficients for the other samples);
+#   2. blend    (Color, Sharpness): d + f·(x − d) with per-pixel degenerate d (d = x, f = 1 for
+#                the other samples — exact, all values are small integers);
+#   3. LUT      (Invert, Posterize, Solarize, Brightness, Contrast, Equalize, AutoContrast):
+#                one float32 [B, 3, 256] table per sample-channel (identity for the others),
+#                applied with one flat gather;
+#   4. Cutout:  a per-sample box (empty for the other samples).
+# Each stage (and each expensive sub-part: histograms, min/max, luma mean, SMOOTH) runs under a
+# ``tf.cond`` on "some sample needs it", so a batch pays only for the ops it actually uses.
+_I = {name: i for i, name in enumerate(OP_NAMES)}
+NONE = NUM_OPS                                  # op code of untouched samples
+WARP_OPS = frozenset(_I[n] for n in SIGNED_OPS)
+BLEND_OPS = frozenset(_I[n] for n in ("Color", "Sharpness"))
+LUT_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Brightness", "Contrast",
+                                    "Equalize", "AutoContrast"))
+ALL_OPS = frozenset(range(NUM_OPS))
+_IDENTITY_FIXED = _pil_fixed_coeffs((1, 0, 0, 0, 1, 0))
 _WARP_TABLES: dict = {}
 
 
-def _warp_op(op, images, levels, mask, fill, seed):
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    h, w = images.shape[1], images.shape[2]
-    if h is None or w is None:
-        raise ValueError(f"{op}: image height/width must be static, got shape {images.shape}")
-    key = (op, int(w), int(h))
+def _fused_warp_table(width: int, height: int) -> np.ndarray:
+    """[NUM_OPS + 1, 2, 10, 6] fixed-point coefficients: the warps' PIL tables, identity for
+    every other op (and for NONE). int32 when no index sum can overflow, else int64."""
+    key = (int(width), int(height))
     if key not in _WARP_TABLES:
-        _WARP_TABLES[key] = _warp_table(op, int(w), int(h))
-    table = tf.constant(_WARP_TABLES[key])
-    neg = tf.cast(random_signs(seed, tf.shape(levels)[0]) < 0, tf.int32)  # 0: +1, 1: −1
-    coeffs = tf.gather_nd(table, tf.stack([neg, levels], axis=1))       # [B, 6] int64
-    return _finish(images, warp_fixed(images, coeffs, tf.round(fill)), mask)
+        t = np.tile(np.asarray(_IDENTITY_FIXED, np.int64), (NUM_OPS + 1, 2, NUM_LEVELS, 1))
+        for name in SIGNED_OPS:
+            t[_I[name]] = _warp_table(name, *key)
+        a = np.abs(t)
+        bound = np.maximum(a[..., 2] + (height - 1) * a[..., 1] + (width - 1) * a[..., 0],
+                           a[..., 5] + (height - 1) * a[..., 4] + (width - 1) * a[..., 3])
+        _WARP_TABLES[key] = t.astype(np.int32) if bound.max() < 2 ** 31 else t
+    return _WARP_TABLES[key]
 
 
+def _any_of(code, op_ids):
+    return tf.reduce_any(tf.reduce_any(tf.equal(code[:, None], sorted(op_ids)), axis=1))
+
+
+def _maybe(present, op_ids, code, fn, x):
+    """``fn(x)`` if some sample's op is in ``op_ids`` (static skip if none can be), else x."""
+    ids = present & op_ids
+    if not ids:
+        return x
+    if ids == present and len(present) == 1:
+        return fn(x)                             # single-op call: it is needed
+    return tf.cond(_any_of(code, ids), lambda: fn(x), lambda: x)
+
+
+def _warp_stage(x, code, levels, neg, fill):
+    b, h, w = _batch_size(x), x.shape[1], x.shape[2]
+    table = _fused_warp_table(int(w), int(h))
+    dt = tf.as_dtype(table.dtype)
+    coeffs = tf.gather_nd(tf.constant(table), tf.stack([code, neg, levels], axis=1))  # [B, 6]
+    a = [coeffs[:, k][:, None, None] for k in range(6)]
+    y = tf.range(h, dtype=dt)[None, :, None]
+    xx = tf.range(w, dtype=dt)[None, None, :]
+    xin = tf.bitwise.right_shift(a[2] + y * a[1] + xx * a[0], 16)        # arithmetic = floor
+    yin = tf.bitwise.right_shift(a[5] + y * a[4] + xx * a[3], 16)
+    valid = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
+    n = b * (h * w)
+    base = tf.range(b)[:, None, None] * (h * w)
+    idx = tf.where(valid, base + tf.cast(yin * w + xin, tf.int32), n)     # n → fill row
+    flat = tf.concat([tf.reshape(x, [n, 3]), tf.reshape(tf.round(fill), [1, 3])], axis=0)
+    return tf.reshape(tf.gather(flat, idx), tf.shape(x))
+
+
+def _blend_stage(x, code, levels, present):
+    color, sharp = _I["Color"], _I["Sharpness"]
+    d = x                                       # d = x: the product is 0, x is unchanged
+    if color in present:
+        d = _maybe(present, {color}, code, lambda d: tf.where(
+            tf.equal(code, color)[:, None, None, None],
+            tf.cast(_luma(x), tf.float32)[..., None], d), d)
+    if sharp in present:
+        d = _maybe(present, {sharp}, code, lambda d: tf.where(
+            tf.equal(code, sharp)[:, None, None, None], _smooth_degenerate(x), d), d)
+    return _blend(d, x, levels[:, None, None, None])
+
+
+def _lut_stage(x, code, levels, ac_lut, present):
+    b = _batch_size(x)
+    i = tf.range(256, dtype=tf.float32)[None, None, :]                   # [1, 1, 256]
+    c = code[:, None, None]                                               # [B, 1, 1]
+    lut = tf.broadcast_to(i, [b, 3, 256])
+    if _I["Invert"] in present:
+        lut = tf.where(tf.equal(c, _I["Invert"]), 255.0 - i, lut)
+    if _I["Posterize"] in present:
+        bits = _table(POSTERIZE_BITS, levels, tf.int32)
+        keep = 256 - tf.bitwise.left_shift(tf.ones_like(bits), 8 - bits)
+        post = tf.bitwise.bitwise_and(tf.range(256)[None, None, :], keep[:, None, None])
+        lut = tf.where(tf.equal(c, _I["Posterize"]), tf.cast(post, tf.float32), lut)
+    if _I["Solarize"] in present:
+        th = _table(SOLARIZE_THRESHOLD, levels)[:, None, None]
+        lut = tf.where(tf.equal(c, _I["Solarize"]), tf.where(i >= th, 255.0 - i, i), lut)
+    enh = present & {_I["Brightness"], _I["Contrast"]}
+    if enh:
+        # Brightness: degenerate 0; Contrast: the flat grey int(mean luma + 0.5).
+        deg = tf.zeros([b])
+        if _I["Contrast"] in present:
+            deg = _maybe(present, {_I["Contrast"]}, code,
+                         lambda d: tf.where(tf.equal(code, _I["Contrast"]), _mean_luma(x), d),
+                         deg)
+        blend = _blend(deg[:, None, None], i, levels[:, None, None])
+        is_enh = tf.reduce_any(tf.equal(c[..., None], sorted(enh)), axis=-1)
+        lut = tf.where(is_enh, blend, lut)
+    if _I["Equalize"] in present:
+        lut = _maybe(present, {_I["Equalize"]}, code, lambda lut: tf.where(
+            tf.equal(c, _I["Equalize"]),
+            tf.cast(tf.reshape(_equalize_lut_batch(_to_int(x)), [b, 3, 256]), tf.float32),
+            lut), lut)
+    if _I["AutoContrast"] in present:
+        lut = tf.where(tf.equal(c, _I["AutoContrast"]), ac_lut, lut)
+    # one flat gather: entry (b·3 + channel)·256 + value
+    offs = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256
+    return tf.gather(tf.reshape(lut, [-1]), offs + _to_int(x))
+
+
+def _equalize_lut_batch(xi):
+    """PIL's equalize LUT for every sample-channel of int32 ``xi`` [B,H,W,3] → int32 [B*3, 256]:
+    all B·3 histograms from one flat bincount."""
+    b, h, w = _batch_size(xi), xi.shape[1], xi.shape[2]
+    r = b * 3
+    ids = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256 + xi
+    hist = tf.reshape(tf.math.bincount(tf.reshape(ids, [-1]), minlength=r * 256,
+                                       maxlength=r * 256, dtype=tf.int32), [r, 256])
+    return _equalize_lut_from_hist(hist, h * w)
+
+
+def _cutout_stage(x, code, levels, r, c, fill):
+    half = tf.where(tf.equal(code, _I["Cutout"]), _table(CUTOUT_SIZE, levels, tf.int32) // 2, 0)
+    return paint_squares(x, r, c, half, tf.round(fill))
+
+
+def _batch_size(x):
+    """Static batch size when known (XLA needs the bincount length at compile time)."""
+    return x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+
+
+def _stages(images, code, levels, neg, rows, cols, ac_lut, fill, present):
+    """The four stages on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
+    [B] (1: negative warp), ``rows``/``cols`` int32 [B] Cutout centres."""
+    x = tf.round(tf.clip_by_value(images, 0.0, 255.0))         # the uint8 image PIL would get
+    x = _maybe(present, WARP_OPS, code, lambda x: _warp_stage(x, code, levels, neg, fill), x)
+    x = _maybe(present, BLEND_OPS, code, lambda x: _blend_stage(x, code, levels, present), x)
+    x = _maybe(present, LUT_OPS, code, lambda x: _lut_stage(x, code, levels, ac_lut, present), x)
+    x = _maybe(present, {_I["Cutout"]}, code,
+               lambda x: _cutout_stage(x, code, levels, rows, cols, fill), x)
+    return tf.where(tf.not_equal(code, NONE)[:, None, None, None], x, images)
+
+
+# XLA fuses the stages' elementwise work into a few loops (measured ~N× faster than the
+# kernel-per-op graph on this CPU, see benchmarks/results/augment.md); ROLEKD_AUGMENT_XLA=0
+# runs the same graph without XLA. The random draws stay outside the compiled function, so
+# they are the plain TF kernels' values either way.
+USE_XLA = os.environ.get("ROLEKD_AUGMENT_XLA", "1") != "0"
+_COMPILED: dict = {}
+
+
+def _compiled_stages(present):
+    key = (present, USE_XLA)
+    if key not in _COMPILED:
+        _COMPILED[key] = tf.function(
+            lambda images, code, levels, neg, rows, cols, ac_lut, fill: _stages(
+                images, code, levels, neg, rows, cols, ac_lut, fill, present),
+            jit_compile=USE_XLA, reduce_retracing=False)
+    return _COMPILED[key]
+
+
+def apply_fused(images, op_index, levels, mask, *, fill, seed, present=ALL_OPS):
+    """Apply op ``op_index[i]`` (int32 [B]) at ``levels[i]`` to every sample with ``mask[i]``
+    (out-of-range indices: untouched) in one pass of the four stages above.
+
+    ``present``: the static set of op indices that may occur (stages of other ops are not
+    built). Random draws: the warps' sign is ``random_signs(seed, B)[i]`` and the Cutout centre
+    ``cutout_centres(seed, B, H, W)`` at index i, whatever the other samples' ops are.
+    """
+    images, levels, mask, fill = _prep(images, levels, mask, fill)
+    if images.shape[1] is None or images.shape[2] is None:
+        raise ValueError(f"image height/width must be static, got shape {images.shape}")
+    op_index = tf.cast(tf.convert_to_tensor(op_index), tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    present = frozenset(present)
+    s = tf.shape(images)
+    active = mask & (op_index >= 0) & (op_index < NUM_OPS)
+    code = tf.where(active, op_index, NONE)
+    neg = tf.cast(random_signs(seed, s[0]) < 0, tf.int32)
+    rows, cols = cutout_centres(seed, s[0], s[1], s[2])
+    # AutoContrast's LUT is float64 arithmetic whose int() truncation must match Python's
+    # separately rounded i·scale + offset: computed here, outside XLA (which would form FMAs).
+    ac_lut = tf.zeros([s[0], 3, 256])
+    if _I["AutoContrast"] in present:
+        ac_lut = _maybe(present, {_I["AutoContrast"]}, code, lambda z: tf.cast(tf.reshape(
+            _autocontrast_lut(tf.round(tf.clip_by_value(images, 0.0, 255.0))),
+            [s[0], 3, 256]), tf.float32), ac_lut)
+    return _compiled_stages(present)(images, code, levels, neg, rows, cols, ac_lut, fill)
+
+
+def _single(name):
+    k = _I[name]
+
+    def fn(images, levels, mask, *, fill, seed):
+        images = tf.convert_to_tensor(images)
+        b = tf.shape(images)[0]
+        return apply_fused(images, tf.fill([b], k), levels, mask, fill=fill, seed=seed,
+                           present={k})
+    return fn
+
+
+# ----------------------------------------------------------------------------- the 15 ops
 def rotate(images, levels, mask, *, fill, seed):
     """PIL ``rotate(±3L°)`` about the centre, nearest, exposed pixels = mean colour."""
-    return _warp_op("Rotate", images, levels, mask, fill, seed)
+    return _single("Rotate")(images, levels, mask, fill=fill, seed=seed)
 
 
 def translate_x(images, levels, mask, *, fill, seed):
     """PIL affine (1, 0, ±L, 0, 1, 0)."""
-    return _warp_op("TranslateX", images, levels, mask, fill, seed)
+    return _single("TranslateX")(images, levels, mask, fill=fill, seed=seed)
 
 
 def translate_y(images, levels, mask, *, fill, seed):
     """PIL affine (1, 0, 0, 0, 1, ±L)."""
-    return _warp_op("TranslateY", images, levels, mask, fill, seed)
+    return _single("TranslateY")(images, levels, mask, fill=fill, seed=seed)
 
 
 def shear_x(images, levels, mask, *, fill, seed):
     """PIL affine (1, ±0.03L, 0, 0, 1, 0) (about the top-left corner, as PBA)."""
-    return _warp_op("ShearX", images, levels, mask, fill, seed)
+    return _single("ShearX")(images, levels, mask, fill=fill, seed=seed)
 
 
 def shear_y(images, levels, mask, *, fill, seed):
     """PIL affine (1, 0, 0, ±0.03L, 1, 0)."""
-    return _warp_op("ShearY", images, levels, mask, fill, seed)
+    return _single("ShearY")(images, levels, mask, fill=fill, seed=seed)
 
 
-# ----------------------------------------------------------------------------- enhancers
 def _factor(levels):
     # PIL receives a Python float and blends with a C float: cast the double to float32.
     return _table(np.asarray(ENHANCE_FACTOR, np.float64).astype(np.float32), levels)
@@ -256,23 +415,17 @@ def _factor(levels):
 
 def brightness(images, levels, mask, *, fill, seed):
     """ImageEnhance.Brightness(0.1+0.18L): blend with black."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    return _finish(images, _blend(tf.zeros_like(images), images, _factor(levels)), mask)
+    return _single("Brightness")(images, levels, mask, fill=fill, seed=seed)
 
 
 def color(images, levels, mask, *, fill, seed):
     """ImageEnhance.Color(0.1+0.18L): blend with the luma image."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    gray = tf.cast(_luma(images), tf.float32)[..., None]
-    degenerate = tf.broadcast_to(gray, tf.shape(images))
-    return _finish(images, _blend(degenerate, images, _factor(levels)), mask)
+    return _single("Color")(images, levels, mask, fill=fill, seed=seed)
 
 
 def contrast(images, levels, mask, *, fill, seed):
     """ImageEnhance.Contrast(0.1+0.18L): blend with the flat grey int(mean luma + 0.5)."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    degenerate = tf.zeros_like(images) + _mean_luma(images)[:, None, None, None]
-    return _finish(images, _blend(degenerate, images, _factor(levels)), mask)
+    return _single("Contrast")(images, levels, mask, fill=fill, seed=seed)
 
 
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32)
@@ -280,36 +433,26 @@ _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32)
 
 def sharpness(images, levels, mask, *, fill, seed):
     """ImageEnhance.Sharpness(0.1+0.18L): blend with PIL's SMOOTH-filtered image."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    return _finish(images, _blend(_smooth_degenerate(images), images, _factor(levels)), mask)
+    return _single("Sharpness")(images, levels, mask, fill=fill, seed=seed)
 
 
-# ----------------------------------------------------------------------------- pixel LUT ops
 def invert(images, levels, mask, *, fill, seed):
     """ImageOps.invert: 255 − x."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    return _finish(images, 255.0 - images, mask)
+    return _single("Invert")(images, levels, mask, fill=fill, seed=seed)
 
 
 def posterize(images, levels, mask, *, fill, seed):
     """ImageOps.posterize(4 − int(4L/10)): keep the top bits."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    bits = _table(POSTERIZE_BITS, levels, tf.int32)
-    keep = 256 - tf.bitwise.left_shift(tf.ones_like(bits), 8 - bits)  # ~(2**(8-bits) − 1) & 255
-    out = tf.bitwise.bitwise_and(_to_int(images), keep[:, None, None, None])
-    return _finish(images, tf.cast(out, tf.float32), mask)
+    return _single("Posterize")(images, levels, mask, fill=fill, seed=seed)
 
 
 def solarize(images, levels, mask, *, fill, seed):
     """ImageOps.solarize(256 − int(25.6L)): invert pixels ≥ threshold."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    th = _table(SOLARIZE_THRESHOLD, levels)[:, None, None, None]
-    return _finish(images, tf.where(images >= th, 255.0 - images, images), mask)
+    return _single("Solarize")(images, levels, mask, fill=fill, seed=seed)
 
 
-def _equalize_lut(rows, n):
-    """PIL's equalize LUT per row of ``rows`` (int32 [R, n] pixel values) → int32 [R, 256]."""
-    hist = tf.cast(tf.math.bincount(rows, minlength=256, maxlength=256, axis=-1), tf.int32)
+def _equalize_lut_from_hist(hist, n):
+    """PIL's equalize LUT from int32 histograms [R, 256] of n pixels each → int32 [R, 256]."""
     idx = tf.range(256)[None, :]
     last = tf.reduce_max(tf.where(hist > 0, idx, -1), axis=1)            # last non-zero bin
     h_last = tf.gather(hist, tf.maximum(last, 0), batch_dims=1)
@@ -334,9 +477,11 @@ def _autocontrast_lut(images):
 def _mean_luma(images):
     """ImageEnhance.Contrast's grey level: int(mean(luma) + 0.5), float32 [B]."""
     y = _luma(images)
-    total = tf.reduce_sum(tf.cast(y, tf.float64), axis=[1, 2])
-    n = tf.cast(tf.shape(y)[1] * tf.shape(y)[2], tf.float64)
-    return tf.cast(tf.floor(total / n + 0.5), tf.float32)
+    total = tf.reduce_sum(y, axis=[1, 2])                 # exact in int32 (< 2**31 / 255 px)
+    n = tf.shape(y)[1] * tf.shape(y)[2]
+    # floor(total/n + 0.5) exactly; Python's float division cannot cross the .5 boundary
+    # (total/n is ≥ 1/(2n) away from it, far above a double's rounding error).
+    return tf.cast((2 * total + n) // (2 * n), tf.float32)
 
 
 def _smooth_degenerate(images):
@@ -355,26 +500,17 @@ def _smooth_degenerate(images):
 def equalize(images, levels, mask, *, fill, seed):
     """ImageOps.equalize per channel (PIL's LUT: step = (N − h[last])//255, lut[i] =
     (step//2 + Σ_{j<i} h[j]) // step; identity when step = 0)."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    rows, s = _channel_rows(images)
-    lut = _equalize_lut(rows, s[1] * s[2])
-    out = _from_channel_rows(tf.gather(lut, rows, batch_dims=1), s)
-    return _finish(images, out, mask)
+    return _single("Equalize")(images, levels, mask, fill=fill, seed=seed)
 
 
 def autocontrast(images, levels, mask, *, fill, seed):
     """ImageOps.autocontrast (cutoff 0) per channel: lut[i] = clip(int(i·scale − lo·scale))."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    return _finish(images, _apply_lut(images, _autocontrast_lut(images)), mask)
+    return _single("AutoContrast")(images, levels, mask, fill=fill, seed=seed)
 
 
 def cutout(images, levels, mask, *, fill, seed):
     """Square of side 2L (clipped at the border) at a uniform centre, set to the mean colour."""
-    images, levels, mask, fill = _prep(images, levels, mask, fill)
-    b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    half = _table(CUTOUT_SIZE, levels, tf.int32) // 2
-    r, c = cutout_centres(seed, b, h, w)
-    return _finish(images, paint_squares(images, r, c, half, tf.round(fill)), mask)
+    return _single("Cutout")(images, levels, mask, fill=fill, seed=seed)
 
 
 def paint_squares(images, r, c, half, value):
@@ -395,22 +531,35 @@ OP_BY_NAME = dict(zip(OP_NAMES, OPS))
 
 
 # ----------------------------------------------------------------------------- dispatch
-def apply_op_by_index(images, op_index, levels, mask, *, fill, seed, method="partition"):
+def apply_op_by_index(images, op_index, levels, mask, *, fill, seed, method="fused"):
     """Apply op ``op_index`` (scalar, or int32 ``[B]`` — one op per sample) at ``levels``.
 
-    ``method`` (for ``[B]`` op indices; a scalar ``op_index`` always uses ``tf.switch_case``):
+    ``method``:
 
-    * ``"partition"`` (default, fastest measured): ``tf.dynamic_partition`` the batch by op, run
-      each op on its own samples only, ``tf.dynamic_stitch`` back — ~1 op of work per sample;
-    * ``"dense"``: run all 15 ops on the whole batch, each masked to its samples (~10× slower;
-      kept as a reference). Random draws differ between the two methods (per partition vs
-      over the whole batch).
+    * ``"fused"`` (default, fastest measured — benchmarks/results/augment.md): ``apply_fused``,
+      the four whole-batch stages, each skipped when no sample needs it; a scalar
+      ``op_index`` is broadcast to the batch;
+    * ``"partition"`` (``[B]`` only): ``tf.dynamic_partition`` the batch by op, run each op
+      function on its own samples, ``tf.dynamic_stitch`` back (the previous default: ~15 small
+      sub-graphs per call, dominated by per-kernel overhead at CIFAR sizes);
+    * ``"dense"`` (``[B]`` only): run all 15 op functions on the whole batch, each masked to its
+      samples (a slow reference).
+
+    Random draws differ between the methods (per op / per partition vs over the whole batch).
     """
     images, levels, mask, fill = _prep(images, levels, mask, fill)
     op_index = tf.cast(tf.convert_to_tensor(op_index), tf.int32)
     seed = tf.convert_to_tensor(seed)
-    seeds = [tf.random.experimental.stateless_fold_in(seed, k) for k in range(NUM_OPS)]
+    b = tf.shape(images)[0]
 
+    if method == "fused":
+        if op_index.shape.rank == 0:
+            op_index = tf.fill([b], op_index)
+        return apply_fused(images, op_index, levels, mask, fill=fill, seed=seed)
+    if method not in ("partition", "dense"):
+        raise ValueError(f"method={method!r}: expected 'fused', 'partition' or 'dense'")
+
+    seeds = [tf.random.experimental.stateless_fold_in(seed, k) for k in range(NUM_OPS)]
     if op_index.shape.rank == 0:
         branches = [
             (lambda fn=fn, s=s: fn(images, levels, mask, fill=fill, seed=s))
@@ -422,13 +571,10 @@ def apply_op_by_index(images, op_index, levels, mask, *, fill, seed, method="par
         for k, fn in enumerate(OPS):
             out = fn(out, levels, mask & tf.equal(op_index, k), fill=fill, seed=seeds[k])
         return out
-    if method != "partition":
-        raise ValueError(f"method={method!r}: expected 'partition' or 'dense'")
 
     # Partition NUM_OPS holds the untouched samples (mask False or op index out of range).
     valid = mask & (op_index >= 0) & (op_index < NUM_OPS)
     part = tf.where(valid, op_index, NUM_OPS)
-    b = tf.shape(images)[0]
     pos = tf.dynamic_partition(tf.range(b), part, NUM_OPS + 1)
     imgs = tf.dynamic_partition(images, part, NUM_OPS + 1)
     lvls = tf.dynamic_partition(levels, part, NUM_OPS + 1)

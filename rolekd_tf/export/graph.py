@@ -11,19 +11,21 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
 * ``QuantConv2D`` / ``QuantDense``: the kernel is the constant ``dorefa_kernel()``. When a conv's
   only consumer is a ``BatchNormalization``, the BN is folded into it (``c_j = γ_j/√(σ²_j+ε)``):
   kernel ``K·c_j``, bias ``β_j − μ_j c_j``.
-* In ``mode="int8"`` every low-bit kernel (``2 ≤ w_bits ≤ 8``) gets a per-output-channel
-  ``fake_quant_with_min_max_vars_per_channel`` with range ``±127·|c_j|/n`` (``n = 2^w_bits − 1``,
-  8 bits, narrow range). That pins the int8 scale to ``|c_j|/n``, so the stored int8 values are
-  exactly ``n·w_dorefa`` — the odd integers ``−n … n`` — instead of the converter's default
-  ``max|w|/127`` (which cannot represent 1/3: 127/3 is not an integer). ``w_bits = 1`` kernels
-  (``±E``) use the range ``±E·|c_j|`` (int values ±127). Full-precision kernels (stem, logits)
-  are left to the converter's calibration.
-* ``ActivationQuantizer(k < 32)``: ``clip(x, 0, 1)`` followed by, in ``mode="float"``,
-  ``round(n·x)/n`` (as Keras), or in ``mode="int8"``, ``fake_quant_with_min_max_args(min=0,
-  max=255/n, num_bits=8)``, i.e. an 8-bit tensor with scale exactly ``1/n``: the levels ``i/n``
-  are integers ``i`` (+ zero point) and the requantisation into that tensor *is* the k-bit round.
-  (``fake_quant`` rounds half up, ``tf.round`` half to even: they differ only on exact ties.)
-  ``a_bits = 32`` stays a ReLU.
+* Exact int8 weights are NOT obtained through a weight fake-quant (TF 2.21's converter
+  constant-folds it and picks ``max|w|/127`` anyway, which cannot represent 1/3):
+  :func:`rolekd_tf.export.tflite.fix_int8_model` rewrites the flatbuffer so that every DoReFa
+  kernel (``2 ≤ w_bits ≤ 7``) stores ``n·M·w_dorefa`` (``M = ⌊127/n⌋``) with per-channel scale
+  ``|c_j|/(n·M)`` (from ``plan[layer]["scale"]``), and re-quantises every bias with the actual
+  ``input_scale × filter_scale``.
+* ``ActivationQuantizer(k < 32)``: in ``mode="float"``, ``round(n·clip(x, 0, 1))/n`` (as Keras);
+  in ``mode="int8"``, 8-bit fake-quants with scale exactly ``1/n`` around a clip spelled
+  ``1 − relu(1 − relu(x))`` (SUB/RELU: exact on the grid and delegated by XNNPACK in int8, unlike
+  MINIMUM). The requantisation of the producer's int32 accumulator onto the ``1/n`` grid *is* the
+  k-bit round (fake-quant rounds half up, ``tf.round`` half to even: they differ only on exact
+  ties). ``a_bits = 32`` stays a ReLU.
+* ``mode="int8"``: a residual ``Add`` whose result reaches only k-bit quantisers and has one
+  off-grid input puts that input on the ``1/n`` grid first (exact: ``round_n(y + q) =
+  round_n(y) + q`` for ``q`` on the grid).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
 """
@@ -154,9 +156,16 @@ def _export_layer_classes():
                 # accumulator is requantised straight onto the k-bit grid, then clamped (exact ops)
                 z = min(128, 255 - n)
                 lo, hi = -z / n, (255 - z) / n
-                x = tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
-                x = tf.clip_by_value(x, 0.0, 1.0)
-                return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
+
+                def fq(t):
+                    return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
+
+                # clip(x, 0, 1) spelled 1 − relu(1 − relu(x)): RELU fuses into the producer and
+                # SUB is delegated by XNNPACK in int8 (MINIMUM is not: it split the graph into 19
+                # partitions, measured); on the 1/n grid every step is exact.
+                x = fq(tf.nn.relu(x))
+                x = fq(tf.nn.relu(1.0 - x))
+                return fq(1.0 - x)
             x = tf.clip_by_value(x, 0.0, 1.0)
             return tf.round(x * float(n)) / float(n)
 

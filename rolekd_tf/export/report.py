@@ -60,7 +60,7 @@ def _guess_layer(tensor_name: str, plan: dict):
 
 
 def format_table(report: dict) -> str:
-    rows = [("file", "bytes", "×fp32", "acc %", "Keras acc %", "agree %", "max|Δlogit|", "latency ms")]
+    rows = [("file", "bytes", "×fp32", "acc %", "Keras acc %", "agree %", "max abs Δlogit", "latency ms")]
     keras_acc = report["reference"]["accuracy"] * 100
     fp32 = report["files"].get("model_fp32.tflite", {}).get("bytes")
     for name, f in report["files"].items():
@@ -95,16 +95,16 @@ def format_table(report: dict) -> str:
 
 
 def markdown_table(report: dict) -> str:
+    """The :func:`format_table` figures as a Markdown table plus notes."""
     t = format_table(report).splitlines()
-    head, body, foot = t[0], t[2:-1], t[-1]
-    def row(s):
-        return "| " + " | ".join(c for c in s.split("  ") if c.strip() != "") + " |"
-    out = [row(head), "|" + "---|" * len([c for c in head.split("  ") if c.strip()])]
-    for b in body:
-        cells = [c.strip() for c in _split_fixed(b, t[1])]
-        out.append("| " + " | ".join(cells) + " |")
+    rule = t[1]
+    cut = next(i for i, line in enumerate(t) if line.startswith("evaluated on"))
+    def cells(line):
+        return [c.strip() for c in _split_fixed(line, rule)]
+    out = ["| " + " | ".join(cells(t[0])) + " |", "|" + "---|" * len(cells(t[0]))]
+    out += ["| " + " | ".join(cells(line)) + " |" for line in t[2:cut]]
     out.append("")
-    out.append(foot)
+    out += [f"- {line}" for line in t[cut:]]
     return "\n".join(out)
 
 

@@ -1,0 +1,56 @@
+"""Test shim: run train.py / search.py with atomic writes slowed down, so a test can kill -9 the
+process *while* a chosen file is being written (its ``.tmp-*`` twin exists, the rename has not
+happened yet).
+
+    python _slow_writes.py train|search ARGS...
+    env ROLEKD_TEST_SLOW_WRITE=<regex on the target file name>  ROLEKD_TEST_SLOW_SECONDS=<s>
+
+Only the test harness uses this; the package is not modified.
+"""
+import contextlib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import rolekd_tf.fileio as fileio  # noqa: E402
+
+_orig = fileio.atomic_path
+_pattern = re.compile(os.environ.get("ROLEKD_TEST_SLOW_WRITE", r"(?!)"))
+_seconds = float(os.environ.get("ROLEKD_TEST_SLOW_SECONDS", "3"))
+
+
+@contextlib.contextmanager
+def slow_atomic_path(path, *, is_dir=False):
+    with _orig(path, is_dir=is_dir) as tmp:
+        yield tmp
+        if _pattern.search(Path(path).name):
+            # the temporary file is complete, the rename onto ``path`` has not happened yet
+            print(f"[slow-write] {path} -> {tmp.name}", flush=True)
+            time.sleep(_seconds)
+
+
+fileio.atomic_path = slow_atomic_path
+
+from rolekd_tf.cli import run_cli  # noqa: E402
+
+if __name__ == "__main__":
+    tool, argv = sys.argv[1], sys.argv[2:]
+    if tool == "train":
+        sys.path.insert(0, str(ROOT))
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("train_cli", ROOT / "train.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.exit(run_cli(mod.main, argv))
+    if tool == "search":
+        from rolekd_tf.search.run import main
+
+        sys.exit(run_cli(main, argv))
+    raise SystemExit(f"unknown tool {tool}")
