@@ -1,8 +1,25 @@
-"""Augmentation throughput: vectorised TF apply_policy vs per-image PIL, and the training
-pipeline's delivery rate vs a ResNet-20 train step's consumption rate.
+"""Augmentation throughput: vectorised TF apply_policy vs PBA's per-image PIL path, and the
+training pipeline's delivery rate vs a ResNet-20 train step's consumption rate.
 
     ROLEKD_CIFAR10_TAR=/work/shared/data/cifar10-jpeg-train.tar.gz \
         .venv/bin/python benchmarks/augment.py [--out benchmarks/results/augment.md]
+
+The machine is shared (2 cores, other jobs): every measurement is taken in ``--rounds``
+interleaved rounds (TF, PBA, lean PIL, then pipeline, trainer) and the median per-round rate is
+reported, with the load average before / after.
+
+What each side includes (dense policy: all 30 slots p = 1, level 5; batch 128, 32×32):
+
+* TF: ``apply_policy`` on a float32 [128, 32, 32, 3] batch in 0..255 inside a ``tf.function``
+  (the policy draw, both op steps, ``.numpy()`` of the result).
+* PBA per image (``pil_reference.pba_apply_policy``): what PBA's loader does per image — the
+  cap draw, and for cap > 0: normalised float → uint8 RGBA ``PIL.Image`` (``pil_wrap``),
+  ``random.shuffle`` of the 30 slots, coin flips, the PIL ops as PBA calls them (RGB↔RGBA
+  converts for ImageOps, per-pixel Python Cutout), ``np.array(img.getdata())`` back to a
+  normalised float image (``pil_unwrap``). Nothing else (no pad/crop/flip/Cutout16).
+* lean PIL per image (``pil_reference.pil_apply_policy``, the tests' oracle): uint8 RGB in,
+  the same PIL ops, ``np.array`` out — no float↔uint8 normalisation, no RGBA, no ``getdata``.
+  Leaner than PBA; shown so the two references can be told apart.
 """
 from __future__ import annotations
 
@@ -10,6 +27,7 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import sys
 import time
 
@@ -21,6 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rolekd_tf.augment import apply as ap  # noqa: E402
+from rolekd_tf.augment import ops  # noqa: E402
 from rolekd_tf.augment import pipeline as pl  # noqa: E402
 from rolekd_tf.fileio import atomic_write_text  # noqa: E402
 from tests.augment import pil_reference as ref  # noqa: E402
@@ -49,28 +68,62 @@ def load_images(n):
             "random uint8 images (ROLEKD_CIFAR10_TAR unset)")
 
 
-def bench_tf(x, iters):
+class _Rate:
+    """Interleaved timing: ``step()`` runs one round and records its rate."""
+
+    def __init__(self, fn, units):
+        self.fn, self.units, self.rates = fn, units, []
+
+    def step(self):
+        t = time.perf_counter()
+        self.fn()
+        self.rates.append(self.units / (time.perf_counter() - t))
+
+    @property
+    def median(self):
+        return float(np.median(self.rates))
+
+
+def make_tf(x, iters):
     policy = tf.constant(dense_policy())
     xb = tf.constant(x[:BATCH], tf.float32)
     f = tf.function(lambda s: ap.apply_policy(xb, policy, fill=FILL, seed=s))
     for i in range(5):
         f(tf.constant([i, 0])).numpy()
-    t = time.perf_counter()
-    for i in range(iters):
-        f(tf.constant([i, 1])).numpy()
-    return iters * BATCH / (time.perf_counter() - t)
+    calls = iter(range(10 ** 9))
+
+    def run():
+        for _ in range(iters):
+            f(tf.constant([next(calls), 1])).numpy()
+    return _Rate(run, iters * BATCH)
 
 
-def bench_pil(x, n):
+def make_pba(x, n):
+    xn = (x.astype(np.float64) / 255.0 - np.array(MEAN)) / np.array(STD)   # PBA: normalised
+    pyrandom = random.Random(0)
+    np.random.seed(0)
+    pol = dense_policy()
+    idx = iter(range(10 ** 9))
+
+    def run():
+        for _ in range(n):
+            ref.pba_apply_policy(xn[next(idx) % len(xn)], pol, mean=np.array(MEAN),
+                                 std=np.array(STD), pyrandom=pyrandom)
+    return _Rate(run, n)
+
+
+def make_pil(x, n):
     rng = np.random.default_rng(0)
     pol = dense_policy()
-    t = time.perf_counter()
-    for i in range(n):
-        ref.pil_apply_policy(x[i % len(x)], pol, fill=FILL, rng=rng)
-    return n / (time.perf_counter() - t)
+    idx = iter(range(10 ** 9))
+
+    def run():
+        for _ in range(n):
+            ref.pil_apply_policy(x[next(idx) % len(x)], pol, fill=FILL, rng=rng)
+    return _Rate(run, n)
 
 
-def bench_pipeline(x, batches):
+def make_pipeline(x, batches):
     table = pl.PolicyTable(10)
     table.assign_schedule(np.stack([dense_policy()] * 10))
     ds = pl.make_train_dataset(x, np.zeros(len(x), np.int32), _Info, batch_size=BATCH, seed=0,
@@ -78,13 +131,14 @@ def bench_pipeline(x, batches):
     it = iter(ds)
     for _ in range(5):
         next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches / (time.perf_counter() - t)
+
+    def run():
+        for _ in range(batches):
+            next(it)
+    return _Rate(run, batches)
 
 
-def bench_trainer(steps):
+def make_trainer(steps):
     import keras
 
     try:
@@ -101,10 +155,11 @@ def bench_trainer(steps):
     yb = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int32)
     for _ in range(3):
         model.train_on_batch(xb, yb)
-    t = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(xb, yb)
-    return steps / (time.perf_counter() - t), which
+
+    def run():
+        for _ in range(steps):
+            model.train_on_batch(xb, yb)
+    return _Rate(run, steps), which
 
 
 def _inline_resnet20():
@@ -132,35 +187,50 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                  "augment.md"))
-    p.add_argument("--tf-iters", type=int, default=40)
-    p.add_argument("--pil-images", type=int, default=1024)
-    p.add_argument("--pipeline-batches", type=int, default=60)
-    p.add_argument("--train-steps", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--tf-iters", type=int, default=8, help="batches per round")
+    p.add_argument("--pil-images", type=int, default=256, help="images per round (each PIL side)")
+    p.add_argument("--pipeline-batches", type=int, default=15, help="batches per round")
+    p.add_argument("--train-steps", type=int, default=3, help="steps per round")
     args = p.parse_args(argv)
 
     x, source = load_images(4000)
     load0 = os.getloadavg()
-    tf_rate = bench_tf(x, args.tf_iters)
-    pil_rate = bench_pil(x, args.pil_images)
-    pipe_rate = bench_pipeline(x, args.pipeline_batches)
-    train_rate, which = bench_trainer(args.train_steps)
+    t_tf = make_tf(x, args.tf_iters)
+    t_pba, t_pil = make_pba(x, args.pil_images), make_pil(x, args.pil_images)
+    t_pipe = make_pipeline(x, args.pipeline_batches)
+    t_train, which = make_trainer(args.train_steps)
+    for _ in range(args.rounds):
+        for t in (t_tf, t_pba, t_pil, t_pipe, t_train):
+            t.step()
     load1 = os.getloadavg()
+    tf_rate, pba_rate, pil_rate = t_tf.median, t_pba.median, t_pil.median
+    pipe_rate, train_rate = t_pipe.median, t_train.median
+    spread = lambda t: f"{min(t.rates):,.0f}–{max(t.rates):,.0f}"  # noqa: E731
 
     lines = [
         f"## Augmentation benchmark — {datetime.datetime.now().isoformat(timespec='seconds')}",
         "",
         f"Command: `ROLEKD_CIFAR10_TAR=… .venv/bin/python benchmarks/augment.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
-        f"Host: {platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}; load average "
-        f"{load0[0]:.1f} → {load1[0]:.1f} (shared machine: absolute numbers are noisy).",
+        f"Host: {platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}, XLA for the "
+        f"op stages: {'on' if ops.USE_XLA else 'off'}; load average {load0[0]:.1f} → "
+        f"{load1[0]:.1f} (shared machine: absolute numbers are noisy). {args.rounds} "
+        f"interleaved rounds, medians (min–max over rounds in brackets).",
         f"Images: {source}, {len(x)} images. Policy: all 30 slots prob 10, level 5 "
-        f"(dense: 80 % of images get 1–2 ops). Batch {BATCH}.",
+        f"(dense: 80 % of images get 1–2 ops). Batch {BATCH}. What each side includes: see "
+        f"the docstring of benchmarks/augment.py.",
         "",
         "| measurement | value |",
         "|---|---|",
-        f"| TF `apply_policy` (tf.function, CPU, batch {BATCH}) | {tf_rate:,.0f} img/s |",
-        f"| PIL per-image reference (tests/augment/pil_reference.py) | {pil_rate:,.0f} img/s |",
-        f"| **TF / PIL** | **{tf_rate / pil_rate:.1f}×** (target ≥ 10×) |",
+        f"| TF `apply_policy` (tf.function, CPU, batch {BATCH}) | {tf_rate:,.0f} img/s "
+        f"({spread(t_tf)}) |",
+        f"| PBA per image (`pba_apply_policy`: float→uint8 RGBA PIL, PIL ops, getdata→float) | "
+        f"{pba_rate:,.0f} img/s ({spread(t_pba)}) |",
+        f"| lean PIL per image (`pil_apply_policy`: uint8 in/out, test oracle) | "
+        f"{pil_rate:,.0f} img/s ({spread(t_pil)}) |",
+        f"| **TF / PBA per image** | **{tf_rate / pba_rate:.1f}×** (target ≥ 10×) |",
+        f"| TF / lean PIL | {tf_rate / pil_rate:.1f}× |",
         f"| pipeline delivery (`make_train_dataset`, policy + pad/crop/flip/Cutout16 + "
         f"normalise) | {pipe_rate:.1f} batches/s ({pipe_rate * BATCH:,.0f} img/s) |",
         f"| ResNet-20 train step consumption ({which}) | {train_rate:.2f} steps/s |",

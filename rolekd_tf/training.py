@@ -299,9 +299,6 @@ class Task:
         path = Path(path)
         vs = self._state_variables(model)
         arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(vs)}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
         meta = {
             "version": STATE_VERSION,
             "epoch": int(epoch),
@@ -309,6 +306,12 @@ class Task:
             "shapes": [list(v.shape) for v in vs],
         }
         meta.update(extra or {})
+        # The metadata also goes INSIDE the .npz (one atomic rename), so a kill between the two
+        # renames can never pair new weights with an old epoch number; state.json is for humans.
+        arrays["meta"] = np.asarray(json.dumps(meta))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
         atomic_write_json(path.with_suffix(".json"), meta)
 
     def load_state(self, model, path) -> dict:
@@ -316,8 +319,8 @@ class Task:
         path = Path(path)
         meta_path = path.with_suffix(".json")
         try:
-            meta = json.loads(meta_path.read_text())
             data = np.load(path)
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else json.loads(meta_path.read_text())
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {str(path)!r} is missing") from None
         except Exception as e:
@@ -360,7 +363,7 @@ def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: fl
             wall = prior_wall + time.time() - t0
             if (epoch + 1) % task.cfg.train.checkpoint_every == 0 or epoch + 1 == task.total_epochs:
                 task.save_state(model, run_dir / "checkpoints" / "state.npz", epoch=epoch + 1,
-                                extra={"wall_time_s": wall})
+                                extra={"wall_time_s": wall, "history": history})
                 atomic_write_json(run_dir / "metrics.json", {"history": history, "wall_time_s": wall,
                                                              "finished": False})
 
@@ -461,9 +464,11 @@ def run_training(
         meta = task.load_state(model, state)
         initial_epoch = int(meta["epoch"])
         prior_wall = float(meta.get("wall_time_s", 0.0))
-        if (run_dir / "metrics.json").exists():
+        if "history" in meta:  # saved with the weights: metrics.json may lag one epoch behind
+            history = meta["history"]
+        elif (run_dir / "metrics.json").exists():
             history = json.loads((run_dir / "metrics.json").read_text()).get("history", {})
-            history = {k: v[:initial_epoch] for k, v in history.items()}
+        history = {k: v[:initial_epoch] for k, v in history.items()}
         print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 
     d = cfg.distill

@@ -18,16 +18,25 @@ tests/augment/test_ops.py):
 * warps: PIL's nearest-neighbour affine engine, reproduced exactly — the 6 coefficients (the
   ``Image.transform(AFFINE)`` data, mapping output → input, pixel centres at +½; Rotate's from
   ``Image.rotate`` about ``(W/2, H/2)``) are turned into PIL's 16.16 fixed point per
-  (op, sign, level) once per image size, and each output pixel gathers input ``(xx >> 16, yy >> 16)``
-  (one batched ``tf.gather``; ``ImageProjectiveTransformV3`` was tried first and disagreed with
-  PIL on ~0.3 % of rotated and ~1.6 % of ShearX/Y-level-4 pixels — float32 ``round`` vs PIL's
-  fixed-point ``floor`` — at about the same speed).
+  (op, sign, level) once per image size, and each output pixel gathers input
+  ``(xx >> 16, yy >> 16)`` (``ImageProjectiveTransformV3`` disagreed with PIL on ~0.3 % of
+  rotated and ~1.6 % of ShearX/Y-level-4 pixels — float32 ``round`` vs fixed-point ``floor``).
 * enhancers: ``out = floor(clip(d + f·(x − d), 0, 255))`` in float32 (``Image.blend``), with
   PIL's degenerate images (black; ITU-R 601 luma ``(19595R+38470G+7471B+2¹⁵)>>16`` — PIL's
   fixed-point form of 299/587/114 ‰; the luma mean ``int(mean+0.5)``; SMOOTH = 3×3
-  ``[[1,1,1],[1,5,1],[1,1,1]]/13`` rounded, border pixels kept).
+  ``[[1,1,1],[1,5,1],[1,1,1]]/13`` rounded, border pixels kept). The float32 product
+  ``f·(x − d)`` comes from a table, so it is rounded before the add even under XLA (no FMA).
 * Equalize / AutoContrast: PIL's ``ImageOps`` LUT algorithms per channel (AutoContrast's LUT is
   computed in float64 like Python does, so ``int()`` truncation matches exactly).
+
+Performance design (benchmarks/results/augment.md): every op is one case of a single fused
+kernel, ``apply_fused`` — four whole-batch stages (warp gather, blend, per-sample-channel LUT
+gather, Cutout box), each the exact identity for samples whose op it does not handle and each
+skipped (``tf.cond``) when no sample needs it; the stages run as one XLA-compiled function
+(``ROLEKD_AUGMENT_XLA=0`` disables XLA). The random draws and the Equalize / AutoContrast LUTs
+(histograms of the few samples that need them) are computed outside XLA. The per-op functions
+below are that kernel with a single op present, so tests/augment/test_ops.py checks the
+production code path.
 """
 from __future__ import annotations
 
@@ -188,6 +197,7 @@ WARP_OPS = frozenset(_I[n] for n in SIGNED_OPS)
 BLEND_OPS = frozenset(_I[n] for n in ("Color", "Sharpness"))
 LUT_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Brightness", "Contrast",
                                     "Equalize", "AutoContrast"))
+HIST_OPS = frozenset(_I[n] for n in ("Equalize", "AutoContrast"))   # LUTs built outside XLA
 ALL_OPS = frozenset(range(NUM_OPS))
 _IDENTITY_FIXED = _pil_fixed_coeffs((1, 0, 0, 0, 1, 0))
 _WARP_TABLES: dict = {}
@@ -253,7 +263,7 @@ def _blend_stage(x, code, levels, present):
     return _blend(d, x, levels[:, None, None, None])
 
 
-def _lut_stage(x, code, levels, ac_lut, present):
+def _lut_stage(x, code, levels, ext_lut, present):
     b = _batch_size(x)
     i = tf.range(256, dtype=tf.float32)[None, None, :]                   # [1, 1, 256]
     c = code[:, None, None]                                               # [B, 1, 1]
@@ -279,13 +289,10 @@ def _lut_stage(x, code, levels, ac_lut, present):
         blend = _blend(deg[:, None, None], i, levels[:, None, None])
         is_enh = tf.reduce_any(tf.equal(c[..., None], sorted(enh)), axis=-1)
         lut = tf.where(is_enh, blend, lut)
-    if _I["Equalize"] in present:
-        lut = _maybe(present, {_I["Equalize"]}, code, lambda lut: tf.where(
-            tf.equal(c, _I["Equalize"]),
-            tf.cast(tf.reshape(_equalize_lut_batch(_to_int(x)), [b, 3, 256]), tf.float32),
-            lut), lut)
-    if _I["AutoContrast"] in present:
-        lut = tf.where(tf.equal(c, _I["AutoContrast"]), ac_lut, lut)
+    hist_ops = present & HIST_OPS
+    if hist_ops:
+        lut = tf.where(tf.reduce_any(tf.equal(c[..., None], sorted(hist_ops)), axis=-1),
+                       ext_lut, lut)
     # one flat gather: entry (b·3 + channel)·256 + value
     offs = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256
     return tf.gather(tf.reshape(lut, [-1]), offs + _to_int(x))
@@ -293,13 +300,39 @@ def _lut_stage(x, code, levels, ac_lut, present):
 
 def _equalize_lut_batch(xi):
     """PIL's equalize LUT for every sample-channel of int32 ``xi`` [B,H,W,3] → int32 [B*3, 256]:
-    all B·3 histograms from one flat bincount."""
-    b, h, w = _batch_size(xi), xi.shape[1], xi.shape[2]
-    r = b * 3
-    ids = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256 + xi
-    hist = tf.reshape(tf.math.bincount(tf.reshape(ids, [-1]), minlength=r * 256,
-                                       maxlength=r * 256, dtype=tf.int32), [r, 256])
-    return _equalize_lut_from_hist(hist, h * w)
+    the B·3 histograms from one row-wise bincount over ``channel·256 + value``."""
+    h, w = xi.shape[1], xi.shape[2]
+    ids = tf.reshape(xi + tf.constant([0, 256, 512]), [-1, h * w * 3])     # [B, HW·3]
+    hist = tf.math.bincount(ids, minlength=768, maxlength=768, axis=-1, dtype=tf.int32)
+    return _equalize_lut_from_hist(tf.reshape(hist, [-1, 256]), h * w)
+
+
+def _histogram_luts(images, code, present):
+    """float32 [B, 3, 256]: the Equalize / AutoContrast LUT of each sample whose op is one of
+    them (identity elsewhere), computed on those samples only and outside XLA — a batch-wide
+    bincount is a slow serial scatter under XLA:CPU, and AutoContrast's float64 ``i·scale +
+    offset`` must be rounded twice like Python's (XLA:CPU would contract it into an FMA)."""
+    b = tf.shape(images)[0]
+    ident = tf.broadcast_to(tf.range(256, dtype=tf.float32), [b, 3, 256])
+    ids = present & HIST_OPS
+    if not ids:
+        return ident
+
+    def build(lut):
+        want = tf.reduce_any(tf.equal(code[:, None], sorted(ids)), axis=1)
+        idx = tf.cast(tf.where(want), tf.int32)                            # [k, 1]
+        sub = tf.round(tf.clip_by_value(tf.gather_nd(images, idx), 0.0, 255.0))
+        k = tf.shape(idx)[0]
+        new = None
+        if _I["Equalize"] in ids:
+            new = tf.reshape(_equalize_lut_batch(_to_int(sub)), [k, 3, 256])
+        if _I["AutoContrast"] in ids:
+            ac = tf.reshape(_autocontrast_lut(sub), [k, 3, 256])
+            new = ac if new is None else tf.where(
+                tf.equal(tf.gather_nd(code, idx), _I["AutoContrast"])[:, None, None], ac, new)
+        return tf.tensor_scatter_nd_update(lut, idx, tf.cast(new, tf.float32))
+
+    return _maybe(present, ids, code, build, ident)
 
 
 def _cutout_stage(x, code, levels, r, c, fill):
@@ -312,15 +345,19 @@ def _batch_size(x):
     return x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
 
 
-def _stages(images, code, levels, neg, rows, cols, ac_lut, fill, present):
+def _stages(images, code, levels, neg, rows, cols, ext_lut, fill, present):
     """The four stages on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
     [B] (1: negative warp), ``rows``/``cols`` int32 [B] Cutout centres."""
     x = tf.round(tf.clip_by_value(images, 0.0, 255.0))         # the uint8 image PIL would get
-    x = _maybe(present, WARP_OPS, code, lambda x: _warp_stage(x, code, levels, neg, fill), x)
-    x = _maybe(present, BLEND_OPS, code, lambda x: _blend_stage(x, code, levels, present), x)
-    x = _maybe(present, LUT_OPS, code, lambda x: _lut_stage(x, code, levels, ac_lut, present), x)
-    x = _maybe(present, {_I["Cutout"]}, code,
-               lambda x: _cutout_stage(x, code, levels, rows, cols, fill), x)
+    stages = (
+        (WARP_OPS, lambda x: _warp_stage(x, code, levels, neg, fill)),
+        (BLEND_OPS, lambda x: _blend_stage(x, code, levels, present)),
+        (LUT_OPS, lambda x: _lut_stage(x, code, levels, ext_lut, present)),
+        (frozenset({_I["Cutout"]}), lambda x: _cutout_stage(x, code, levels, rows, cols, fill)),
+    )
+    for op_ids, fn in stages:
+        x = _maybe(present, op_ids, code, fn, x)
+        x.set_shape(images.shape)              # keep the static batch size through the conds
     return tf.where(tf.not_equal(code, NONE)[:, None, None, None], x, images)
 
 
@@ -336,8 +373,8 @@ def _compiled_stages(present):
     key = (present, USE_XLA)
     if key not in _COMPILED:
         _COMPILED[key] = tf.function(
-            lambda images, code, levels, neg, rows, cols, ac_lut, fill: _stages(
-                images, code, levels, neg, rows, cols, ac_lut, fill, present),
+            lambda images, code, levels, neg, rows, cols, ext_lut, fill: _stages(
+                images, code, levels, neg, rows, cols, ext_lut, fill, present),
             jit_compile=USE_XLA, reduce_retracing=False)
     return _COMPILED[key]
 
@@ -361,14 +398,8 @@ def apply_fused(images, op_index, levels, mask, *, fill, seed, present=ALL_OPS):
     code = tf.where(active, op_index, NONE)
     neg = tf.cast(random_signs(seed, s[0]) < 0, tf.int32)
     rows, cols = cutout_centres(seed, s[0], s[1], s[2])
-    # AutoContrast's LUT is float64 arithmetic whose int() truncation must match Python's
-    # separately rounded i·scale + offset: computed here, outside XLA (which would form FMAs).
-    ac_lut = tf.zeros([s[0], 3, 256])
-    if _I["AutoContrast"] in present:
-        ac_lut = _maybe(present, {_I["AutoContrast"]}, code, lambda z: tf.cast(tf.reshape(
-            _autocontrast_lut(tf.round(tf.clip_by_value(images, 0.0, 255.0))),
-            [s[0], 3, 256]), tf.float32), ac_lut)
-    return _compiled_stages(present)(images, code, levels, neg, rows, cols, ac_lut, fill)
+    ext_lut = _histogram_luts(images, code, present)
+    return _compiled_stages(present)(images, code, levels, neg, rows, cols, ext_lut, fill)
 
 
 def _single(name):
@@ -428,9 +459,6 @@ def contrast(images, levels, mask, *, fill, seed):
     return _single("Contrast")(images, levels, mask, fill=fill, seed=seed)
 
 
-_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32)
-
-
 def sharpness(images, levels, mask, *, fill, seed):
     """ImageEnhance.Sharpness(0.1+0.18L): blend with PIL's SMOOTH-filtered image."""
     return _single("Sharpness")(images, levels, mask, fill=fill, seed=seed)
@@ -485,16 +513,21 @@ def _mean_luma(images):
 
 
 def _smooth_degenerate(images):
-    """PIL ``filter(SMOOTH)``: 3×3 [[1,1,1],[1,5,1],[1,1,1]]/13, rounded; border kept."""
-    kernel = tf.constant(np.tile(_SMOOTH[:, :, None, None], [1, 1, 3, 1]))
+    """PIL ``filter(SMOOTH)``: 3×3 [[1,1,1],[1,5,1],[1,1,1]]/13, rounded; border kept.
+
+    The interior sum is 9 shifted slices + 4·centre (XLA fuses them into one loop; its
+    depthwise convolution was ~50× slower on this CPU)."""
+    h, w = images.shape[1], images.shape[2]
+    if h is None or w is None or h < 3 or w < 3:
+        return images
     # Integer weighted sums are exact in float32 (< 2**24); S/13 is never a tie → round.
-    s = tf.nn.depthwise_conv2d(images, kernel, strides=[1, 1, 1, 1], padding="SAME")
+    s = 4.0 * images[:, 1:h - 1, 1:w - 1]
+    for dy in range(3):
+        for dx in range(3):
+            s = s + images[:, dy:h - 2 + dy, dx:w - 2 + dx]
     smooth = tf.floor(s / 13.0 + 0.5)
-    h, w = tf.shape(images)[1], tf.shape(images)[2]
-    rows = tf.range(h)[:, None]
-    cols = tf.range(w)[None, :]
-    interior = (rows > 0) & (rows < h - 1) & (cols > 0) & (cols < w - 1)
-    return tf.where(interior[None, :, :, None], smooth, images)
+    mid = tf.concat([images[:, 1:h - 1, :1], smooth, images[:, 1:h - 1, w - 1:]], axis=2)
+    return tf.concat([images[:, :1], mid, images[:, h - 1:]], axis=1)
 
 
 def equalize(images, levels, mask, *, fill, seed):

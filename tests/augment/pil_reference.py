@@ -152,3 +152,104 @@ def read_tar_images(path, n: int = 48) -> np.ndarray:
                 if len(out) >= n:
                     break
     return np.stack(out)
+
+
+# ----------------------------------------------------------------------------- PBA's own path
+# What PBA's data loader really does per image (arcelien/pba ``augmentation_transforms_hp`` +
+# ``data_utils.DataSet.next_batch``), used by benchmarks/augment.py as the "PBA per image" side.
+# It is a faithful cost model, not a bit-exact oracle for the TF ops (PBA works on RGBA and marks
+# exposed / cut-out pixels transparent, then zeroes them after normalising):
+#   * images are held normalised (float); ``pba_pil_wrap`` de-normalises, truncates to uint8 and
+#     converts to an RGBA ``PIL.Image``; ``pba_pil_unwrap`` reads it back with
+#     ``np.array(img.getdata())`` (PBA's call), divides by 255, normalises and zeroes fully
+#     transparent pixels;
+#   * the cap is ``np.random.choice([0,1,2,3], p=[.2,.3,.5,0])``; count 0 returns the input
+#     without any conversion; the 30 slots are shuffled with ``random.shuffle`` and each slot's
+#     coin is ``random.random() < p``; the warps draw their sign with ``random.random() > 0.5``;
+#   * the ImageOps ops go through ``convert('RGB')`` … ``convert('RGBA')`` as in PBA; rotate /
+#     transform get no fill colour (transparent); Cutout writes its square pixel by pixel through
+#     ``img.load()`` (PBA's double Python loop) with the centre from ``np.random.randint``.
+def pba_pil_wrap(img, mean, std):
+    return Image.fromarray(np.uint8((img * std + mean) * 255.0)).convert("RGBA")
+
+
+def pba_pil_unwrap(pil_img, mean, std):
+    w, h = pil_img.size
+    pic = np.array(pil_img.getdata()).reshape((h, w, 4)) / 255.0
+    i1, i2 = np.where(pic[:, :, 3] == 0)
+    pic = (pic[:, :, :3] - mean) / std
+    pic[i1, i2] = [0, 0, 0]
+    return pic
+
+
+def _pba_xform(name, im, level, pyrandom):
+    w, h = im.size
+    if name == "Rotate":
+        d = int_parameter(level, 30)
+        return im.rotate(-d if pyrandom.random() > 0.5 else d)
+    if name in ("TranslateX", "TranslateY", "ShearX", "ShearY"):
+        v = (int_parameter(level, 10) if name.startswith("Translate")
+             else float_parameter(level, 0.3))
+        if pyrandom.random() > 0.5:
+            v = -v
+        data = {"TranslateX": (1, 0, v, 0, 1, 0), "TranslateY": (1, 0, 0, 0, 1, v),
+                "ShearX": (1, v, 0, 0, 1, 0), "ShearY": (1, 0, 0, v, 1, 0)}[name]
+        return im.transform((w, h), Image.AFFINE, data)
+    if name in ("Brightness", "Color", "Contrast", "Sharpness"):
+        return getattr(ImageEnhance, name)(im).enhance(float_parameter(level, 1.8) + 0.1)
+    if name == "Invert":
+        return ImageOps.invert(im.convert("RGB")).convert("RGBA")
+    if name == "Posterize":
+        return ImageOps.posterize(im.convert("RGB"), 4 - int_parameter(level, 4)).convert("RGBA")
+    if name == "Solarize":
+        return ImageOps.solarize(im.convert("RGB"), 256 - int_parameter(level, 256)).convert("RGBA")
+    if name == "Equalize":
+        return ImageOps.equalize(im.convert("RGB")).convert("RGBA")
+    if name == "AutoContrast":
+        return ImageOps.autocontrast(im.convert("RGB")).convert("RGBA")
+    if name == "Cutout":
+        size = int_parameter(level, 20)
+        if size <= 0:
+            return im
+        r, c = np.random.randint(low=0, high=h), np.random.randint(low=0, high=w)
+        pixels = im.load()
+        for i in range(max(0, r - size // 2), min(h, r + size // 2)):
+            for j in range(max(0, c - size // 2), min(w, c + size // 2)):
+                pixels[j, i] = (125, 122, 113, 0)
+        return im
+    raise KeyError(name)
+
+
+def pba_apply_policy(img, policy, *, mean, std, pyrandom):
+    """PBA's ``apply_policy`` on one normalised float image [H,W,3] (see the block comment)."""
+    count = np.random.choice([0, 1, 2, 3], p=[0.2, 0.3, 0.5, 0.0])
+    if count == 0:
+        return img
+    pil_img = pba_pil_wrap(img, mean, std)
+    slots = policy_slots(policy)
+    pyrandom.shuffle(slots)
+    for name, p, level in slots:
+        if pyrandom.random() < p:
+            pil_img = _pba_xform(name, pil_img, level, pyrandom)
+            count -= 1
+            if count == 0:
+                break
+    return pba_pil_unwrap(pil_img, mean, std)
+
+
+def pba_baseline(img, pad=4, cutout=16):
+    """PBA's ``zero_pad_and_crop`` + ``random_flip`` + ``cutout_numpy`` on a normalised image."""
+    h, w, ch = img.shape
+    padded = np.zeros((h + 2 * pad, w + 2 * pad, ch))
+    padded[pad:h + pad, pad:w + pad, :] = img
+    top, left = np.random.randint(low=0, high=2 * pad), np.random.randint(low=0, high=2 * pad)
+    img = padded[top:top + h, left:left + w, :]
+    if np.random.rand(1)[0] > 0.5:
+        img = np.fliplr(img)
+    r, c = np.random.randint(low=0, high=h), np.random.randint(low=0, high=w)
+    mask = np.ones((h, w, ch))
+    mask[max(0, r - cutout // 2):min(h, r + cutout // 2),
+         max(0, c - cutout // 2):min(w, c + cutout // 2), :] = np.zeros(
+        (min(h, r + cutout // 2) - max(0, r - cutout // 2),
+         min(w, c + cutout // 2) - max(0, c - cutout // 2), ch))
+    return img * mask

@@ -143,3 +143,24 @@ def test_dispatcher_scalar_index_and_tf_function(images):
     eq = f(tf.constant(ops.OP_NAMES.index("Equalize"))).numpy()
     np.testing.assert_array_equal(eq, np.stack([ref.pil_op("Equalize", im, 4, fill=FILL)
                                                 for im in images[:8]]))
+
+
+def test_fused_dispatcher_all_ops_match_pil(images):
+    """The default (fused) dispatcher with all 15 ops mixed in one batch, random ones included:
+    sample i's warp sign / Cutout centre are random_signs(seed, B)[i] / cutout_centres(...)[i]."""
+    b = images.shape[0]
+    rng = np.random.default_rng(7)
+    op_idx = np.arange(b) % ops.NUM_OPS
+    levels = rng.integers(0, 10, size=b)
+    mask = rng.random(b) < 0.9
+    seed = tf.constant([9, 10], tf.int32)
+    out = ops.apply_op_by_index(tf.constant(images, tf.float32), tf.constant(op_idx, tf.int32),
+                                tf.constant(levels, tf.int32), tf.constant(mask),
+                                fill=FILL, seed=seed).numpy()
+    signs = ops.random_signs(seed, b).numpy()
+    r, c = [t.numpy() for t in ops.cutout_centres(seed, b, 32, 32)]
+    for i in range(b):
+        exp = (ref.pil_op(ops.OP_NAMES[op_idx[i]], images[i], int(levels[i]), fill=FILL,
+                          sign=int(signs[i]), centre=(int(r[i]), int(c[i])))
+               if mask[i] else images[i])
+        np.testing.assert_array_equal(out[i], exp, err_msg=f"sample {i} op {op_idx[i]}")

@@ -1,0 +1,83 @@
+"""Numerical guards end to end.
+
+* KD losses stay finite through the real :class:`~rolekd_tf.distill.Distiller` train step on
+  degenerate batches (constant images, one class, a batch of 2, all-zero inputs so every feature
+  map is 0) — the per-loss unit tests are in tests/distill/test_losses.py and test_svd.py
+  (``test_ii_gradients_finite_on_degenerate_maps``); the clip rule's no-division-by-zero is
+  tests/distill/test_distiller.py::test_clip_rule_below_above_and_zero_task_grad.
+* A run whose loss becomes NaN/inf stops with ONE line ``error: training diverged …``, exit 2,
+  and keeps the last good checkpoint (and writes no model.keras).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.reliability._util import error_problems, read_json, run_tool
+
+
+def _degenerate_batches():
+    rng = np.random.default_rng(0)
+    return {
+        "constant_images": (np.full((8, 8, 8, 3), 0.7, np.float32), rng.integers(0, 5, 8).astype(np.int32)),
+        "one_class": (rng.normal(size=(8, 8, 8, 3)).astype(np.float32), np.zeros(8, np.int32)),
+        "batch_of_2": (rng.normal(size=(2, 8, 8, 3)).astype(np.float32), np.array([0, 1], np.int32)),
+        "all_zero_maps": (np.zeros((4, 8, 8, 3), np.float32), np.array([0, 1, 2, 3], np.int32)),
+    }
+
+
+@pytest.mark.parametrize("kd", ["ii", "soft", "rkd", "mhgd", "svd", "dml"])
+@pytest.mark.parametrize("update", ["clip_to_task_grad", "weighted_sum"])
+def test_distiller_step_finite_on_degenerate_batches(kd, update):
+    import keras
+    import tensorflow as tf
+
+    from rolekd_tf.distill import Distiller
+    from tests.distill._tiny import tiny_model
+
+    if kd in ("soft", "dml") and update == "weighted_sum":
+        pytest.skip("soft/dml ignore `update`")
+    t, s = tiny_model(0, name="t"), tiny_model(1, name="s")
+    d = Distiller(None if kd == "dml" else t, s, kd=kd, update=update, weight_decay=1e-4)
+    d.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=False)
+    d.optimizer.build(d.trainable_variables)
+    bad = []
+    for name, (x, y) in _degenerate_batches().items():
+        logs = d.train_step((tf.constant(x), tf.constant(y)))
+        vals = {k: float(np.asarray(v)) for k, v in logs.items() if np.asarray(v).size == 1}
+        if not all(np.isfinite(list(vals.values()))):
+            bad.append((name, vals))
+        if not all(np.isfinite(w.numpy()).all() for w in s.trainable_variables):
+            bad.append((name, "non-finite student weights"))
+    assert not bad, bad
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+    # lr × 1e38 from epoch 2 of 4 (milestone 0.5): two good epochs, then the loss overflows.
+    base = tmp_path_factory.mktemp("diverge")
+    run = base / "run"
+    args = ["--set", "data.train_size=256", "--set", "data.val_size=128", "--set", "train.epochs=4",
+            "--set", "train.batch_size=32", "--set", "model.name=resnet8", "--set", "train.lr_milestones=[0.5]",
+            "--set", "train.lr_gamma=1e38", "--quiet", "--out", run]
+    return run_tool("train", args, cwd=base), run
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(diverged):
+    p, run = diverged
+    assert not error_problems(p, "training diverged"), error_problems(p, "training diverged")
+    assert p.returncode == 2
+    assert "epoch 3" in p.stderr and "state.npz" in p.stderr
+    meta = read_json(run / "checkpoints" / "state.json")
+    assert meta["epoch"] == 2
+    with np.load(run / "checkpoints" / "state.npz") as z:
+        arrays = [z[k] for k in z.files if k.startswith("v")]
+    assert len(arrays) == meta["num_variables"]
+    assert all(np.isfinite(a).all() for a in arrays), "the kept checkpoint holds non-finite weights"
+    m = read_json(run / "metrics.json")
+    assert m["finished"] is False and m["history"]["epoch"] == [0, 1]
+    assert all(np.isfinite(v).all() for v in m["history"].values())
+    assert not (run / "model.keras").exists()

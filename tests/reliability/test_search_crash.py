@@ -1,0 +1,94 @@
+"""kill -9 a PBT search (search.py, roles teacher and student) at several points; re-running the
+same command completes the search; schedule.json / the lineage log / summary.json are valid and
+agree, and every member reached the last epoch exactly once per segment."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.reliability._util import check_ok, cli_env, kill9, popen_tool, read_json, run_tool, wait_for
+
+CONFIG = """\
+name: tiny
+data: {dataset: "embedded:digits", train_size: 256, val_size: 128}
+model: {name: resnet8}
+train: {epochs: 4, batch_size: 32}
+augment: {cutout: 0}
+search: {population: 2, ready_interval: 2, epochs: 4}
+"""
+EPOCHS = 4
+
+
+def _segments_done(out: Path) -> int:
+    return len(list((out / "pbt").glob("trial_*/segment.json")))
+
+
+def _tmp_in(out: Path, suffix: str) -> bool:
+    return any(p.name.endswith(suffix) for p in out.rglob(".tmp-*"))
+
+
+# name → (role, slowed file regex or None, predicate(out) → kill now)
+SCENARIOS = {
+    "teacher_during_first_segment": ("teacher", None, lambda o: any((o / "pbt").glob("trial_*"))),
+    "teacher_during_segment_checkpoint_write": ("teacher", "^state\\.npz$", lambda o: _tmp_in(o / "pbt", "state.npz")),
+    "teacher_during_oracle_write_after_a_segment": ("teacher", "^oracle\\.json$",
+                                                    lambda o: _segments_done(o) >= 1 and _tmp_in(o / "pbt", "oracle.json")),
+    "teacher_during_final_schedule_write": ("teacher", "^schedule\\.json$", lambda o: _tmp_in(o, "schedule.json")),
+    "student_mid_search": ("student", None, lambda o: _segments_done(o) >= 3),
+}
+
+
+def _scenario(name: str, base: Path, teacher: Path) -> dict:
+    role, slow, pred = SCENARIOS[name]
+    d = base / name
+    d.mkdir()
+    (d / "c.yaml").write_text(CONFIG)
+    out = d / "srch"
+    args = ["--role", role, "--config", "c.yaml", "--out", "srch", "--quiet"]
+    if role == "student":
+        args += ["--teacher", teacher, "--set", "model.w_bits=2", "--set", "model.a_bits=2"]
+    env = cli_env(ROLEKD_TEST_SLOW_WRITE=slow or "(?!)", ROLEKD_TEST_SLOW_SECONDS=4)
+    p = popen_tool("shim-search", args, cwd=d, env=env, log=d / "killed.log")
+    try:
+        hit = wait_for(lambda: pred(out), p, timeout=1200, poll=0.005)
+        done_before = _segments_done(out)
+    finally:
+        kill9(p)
+    r = run_tool("search", args, cwd=d, timeout=1800)
+    return {"hit": hit, "done_before": done_before, "rc": r.returncode, "stdout": r.stdout,
+            "stderr": r.stderr[-3000:], "out": str(out), "log": (d / "killed.log").read_text()[-2000:]}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    base = tmp_path_factory.mktemp("search_crash")
+    teacher = base / "teacher"
+    check_ok(run_tool("train", ["--set", "data.train_size=256", "--set", "data.val_size=128",
+                                "--set", "train.epochs=1", "--set", "train.batch_size=32",
+                                "--set", "model.name=resnet8", "--quiet", "--out", teacher], cwd=base))
+    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
+        return dict(zip(SCENARIOS, pool.map(lambda n: _scenario(n, base, teacher), SCENARIOS)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_search_kill9_then_rerun_completes(searched, name):
+    from rolekd_tf.augment.policy import load_schedule
+
+    info = searched[name]
+    assert info["hit"], f"{name}: kill point never reached; log: {info['log']}"
+    assert info["rc"] == 0, f"re-run failed rc={info['rc']}:\n{info['stdout'][-2000:]}\n{info['stderr']}"
+    out = Path(info["out"])
+    sched = load_schedule(out / "schedule.json")
+    assert sched.epochs == EPOCHS
+    s = read_json(out / "summary.json")
+    assert s["segments_completed"] == 2 * EPOCHS // 2  # population × segments per member
+    assert len(s["final_scores"]) == 2 and all(v is not None for v in s["final_scores"].values())
+    if s["best_lineage_log"]:
+        again = load_schedule(s["best_lineage_log"], epochs=EPOCHS)
+        assert again.as_array().tolist() == sched.as_array().tolist()
+    assert not list(out.rglob(".tmp-*")), sorted(map(str, out.rglob(".tmp-*")))
