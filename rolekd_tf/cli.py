@@ -40,6 +40,10 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         if isinstance(e, OSError) and e.errno == 28:
             print(f"error: no space left on device while writing {e.filename!r}", file=sys.stderr)
             return EXIT_USER_ERROR
+        if isinstance(e, OSError) and e.filename:  # e.g. --out below a regular file, read-only fs
+            print(f"error: cannot write or read {e.filename!r}: {e.strerror or e} (check the path)",
+                  file=sys.stderr)
+            return EXIT_USER_ERROR
         msg = " ".join(str(e).split())[:300]
         print(f"error: internal error {type(e).__name__}: {msg} (re-run with --debug for the traceback)",
               file=sys.stderr)

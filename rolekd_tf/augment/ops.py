@@ -227,7 +227,7 @@ def _maybe(present, op_ids, code, fn, x):
     ids = present & op_ids
     if not ids:
         return x
-    if ids == present and len(present) == 1:
+    if (ids == present and len(present) == 1) or not USE_CONDS:
         return fn(x)                             # single-op call: it is needed
     return tf.cond(_any_of(code, ids), lambda: fn(x), lambda: x)
 
@@ -263,36 +263,43 @@ def _blend_stage(x, code, levels, present):
     return _blend(d, x, levels[:, None, None, None])
 
 
+def _static_lut_table() -> np.ndarray:
+    """float32 [NUM_OPS + 1, 10, 256]: the LUT of every (op, level) that depends on nothing
+    else (Invert, Posterize, Solarize, Brightness; identity for every other op), computed with
+    PIL's own integer / float32 arithmetic."""
+    i = np.arange(256)
+    t = np.tile(i.astype(np.float32), (NUM_OPS + 1, NUM_LEVELS, 1))
+    for L in range(NUM_LEVELS):
+        t[_I["Invert"], L] = 255 - i
+        t[_I["Posterize"], L] = i & (256 - (1 << (8 - POSTERIZE_BITS[L])))
+        t[_I["Solarize"], L] = np.where(i >= SOLARIZE_THRESHOLD[L], 255 - i, i)
+        # Image.blend(black, x, f): 0 + float32(f)·x (float32 product), clip, truncate
+        t[_I["Brightness"], L] = np.floor(np.clip(
+            np.float32(0) + _BLEND_PRODUCTS[L, 255 + i], 0, 255))
+    return t
+
+
+_STATIC_LUTS = _static_lut_table()
+
+
 def _lut_stage(x, code, levels, ext_lut, present):
     b = _batch_size(x)
-    i = tf.range(256, dtype=tf.float32)[None, None, :]                   # [1, 1, 256]
-    c = code[:, None, None]                                               # [B, 1, 1]
-    lut = tf.broadcast_to(i, [b, 3, 256])
-    if _I["Invert"] in present:
-        lut = tf.where(tf.equal(c, _I["Invert"]), 255.0 - i, lut)
-    if _I["Posterize"] in present:
-        bits = _table(POSTERIZE_BITS, levels, tf.int32)
-        keep = 256 - tf.bitwise.left_shift(tf.ones_like(bits), 8 - bits)
-        post = tf.bitwise.bitwise_and(tf.range(256)[None, None, :], keep[:, None, None])
-        lut = tf.where(tf.equal(c, _I["Posterize"]), tf.cast(post, tf.float32), lut)
-    if _I["Solarize"] in present:
-        th = _table(SOLARIZE_THRESHOLD, levels)[:, None, None]
-        lut = tf.where(tf.equal(c, _I["Solarize"]), tf.where(i >= th, 255.0 - i, i), lut)
-    enh = present & {_I["Brightness"], _I["Contrast"]}
-    if enh:
-        # Brightness: degenerate 0; Contrast: the flat grey int(mean luma + 0.5).
-        deg = tf.zeros([b])
-        if _I["Contrast"] in present:
-            deg = _maybe(present, {_I["Contrast"]}, code,
-                         lambda d: tf.where(tf.equal(code, _I["Contrast"]), _mean_luma(x), d),
-                         deg)
-        blend = _blend(deg[:, None, None], i, levels[:, None, None])
-        is_enh = tf.reduce_any(tf.equal(c[..., None], sorted(enh)), axis=-1)
-        lut = tf.where(is_enh, blend, lut)
+    # [B, 256]: one row per sample from the constant (op, level) table ...
+    lut = tf.gather_nd(tf.constant(_STATIC_LUTS), tf.stack([code, levels], axis=1))
+    if _I["Contrast"] in present:
+        # ... Contrast: blend with the flat grey int(mean luma + 0.5), per sample ...
+        def contrast(lut):
+            i = tf.range(256, dtype=tf.float32)[None, :]
+            grey = _mean_luma(x)[:, None]
+            return tf.where(tf.equal(code, _I["Contrast"])[:, None],
+                            _blend(grey, i, levels[:, None]), lut)
+        lut = _maybe(present, {_I["Contrast"]}, code, contrast, lut)
+    lut = tf.broadcast_to(lut[:, None, :], [b, 3, 256])
     hist_ops = present & HIST_OPS
     if hist_ops:
-        lut = tf.where(tf.reduce_any(tf.equal(c[..., None], sorted(hist_ops)), axis=-1),
-                       ext_lut, lut)
+        # ... and the per-channel Equalize / AutoContrast LUTs built outside XLA.
+        is_hist = tf.reduce_any(tf.equal(code[:, None], sorted(hist_ops)), axis=1)
+        lut = tf.where(is_hist[:, None, None], ext_lut, lut)
     # one flat gather: entry (b·3 + channel)·256 + value
     offs = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256
     return tf.gather(tf.reshape(lut, [-1]), offs + _to_int(x))
@@ -361,11 +368,13 @@ def _stages(images, code, levels, neg, rows, cols, ext_lut, fill, present):
     return tf.where(tf.not_equal(code, NONE)[:, None, None, None], x, images)
 
 
-# XLA fuses the stages' elementwise work into a few loops (measured ~N× faster than the
-# kernel-per-op graph on this CPU, see benchmarks/results/augment.md); ROLEKD_AUGMENT_XLA=0
-# runs the same graph without XLA. The random draws stay outside the compiled function, so
-# they are the plain TF kernels' values either way.
+# XLA fuses the stages' elementwise work into a few loops (measured 4–8× faster than the same
+# stages as plain TF kernels on this CPU, see benchmarks/results/augment.md);
+# ROLEKD_AUGMENT_XLA=0 runs the same graph without XLA, ROLEKD_AUGMENT_CONDS=0 computes every
+# stage unconditionally (measured slower). The random draws stay outside the compiled
+# function, so they are the plain TF kernels' values either way.
 USE_XLA = os.environ.get("ROLEKD_AUGMENT_XLA", "1") != "0"
+USE_CONDS = os.environ.get("ROLEKD_AUGMENT_CONDS", "1") != "0"
 _COMPILED: dict = {}
 
 

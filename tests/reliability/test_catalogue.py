@@ -134,6 +134,8 @@ def _cases(fx: dict) -> list[Case]:
              "3 classes"),
         Case("train_existing_out_other_config", "train", [*tiny, "--out", T3], "another configuration"),
         Case("train_readonly_out_dir", "train", [*tiny, "--out", "ro/run"], "permission denied", {"": _ro}),
+        Case("train_out_below_a_file", "train", [*tiny, "--out", "afile/run"], "afile/run",
+             {"afile": "I am a file, not a folder\n"}),
         # ------------------------------------------------------------- train.py: schedules
         Case("train_schedule_unknown_op", "train", [*tiny, "--schedule", "s.json", "--out", "r"], "Blur",
              {"s.json": _unknown_op_doc()}),
@@ -364,6 +366,8 @@ def test_bad_input_is_one_line_error_and_changes_nothing(catalogue, case_id):
     p = subprocess.CompletedProcess([], r["rc"], r["stdout"], r["stderr"])
     dt = r["seconds"]
     problems = error_problems(p, case.needle)
+    if p.returncode != 2 and not problems:
+        problems.append(f"exit code {p.returncode}, the user-error code is 2")
     diff = catalogue["diffs"][case_id]
     assert not problems and not diff, f"{case_id} ({dt:.0f}s): {problems} files: {diff}"
 
