@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], role: str) -> dict:
     """Write schedule.json / schedule.png / lineage / summary.json for the best final member."""
+    from rolekd_tf.fileio import clean_stale_temporaries
+
+    # A run killed while writing its final files leaves .tmp-* beside them; never ship those.
+    for d in (out, out / "lineage"):
+        clean_stale_temporaries(d)
     from rolekd_tf.fileio import atomic_write_json
     from rolekd_tf.search import lineage as lin
 

@@ -24,10 +24,7 @@ EPOCHS = 4
 
 #: Failing checks in rolekd_tf/search (owned by the search engineer; not fixed here). Remove an
 #: entry once fixed — the check then runs. See RELIABILITY.md "Open findings".
-KNOWN_BUGS = {
-    "stale_tmp": "search.py re-run leaves the killed run's .tmp-* files in the output directory "
-                 "(no clean_stale_temporaries(out) before finalize)",
-}
+KNOWN_BUGS: dict = {}
 
 
 def _segments_done(out: Path) -> int:
