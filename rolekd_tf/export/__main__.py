@@ -14,8 +14,9 @@ def main(argv=None) -> int:
                                 description="Export a run directory to RUN_DIR/export/ "
                                             "(Keras, SavedModel, TFLite fp32 / int8) and write report.json.")
     p.add_argument("run_dir", help="run directory with config.yaml and model.keras")
-    p.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS),
-                   help=f"any of {', '.join(FORMATS)} or all (default: all)")
+    p.add_argument("--formats", nargs="+", default=None,
+                   help=f"any of {', '.join(FORMATS)} or all (default: all that apply; w4 only for "
+                        "models with 2..3-bit layers and ai-edge-quantizer installed)")
     p.add_argument("--eval-size", type=int, default=1000, help="images of the holdout/val split evaluated (default 1000)")
     p.add_argument("--representative-size", type=int, default=300, help="training images for int8 calibration")
     p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads for the latency figure")
@@ -30,7 +31,8 @@ def main(argv=None) -> int:
 
     if args.eval_size < 0 or args.representative_size < 1 or args.threads < 1:
         raise ExportError("--eval-size must be >= 0, --representative-size and --threads >= 1")
-    export_run(args.run_dir, parse_formats(args.formats), eval_size=args.eval_size,
+    formats = None if args.formats is None else parse_formats(args.formats)
+    export_run(args.run_dir, formats, eval_size=args.eval_size,
                representative_size=args.representative_size, num_threads=args.threads)
     return 0
 
