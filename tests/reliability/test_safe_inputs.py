@@ -70,6 +70,9 @@ def test_archive_traversal_and_links_refused_nothing_escapes(tmp_path, member, k
 def test_distributed_oracle_binds_loopback_by_default(monkeypatch):
     from rolekd_tf.search.run import _distributed_role
 
+    # _distributed_role writes the default into os.environ: give it a private copy so nothing
+    # leaks into later tests (a stray KERASTUNER_ORACLE_IP turns every search distributed).
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8765")
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
@@ -83,6 +86,7 @@ def test_distributed_oracle_binds_loopback_by_default(monkeypatch):
 def test_single_process_search_opens_no_port(monkeypatch):
     from rolekd_tf.search.run import _distributed_role
 
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     for k in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
         monkeypatch.delenv(k, raising=False)
     assert _distributed_role() == "single"
