@@ -60,6 +60,8 @@ class TrainConfig:
     grad_clip_norm: float | None = None  #: global-norm clipping (PBA's child model: 5)
     jit_compile: Any = "auto"  #: auto | true | false — auto = off on CPU (measured slower), on with a GPU
     checkpoint_every: int = 1  #: epochs between resumable checkpoints
+    #: tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs (slower kernels)
+    deterministic: bool = False
 
 
 @dataclass

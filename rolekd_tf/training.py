@@ -114,6 +114,10 @@ class Task:
             raise ConfigError(
                 f"distill.kd={cfg.distill.kd!r} needs a teacher run: pass --teacher RUN_DIR (or --kd none)"
             )
+        if cfg.train.deterministic:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
         self.cfg = cfg
         self.role = role
         self.teacher_dir = teacher_dir

@@ -104,3 +104,16 @@ def test_resume_after_kill_continues_from_saved_epoch(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["history"]["epoch"] == [0, 1, 2, 3, 4]
     assert m["finished"]
+
+
+def test_deterministic_runs_are_bitwise_identical(tmp_path):
+    import numpy as np
+
+    args = ["--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=2",
+            "--set", "train.deterministic=true", "--set", "augment.cutout=8"]
+    train(*args, "--out", str(tmp_path / "a"))
+    train(*args, "--out", str(tmp_path / "b"))
+    a = np.load(tmp_path / "a" / "checkpoints" / "state.npz")
+    b = np.load(tmp_path / "b" / "checkpoints" / "state.npz")
+    keys = [k for k in a.files if k != "meta"]
+    assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
