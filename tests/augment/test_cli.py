@@ -103,20 +103,8 @@ def test_plot_cli(tmp_path, capsys):
 
 
 def test_preview_cli(tmp_path, capsys):
-    have_preview = importlib.util.find_spec("rolekd_tf.augment.preview") is not None
-    try:
-        from rolekd_tf.data import load_full  # noqa: F401
-        have_data = True
-    except ImportError:
-        have_data = False
     out = tmp_path / "grid.png"
     rc = main(["preview", "--n", "4", "--out", str(out)])
-    if not (have_preview and have_data):
-        assert rc == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1
-        pytest.skip("rolekd_tf.augment.preview / rolekd_tf.data.load_full not available yet "
-                    "(preview reports a one-line error)")
     assert rc == 0, capsys.readouterr().err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -125,10 +113,6 @@ def test_preview_wiring_with_stub(tmp_path, monkeypatch, capsys):
     """The CLI's data loading + call into write_preview, with a stub preview module."""
     import types
 
-    try:
-        from rolekd_tf.data import load_full  # noqa: F401
-    except ImportError:
-        pytest.skip("rolekd_tf.data.load_full not available yet")
     calls = []
     stub = types.ModuleType("rolekd_tf.augment.preview")
     stub.write_preview = lambda images, path, *, fill: calls.append((images, path, fill))
