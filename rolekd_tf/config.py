@@ -115,6 +115,9 @@ class PipelineConfig:
         "train.optimizer=adam", "train.lr=0.001", "train.weight_decay=1e-5",
         "train.lr_milestones=[0.3,0.6,0.8]"])
     export: bool = True
+    #: add the tfmot 8-bit QAT baseline row (benchmarks/tfmot_baseline.py in its own process with
+    #: TF_USE_LEGACY_KERAS=1; needs the optional extra ``pip install -e '.[tfmot]'``)
+    tfmot: bool = False
 
 
 @dataclass

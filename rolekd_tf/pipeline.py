@@ -15,6 +15,10 @@ Rows (``pipeline.rows``):
   only_iikd       k-bit student distilled with II-KD, baseline augmentation
   stage_beta      k-bit student distilled with II-KD and A_S (stage β search)
   student_at      k-bit student distilled with II-KD and the teacher's A_T (Table 3)
+
+With ``pipeline.tfmot: true`` one more row runs tfmot's 8-bit QAT baseline
+(``benchmarks/tfmot_baseline.py``, its own process) on the same data, recipe and epoch budget.
+``--report`` prints the table of whatever has finished (e.g. while a long run is still going).
 """
 from __future__ import annotations
 
@@ -44,12 +48,17 @@ class StepFailed(RolekdError):
     pass
 
 
-def _run(cmd: list[str], log: list) -> float:
+def _run(cmd: list[str], log: list, journal: Path | None = None) -> float:
     print("\n$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     t0 = time.time()
     rc = subprocess.call(cmd)
     dt = time.time() - t0
-    log.append({"cmd": cmd, "seconds": round(dt, 1), "rc": rc})
+    entry = {"cmd": cmd, "seconds": round(dt, 1), "rc": rc,
+             "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    log.append(entry)
+    if journal is not None:  # append-only record across invocations: total compute of a resumed run
+        with open(journal, "a") as f:
+            f.write(json.dumps(entry) + "\n")
     if rc != 0:
         raise StepFailed(f"step failed with exit code {rc}: {' '.join(cmd)} (re-run the pipeline to resume)")
     print(f"  ({dt:.0f}s)", flush=True)
@@ -66,14 +75,38 @@ def _final(run: Path) -> dict:
     return f
 
 
+def _finished(st: dict) -> bool:
+    """True when a step's own output says it is complete (used to skip work and for --report)."""
+    d = Path(st["dir"])
+    try:
+        if st["kind"] == "train":
+            return bool(json.loads((d / "metrics.json").read_text()).get("finished"))
+        if st["kind"] == "search":
+            return (d / "schedule.json").exists()
+        if st["kind"] == "baseline":
+            return "accuracy" in json.loads((d / "results.json").read_text())
+        if st["kind"] == "export":
+            return (d / "export" / "report.json").exists()
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
-    """The ordered steps (dicts with ``kind``, ``row``, ``bits``, ``seed``, ``cmd``, ``dir``)."""
+    """The ordered steps (dicts with ``kind``, ``row``, ``bits``, ``seed``, ``cmd``, ``dir``).
+
+    Seed-major order: the searches, every row of the first seed, the exports and the baseline
+    come first, then the other seeds, so an interrupted run already holds one complete table
+    (``--report`` prints it).
+    """
     py = sys.executable
     base = ["--config", config_path] + [a for s in sets for a in ("--set", s)]
     p = cfg.pipeline
     rows = list(p.rows)
     student_rows = [r for r in rows if r in ("vanilla_lowbit", "only_iikd", "stage_beta", "student_at")]
     need_at = "stage_alpha" in rows or "student_at" in rows
+    if student_rows and "stage_alpha" not in rows and "vanilla_fp" not in rows:
+        raise RolekdError("pipeline.rows has student rows but no teacher row (vanilla_fp or stage_alpha)")
     steps: list[dict] = []
     s_teacher = out / "search-teacher"
     if need_at:
@@ -81,33 +114,32 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
                       "cmd": [py, "search.py", "--role", "teacher", *base, "--out", str(s_teacher), "--quiet"]})
     at = s_teacher / "schedule.json"
     seeds = list(p.seeds)
-    if "vanilla_fp" in rows:
-        for sd in seeds:
-            d = out / f"teacher-vanilla-s{sd}"
-            steps.append({"kind": "train", "row": "vanilla_fp", "bits": 32, "seed": sd, "dir": d,
-                          "cmd": [py, "train.py", *base, "--set", f"seed={sd}", "--set", "distill.kd=none",
-                                  "--out", str(d), "--quiet"]})
-    if "stage_alpha" in rows:
-        for sd in seeds:
-            d = out / f"teacher-alpha-s{sd}"
-            steps.append({"kind": "train", "row": "stage_alpha", "bits": 32, "seed": sd, "dir": d,
-                          "cmd": [py, "train.py", *base, "--set", f"seed={sd}", "--set", "distill.kd=none",
-                                  "--schedule", str(at), "--out", str(d), "--quiet"]})
     teacher = out / (f"teacher-alpha-s{seeds[0]}" if "stage_alpha" in rows else f"teacher-vanilla-s{seeds[0]}")
-    if student_rows and "stage_alpha" not in rows and "vanilla_fp" not in rows:
-        raise RolekdError("pipeline.rows has student rows but no teacher row (vanilla_fp or stage_alpha)")
     stu = [a for s in p.student_set for a in ("--set", s)]
-    for b in p.bits:
-        bits = ["--set", f"model.w_bits={b}", "--set", f"model.a_bits={b}"]
-        s_student = out / f"search-student-w{b}a{b}"
-        if "stage_beta" in rows:
-            steps.append({"kind": "search", "dir": s_student,
-                          "cmd": [py, "search.py", "--role", "student", *base, *stu, *bits, "--set", "distill.kd=ii",
-                                  "--teacher", str(teacher), "--out", str(s_student), "--quiet"]})
-        for row in student_rows:
-            kd = "none" if row == "vanilla_lowbit" else "ii"
-            sched = {"stage_beta": s_student / "schedule.json", "student_at": at}.get(row)
-            for sd in seeds:
+    first_seed_end = None
+    for i, sd in enumerate(seeds):
+        if i == 1:
+            first_seed_end = len(steps)
+        for row, name in (("vanilla_fp", "vanilla"), ("stage_alpha", "alpha")):
+            if row not in rows:
+                continue
+            d = out / f"teacher-{name}-s{sd}"
+            cmd = [py, "train.py", *base, "--set", f"seed={sd}", "--set", "distill.kd=none"]
+            if row == "stage_alpha":
+                cmd += ["--schedule", str(at)]
+            steps.append({"kind": "train", "row": row, "bits": 32, "seed": sd, "dir": d,
+                          "cmd": cmd + ["--out", str(d), "--quiet"]})
+        for b in p.bits:
+            bits = ["--set", f"model.w_bits={b}", "--set", f"model.a_bits={b}"]
+            s_student = out / f"search-student-w{b}a{b}"
+            if i == 0 and "stage_beta" in rows:  # needs the teacher of the first seed only
+                steps.append({"kind": "search", "dir": s_student,
+                              "cmd": [py, "search.py", "--role", "student", *base, *stu, *bits,
+                                      "--set", "distill.kd=ii", "--teacher", str(teacher),
+                                      "--out", str(s_student), "--quiet"]})
+            for row in student_rows:
+                kd = "none" if row == "vanilla_lowbit" else "ii"
+                sched = {"stage_beta": s_student / "schedule.json", "student_at": at}.get(row)
                 d = out / f"w{b}a{b}-{row}-s{sd}"
                 cmd = [py, "train.py", *base, *stu, *bits, "--set", f"seed={sd}", "--init", str(teacher)]
                 if kd != "none":
@@ -118,21 +150,48 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
                     cmd += ["--schedule", str(sched)]
                 steps.append({"kind": "train", "row": row, "bits": b, "seed": sd, "dir": d,
                               "cmd": cmd + ["--out", str(d), "--quiet"]})
+    tail: list[dict] = []
     if p.export:
         final_row = next((r for r in ("stage_beta", "only_iikd", "vanilla_lowbit") if r in rows), None)
         if final_row:
             for b in p.bits:
                 d = out / f"w{b}a{b}-{final_row}-s{seeds[0]}"
-                steps.append({"kind": "export", "dir": d, "cmd": [py, "-m", "rolekd_tf.export", str(d)]})
-        steps.append({"kind": "export", "dir": teacher, "cmd": [py, "-m", "rolekd_tf.export", str(teacher)]})
-    return steps
+                tail.append({"kind": "export", "dir": d, "cmd": [py, "-m", "rolekd_tf.export", str(d)]})
+        tail.append({"kind": "export", "dir": teacher, "cmd": [py, "-m", "rolekd_tf.export", str(teacher)]})
+    if p.tfmot:
+        d = out / "tfmot-qat8"
+        script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "tfmot_baseline.py")
+        # Same data, recipe and seed as the teacher rows; E FP + E QAT epochs = one teacher run
+        # plus one student run of this pipeline.
+        tail.append({"kind": "baseline", "row": "tfmot_qat8", "bits": 8, "seed": seeds[0], "dir": d,
+                      "cmd": [py, script, *base, "--set", f"seed={seeds[0]}", "--out", str(d),
+                              "--results-md", "", "--verbose", "0"]})
+    cut = len(steps) if first_seed_end is None else first_seed_end
+    return steps[:cut] + tail + steps[cut:]
 
 
-def summarise(cfg, steps: list[dict]) -> tuple[list[dict], str]:
-    """Rows of mean ± std accuracy over seeds, read from each run's metrics.json."""
+def _baseline_row(st: dict) -> dict:
+    r = json.loads((Path(st["dir"]) / "results.json").read_text())
+    acc = r["accuracy"]
+    pct = lambda v: None if v is None else 100 * v  # noqa: E731
+    return {"row": st["row"], "title": f"tfmot 8-bit QAT → int8 TFLite ({r['fp_epochs']}+{r['qat_epochs']} ep)",
+            "bits": 8, "seeds": 1, "val_mean": pct(acc.get("val_tflite_int8")), "val_std": 0.0,
+            "holdout_mean": pct(acc.get("holdout_tflite_int8")), "holdout_std": 0.0,
+            "model_bytes": r["int8_tflite_bytes"], "model_file": "model_int8.tflite", "params": r["params"],
+            "wall_time_s": r["seconds"]["total"], "runs": [str(st["dir"])]}
+
+
+def summarise(cfg, steps: list[dict], partial: bool = False) -> tuple[list[dict], str]:
+    """Rows of mean ± std accuracy over seeds, read from each run's metrics.json.
+
+    ``partial``: skip runs that have not finished (``--report`` on an interrupted run) instead of
+    failing; the ``seeds`` column then says how many runs each row holds.
+    """
     groups: dict[tuple, list[dict]] = {}
     for st in steps:
         if st["kind"] == "train":
+            if partial and not _finished(st):
+                continue
             groups.setdefault((st["row"], st["bits"]), []).append(_final(st["dir"]) | {"seed": st["seed"]})
     order = {r: i for i, r in enumerate(ROW_TITLES)}
     table = []
@@ -147,49 +206,89 @@ def summarise(cfg, steps: list[dict]) -> tuple[list[dict], str]:
         hm, hs = stat("holdout_accuracy")
         table.append({"row": row, "title": ROW_TITLES[row].format(b=bits), "bits": bits, "seeds": len(runs),
                       "val_mean": vm, "val_std": vs, "holdout_mean": hm, "holdout_std": hs,
-                      "model_bytes": runs[0]["model_bytes"], "params": runs[0]["params"],
+                      "holdout_per_seed": {r["seed"]: 100 * r["holdout_accuracy"] for r in runs
+                                           if r.get("holdout_accuracy") is not None},
+                      "model_bytes": runs[0]["model_bytes"], "model_file": "model.keras", "params": runs[0]["params"],
                       "wall_time_s": sum(r["wall_time_s"] or 0 for r in runs),
                       "runs": [str(st["dir"]) for st in steps
-                               if st["kind"] == "train" and st["row"] == row and st["bits"] == bits]})
+                               if st["kind"] == "train" and st["row"] == row and st["bits"] == bits
+                               and (not partial or _finished(st))]})
+    for st in steps:
+        if st["kind"] == "baseline" and (not partial or _finished(st)):
+            table.append(_baseline_row(st))
     fmt = lambda m, s: "–" if m is None else f"{m:.2f} ± {s:.2f}"  # noqa: E731
-    lines = ["| row | bits (w/a) | seeds | holdout acc. % (mean ± std) | val acc. % | params | model.keras |",
+    lines = ["| row | bits (w/a) | seeds | holdout acc. % (mean ± std) | val acc. % | params | model file |",
              "|---|---|---|---|---|---|---|"]
     for t in table:
         bits = "32/32" if t["bits"] == 32 else f"{t['bits']}/{t['bits']}"
         lines.append(f"| {t['title']} | {bits} | {t['seeds']} | {fmt(t['holdout_mean'], t['holdout_std'])} | "
-                     f"{fmt(t['val_mean'], t['val_std'])} | {t['params']:,} | {t['model_bytes'] / 1e6:.2f} MB |")
+                     f"{fmt(t['val_mean'], t['val_std'])} | {t['params']:,} | "
+                     f"{t['model_bytes'] / 1e6:.2f} MB {t['model_file']} |")
     return table, "\n".join(lines)
 
 
-def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | None = None) -> dict:
-    from rolekd_tf.config import load_config
+def _write_results(cfg, config_path, sets, steps, out_dir: Path, log: list, wall: float | None,
+                   partial: bool) -> tuple[dict, str]:
     from rolekd_tf.fileio import atomic_write_json, atomic_write_text
+
+    table, md = summarise(cfg, steps, partial=partial)
+    plots = sorted(str(p) for p in out_dir.glob("search-*/schedule.png"))
+    tflite = sorted(str(p) for p in out_dir.glob("*/export/*.tflite"))
+    journal = out_dir / "steps.jsonl"
+    total = 0.0
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                total += float(json.loads(line)["seconds"])
+            except (ValueError, KeyError):
+                continue
+    done = sum(_finished(st) for st in steps)
+    header = (f"Pipeline `{cfg.name}` — data `{cfg.data.dataset}`, model `{cfg.model.name}`, "
+              f"{cfg.train.epochs} epochs, train/val/holdout = {cfg.data.train_size}/{cfg.data.val_size}/"
+              f"{cfg.data.holdout_size}; {done}/{len(steps)} steps finished; "
+              f"step time summed over all invocations {total:.0f}s"
+              + (f"; this invocation's wall time {wall:.0f}s" if wall is not None else "")
+              + (" (PARTIAL: unfinished runs are left out)" if partial and done < len(steps) else "") + ".")
+    atomic_write_text(out_dir / "results.md", header + "\n\n" + md + "\n")
+    res = {"config": config_path, "sets": sets, "table": table, "steps": log, "wall_time_s": wall,
+           "steps_finished": done, "steps_total": len(steps), "step_seconds_total": total,
+           "schedule_plots": plots, "tflite": tflite}
+    atomic_write_json(out_dir / "results.json", res)
+    return res, md
+
+
+def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | None = None,
+                 report_only: bool = False) -> dict:
+    """Run (or, with ``report_only``, only summarise) the pipeline; returns the results dict."""
+    from rolekd_tf.config import load_config
 
     sets = list(sets or [])
     cfg = load_config(config_path, sets)
     out_dir = Path(out or f"runs/{cfg.name}-pipeline")
+    if report_only:
+        if not out_dir.is_dir():
+            raise RolekdError(f"--report: {str(out_dir)!r} does not exist (run the pipeline first)")
+        steps = plan(cfg, config_path, out_dir, sets)
+        res, md = _write_results(cfg, config_path, sets, steps, out_dir, [], None, partial=True)
+        print(md)
+        print(f"\n{res['steps_finished']}/{res['steps_total']} steps finished; "
+              f"results: {out_dir}/results.md, {out_dir}/results.json")
+        return res
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg, config_path, out_dir, sets)
     print(f"pipeline {cfg.name}: {len(steps)} steps into {out_dir}/ (re-run the same command to resume)")
     t0 = time.time()
     log: list = []
     for st in steps:
-        _run(st["cmd"], log)
-    table, md = summarise(cfg, steps)
+        if st["kind"] == "baseline" and _finished(st):
+            print(f"\n(skipping {st['dir']}: finished)", flush=True)
+            continue
+        _run(st["cmd"], log, out_dir / "steps.jsonl")
     wall = time.time() - t0
-    plots = sorted(str(p) for p in out_dir.glob("search-*/schedule.png"))
-    tflite = sorted(str(p) for p in out_dir.glob("*/export/*.tflite"))
-    header = (f"Pipeline `{cfg.name}` — data `{cfg.data.dataset}`, model `{cfg.model.name}`, "
-              f"{cfg.train.epochs} epochs, train/val/holdout = {cfg.data.train_size}/{cfg.data.val_size}/"
-              f"{cfg.data.holdout_size}; this invocation's wall time {wall:.0f}s "
-              f"(steps already finished are skipped on re-runs).")
-    atomic_write_text(out_dir / "results.md", header + "\n\n" + md + "\n")
-    res = {"config": config_path, "sets": sets, "table": table, "steps": log, "wall_time_s": wall,
-           "schedule_plots": plots, "tflite": tflite}
-    atomic_write_json(out_dir / "results.json", res)
+    res, md = _write_results(cfg, config_path, sets, steps, out_dir, log, wall, partial=False)
     print("\n" + md)
-    print(f"\nschedule plots: {', '.join(plots) or '–'}")
-    print(f"TFLite files:   {', '.join(tflite) or '–'}")
+    print(f"\nschedule plots: {', '.join(res['schedule_plots']) or '–'}")
+    print(f"TFLite files:   {', '.join(res['tflite']) or '–'}")
     print(f"results: {out_dir}/results.md, {out_dir}/results.json  (total {wall:.0f}s)")
     return res
 
@@ -199,9 +298,11 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--out")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: print and save the table of the runs finished so far")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
-    run_pipeline(args.config, args.out, args.set)
+    run_pipeline(args.config, args.out, args.set, report_only=args.report)
     return 0
 
 

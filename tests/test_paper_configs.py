@@ -200,4 +200,8 @@ def test_repro_cifar10_cpu_plan(monkeypatch, tmp_path):
     assert cfg.pipeline.seeds == [0, 1, 2] and cfg.search.epochs == cfg.train.epochs
     steps = plan(cfg, str(path), tmp_path / "out", [])
     kinds = [s["kind"] for s in steps]
-    assert (kinds.count("train"), kinds.count("search"), kinds.count("export")) == (30, 3, 3)
+    assert (kinds.count("train"), kinds.count("search"), kinds.count("export"), kinds.count("baseline")) == (30, 3, 3, 1)
+    # Seed-major: seed 0 of every row (and the exports, baseline) before any other seed.
+    seeds_in_order = [s["seed"] for s in steps if s["kind"] == "train"]
+    assert seeds_in_order == sorted(seeds_in_order)
+    assert kinds.index("baseline") < next(i for i, s in enumerate(steps) if s.get("seed") == 1)
