@@ -92,6 +92,14 @@ def _finished(st: dict) -> bool:
     return False
 
 
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str) -> str:
+    """``train.py`` as users type it from the repository root; an absolute path from elsewhere."""
+    return name if Path(name).resolve() == _ROOT / name else str(_ROOT / name)
+
+
 def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
     """The ordered steps (dicts with ``kind``, ``row``, ``bits``, ``seed``, ``cmd``, ``dir``).
 
@@ -111,7 +119,7 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
     s_teacher = out / "search-teacher"
     if need_at:
         steps.append({"kind": "search", "dir": s_teacher,
-                      "cmd": [py, "search.py", "--role", "teacher", *base, "--out", str(s_teacher), "--quiet"]})
+                      "cmd": [py, _script("search.py"), "--role", "teacher", *base, "--out", str(s_teacher), "--quiet"]})
     at = s_teacher / "schedule.json"
     seeds = list(p.seeds)
     teacher = out / (f"teacher-alpha-s{seeds[0]}" if "stage_alpha" in rows else f"teacher-vanilla-s{seeds[0]}")
@@ -124,7 +132,7 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
             if row not in rows:
                 continue
             d = out / f"teacher-{name}-s{sd}"
-            cmd = [py, "train.py", *base, "--set", f"seed={sd}", "--set", "distill.kd=none"]
+            cmd = [py, _script("train.py"), *base, "--set", f"seed={sd}", "--set", "distill.kd=none"]
             if row == "stage_alpha":
                 cmd += ["--schedule", str(at)]
             steps.append({"kind": "train", "row": row, "bits": 32, "seed": sd, "dir": d,
@@ -134,14 +142,14 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
             s_student = out / f"search-student-w{b}a{b}"
             if i == 0 and "stage_beta" in rows:  # needs the teacher of the first seed only
                 steps.append({"kind": "search", "dir": s_student,
-                              "cmd": [py, "search.py", "--role", "student", *base, *stu, *bits,
+                              "cmd": [py, _script("search.py"), "--role", "student", *base, *stu, *bits,
                                       "--set", "distill.kd=ii", "--teacher", str(teacher),
                                       "--out", str(s_student), "--quiet"]})
             for row in student_rows:
                 kd = "none" if row == "vanilla_lowbit" else "ii"
                 sched = {"stage_beta": s_student / "schedule.json", "student_at": at}.get(row)
                 d = out / f"w{b}a{b}-{row}-s{sd}"
-                cmd = [py, "train.py", *base, *stu, *bits, "--set", f"seed={sd}", "--init", str(teacher)]
+                cmd = [py, _script("train.py"), *base, *stu, *bits, "--set", f"seed={sd}", "--init", str(teacher)]
                 if kd != "none":
                     cmd += ["--teacher", str(teacher), "--kd", kd]
                 else:
@@ -160,7 +168,7 @@ def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
         tail.append({"kind": "export", "dir": teacher, "cmd": [py, "-m", "rolekd_tf.export", str(teacher)]})
     if p.tfmot:
         d = out / "tfmot-qat8"
-        script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "tfmot_baseline.py")
+        script = _script("benchmarks/tfmot_baseline.py")
         # Same data, recipe and seed as the teacher rows; E FP + E QAT epochs = one teacher run
         # plus one student run of this pipeline.
         tail.append({"kind": "baseline", "row": "tfmot_qat8", "bits": 8, "seed": seeds[0], "dir": d,
