@@ -3,11 +3,11 @@
 ``apply_policy`` follows PBA's per-image rule (REFERENCE.md §1) for every sample at once:
 
 1. draw a cap ``count ∈ {0,1,2}`` with p = (0.2, 0.3, 0.5);
-2. visit the 30 (op, p, level) slots in a per-sample random order (argsort of stateless
-   uniforms); slot *j* fires when ``U_j < p`` and fewer than ``count`` slots fired before it.
+2. visit the 30 (op, p, level) slots in a per-sample random order (the order of stateless
+   uniform keys); slot *j* fires when ``U_j < p_j`` and fewer than ``count`` slots fired before.
 
-At most two slots fire, so the rule is computed as per-sample fire masks + an exclusive cumsum,
-compressed to "first fired op" and "second fired op", and the 15-op dispatcher runs twice.
+At most two slots fire: they are the wanted slots (``U_j < p_j``) with the smallest and second
+smallest keys (two argmins), capped by ``count``; the 15-op dispatcher then runs twice.
 """
 from __future__ import annotations
 
@@ -51,22 +51,21 @@ def sample_policy_ops(policy, batch_size, seed):
 
     u = tf.random.stateless_uniform([batch_size], seed=s_count)
     count = tf.where(u < COUNT_PROBS[0], 0, tf.where(u < COUNT_PROBS[0] + COUNT_PROBS[1], 1, 2))
-    perm = tf.argsort(tf.random.stateless_uniform([batch_size, NUM_SLOTS], seed=s_perm), axis=1)
-    perm = tf.cast(perm, tf.int32)                                       # slot visited j-th
+    # The walk in a uniformly random order: slot j is visited at the rank of its key; a slot
+    # fires when its coin U_j < p_j and fewer than ``count`` slots fired before it. So the
+    # fired slots are the ``count`` wanted slots (U_j < p_j) with the smallest keys — found
+    # with two argmins instead of sorting the 30 slots.
+    key = tf.random.stateless_uniform([batch_size, NUM_SLOTS], seed=s_perm)
     coin = tf.random.stateless_uniform([batch_size, NUM_SLOTS], seed=s_fire)
-    want = coin < tf.gather(probs, perm)                                 # U < p, per visit
-    before = tf.cumsum(tf.cast(want, tf.int32), axis=1, exclusive=True)  # fired before visit j
-    fired = want & (before < count[:, None])
-
-    out_ops, out_levels, out_fired = [], [], []
-    for k in range(2):
-        hit = fired & tf.equal(before, k)                                # the (k+1)-th firing
-        any_hit = tf.reduce_any(hit, axis=1)
-        slot = tf.reduce_sum(tf.where(hit, perm, 0), axis=1)             # ≤ 1 hit per row
-        out_ops.append(slot % _ops.NUM_OPS)
-        out_levels.append(tf.gather(levels, slot))
-        out_fired.append(any_hit)
-    return tf.stack(out_ops, 1), tf.stack(out_levels, 1), tf.stack(out_fired, 1)
+    want = coin < probs[None, :]
+    n_want = tf.reduce_sum(tf.cast(want, tf.int32), axis=1)
+    key = tf.where(want, key, 2.0)                                       # unwanted: last
+    first = tf.argmin(key, axis=1, output_type=tf.int32)
+    key = tf.where(tf.equal(tf.range(NUM_SLOTS)[None, :], first[:, None]), 3.0, key)
+    second = tf.argmin(key, axis=1, output_type=tf.int32)
+    slots = tf.stack([first, second], axis=1)                            # [B, 2]
+    fired = tf.stack([(count >= 1) & (n_want >= 1), (count >= 2) & (n_want >= 2)], axis=1)
+    return slots % _ops.NUM_OPS, tf.gather(levels, slots), fired
 
 
 def apply_policy(images, policy, *, fill, seed, method="fused"):
@@ -82,7 +81,7 @@ def apply_policy(images, policy, *, fill, seed, method="fused"):
     Returns:
       float32 ``[B, H, W, 3]``, integer-valued 0..255 (each fired op does a uint8 round trip).
     """
-    images = tf.round(tf.clip_by_value(_as_float_images(images), 0.0, 255.0))
+    images = _as_float_images(images)      # rounded / clipped to 0..255 by the first op step
     fill = _fill(fill)
     seed = tf.convert_to_tensor(seed)
     b = tf.shape(images)[0]

@@ -30,13 +30,16 @@ tests/augment/test_ops.py):
   computed in float64 like Python does, so ``int()`` truncation matches exactly).
 
 Performance design (benchmarks/results/augment.md): every op is one case of a single fused
-kernel, ``apply_fused`` — four whole-batch stages (warp gather, blend, per-sample-channel LUT
-gather, Cutout box), each the exact identity for samples whose op it does not handle and each
-skipped (``tf.cond``) when no sample needs it; the stages run as one XLA-compiled function
-(``ROLEKD_AUGMENT_XLA=0`` disables XLA). The random draws and the Equalize / AutoContrast LUTs
-(histograms of the few samples that need them) are computed outside XLA. The per-op functions
-below are that kernel with a single op present, so tests/augment/test_ops.py checks the
-production code path.
+kernel, ``apply_fused``, compiled with XLA (``ROLEKD_AUGMENT_XLA=0`` disables XLA). Each sample
+has at most one op per call, so the expensive ops run only on the samples that selected them:
+the warp, blend and LUT groups each compact their members and process them in chunks of
+``CHUNK`` (``ROLEKD_AUGMENT_CHUNK``, default 16) samples inside a while loop; Invert /
+Posterize / Solarize / Cutout are one vectorised integer pass over the whole batch. Hot loops
+work on [.., W·3] views (XLA:CPU does not vectorise a trailing axis of 3). The random draws and
+the Equalize / AutoContrast histograms (of the few samples that need them) are computed outside
+XLA. AutoContrast's float64 products come from a table, so XLA cannot contract the add into an
+FMA. The per-op functions below are that kernel with a single op present, so
+tests/augment/test_ops.py checks the production code path.
 """
 from __future__ import annotations
 
@@ -178,29 +181,30 @@ def _luma(images):
 
 
 # ----------------------------------------------------------------------------- fused kernel
-# All 15 ops run as one fixed sequence of whole-batch stages; every sample has (at most) one op,
-# and a stage is the exact identity for samples whose op is not in it, so the stage order does
-# not matter:
-#   1. warp     (Rotate, TranslateX/Y, ShearX/Y): one gather with per-sample PIL fixed-point
-#                coefficients (identity coefficients for the other samples);
-#   2. blend    (Color, Sharpness): d + f·(x − d) with per-pixel degenerate d (d = x, f = 1 for
-#                the other samples — exact, all values are small integers);
-#   3. LUT      (Invert, Posterize, Solarize, Brightness, Contrast, Equalize, AutoContrast):
-#                one float32 [B, 3, 256] table per sample-channel (identity for the others),
-#                applied with one flat gather;
-#   4. Cutout:  a per-sample box (empty for the other samples).
-# Each stage (and each expensive sub-part: histograms, min/max, luma mean, SMOOTH) runs under a
-# ``tf.cond`` on "some sample needs it", so a batch pays only for the ops it actually uses.
+# Every sample has (at most) one op per call, so the 15 ops fall into groups that never interact
+# (each is the exact identity for samples of the other groups), run in one XLA-compiled function
+# per call:
+#   * warps (Rotate, TranslateX/Y, ShearX/Y), blends (Color, Sharpness) and LUT ops (Brightness,
+#     Contrast, Equalize, AutoContrast) — the gather-heavy ones — run on their own samples only:
+#     the members of a group are compacted (a stable sort of the batch indices) and processed
+#     in chunks of ``CHUNK`` samples (gather rows → op → scatter rows back; a while loop of
+#     ceil(members / CHUNK) iterations, none when the group is empty);
+#   * Invert, Posterize, Solarize and Cutout (integer arithmetic) run as one vectorised
+#     elementwise pass over the whole batch, viewed as [B, H·W·3], with per-sample parameters
+#     (identity parameters for every other sample); the same pass rounds/clips every sample.
+# Only the Equalize / AutoContrast histograms (a scatter-add, serial and slow under XLA:CPU) are
+# computed outside XLA, for the samples that need them.
 _I = {name: i for i, name in enumerate(OP_NAMES)}
 NONE = NUM_OPS                                  # op code of untouched samples
 WARP_OPS = frozenset(_I[n] for n in SIGNED_OPS)
 BLEND_OPS = frozenset(_I[n] for n in ("Color", "Sharpness"))
-LUT_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Brightness", "Contrast",
-                                    "Equalize", "AutoContrast"))
-HIST_OPS = frozenset(_I[n] for n in ("Equalize", "AutoContrast"))   # LUTs built outside XLA
+LUT_OPS = frozenset(_I[n] for n in ("Brightness", "Contrast", "Equalize", "AutoContrast"))
+HIST_OPS = frozenset(_I[n] for n in ("Equalize", "AutoContrast"))   # histograms outside XLA
+ARITH_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Cutout"))
 ALL_OPS = frozenset(range(NUM_OPS))
 _IDENTITY_FIXED = _pil_fixed_coeffs((1, 0, 0, 0, 1, 0))
 _WARP_TABLES: dict = {}
+CHUNK = int(os.environ.get("ROLEKD_AUGMENT_CHUNK", "16"))
 
 
 def _fused_warp_table(width: int, height: int) -> np.ndarray:
@@ -218,133 +222,210 @@ def _fused_warp_table(width: int, height: int) -> np.ndarray:
     return _WARP_TABLES[key]
 
 
-def _any_of(code, op_ids):
-    return tf.reduce_any(tf.reduce_any(tf.equal(code[:, None], sorted(op_ids)), axis=1))
+def _member(code, op_ids):
+    return tf.reduce_any(tf.equal(code[:, None], sorted(op_ids)), axis=1)
 
 
-def _maybe(present, op_ids, code, fn, x):
-    """``fn(x)`` if some sample's op is in ``op_ids`` (static skip if none can be), else x."""
-    ids = present & op_ids
-    if not ids:
-        return x
-    if (ids == present and len(present) == 1) or not USE_CONDS:
-        return fn(x)                             # single-op call: it is needed
-    return tf.cond(_any_of(code, ids), lambda: fn(x), lambda: x)
+def _per_op(values, default, dtype):
+    """[NUM_OPS + 1, 10] table (gathered at (op, level) per sample): ``values[op]`` (a {op
+    index: 10 per-level values} dict), ``default`` for every other op."""
+    t = np.full((NUM_OPS + 1, NUM_LEVELS), default, dtype.as_numpy_dtype)
+    for k, v in values.items():
+        t[k] = v
+    return t
 
 
-def _warp_stage(x, code, levels, neg, fill):
-    b, h, w = _batch_size(x), x.shape[1], x.shape[2]
+def _as_uint8_values(x):
+    """The uint8 image PIL would get: round and clip to 0..255 (a no-op on valid input)."""
+    return tf.round(tf.clip_by_value(x, 0.0, 255.0))
+
+
+def _compacted(x, member, fn, chunk, aux=None):
+    """Apply ``fn(sub, ids)`` (or ``fn(sub, ids, aux) -> (out, aux)`` with a loop-carried
+    ``aux`` tensor) to the samples with ``member`` only: their indices are sorted to the front
+    and processed ``chunk`` at a time (rows gathered, transformed, scattered back). The last
+    chunk is padded with its own first index (a duplicate writes the same value)."""
+    b = _batch_size(x)
+    if isinstance(b, int):
+        if b == 0:
+            return x
+        chunk = min(chunk, b)
+    n = tf.reduce_sum(tf.cast(member, tf.int32))
+    order = tf.argsort(tf.cast(tf.logical_not(member), tf.int32), stable=True)
+    steps = (b + chunk - 1) // chunk
+
+    def body(j, x, *aux):
+        start = j * chunk
+        pos = start + tf.range(chunk)
+        ids = tf.gather(order, tf.where(pos < n, pos, start))
+        sub = _as_uint8_values(tf.gather(x, ids))
+        if aux:
+            out, a = fn(sub, ids, aux[0])
+            aux = (a,)
+        else:
+            out = fn(sub, ids)
+        return (j + 1, tf.tensor_scatter_nd_update(x, ids[:, None], out)) + tuple(aux)
+
+    state = (tf.constant(0), x) + ((aux,) if aux is not None else ())
+    out = tf.while_loop(lambda j, x, *a: j * chunk < n, body, state, maximum_iterations=steps)
+    return out[1]
+
+
+def _warp(sub, code, levels, neg, fill):
+    """PIL's nearest-neighbour affine engine on the samples ``sub`` [C, H, W, 3]."""
+    c, h, w = sub.shape[0], sub.shape[1], sub.shape[2]
     table = _fused_warp_table(int(w), int(h))
     dt = tf.as_dtype(table.dtype)
-    coeffs = tf.gather_nd(tf.constant(table), tf.stack([code, neg, levels], axis=1))  # [B, 6]
+    coeffs = tf.gather_nd(tf.constant(table), tf.stack([code, neg, levels], axis=1))  # [C, 6]
     a = [coeffs[:, k][:, None, None] for k in range(6)]
     y = tf.range(h, dtype=dt)[None, :, None]
     xx = tf.range(w, dtype=dt)[None, None, :]
     xin = tf.bitwise.right_shift(a[2] + y * a[1] + xx * a[0], 16)        # arithmetic = floor
     yin = tf.bitwise.right_shift(a[5] + y * a[4] + xx * a[3], 16)
     valid = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
-    n = b * (h * w)
-    base = tf.range(b)[:, None, None] * (h * w)
+    n = c * (h * w)
+    base = tf.range(c)[:, None, None] * (h * w)
     idx = tf.where(valid, base + tf.cast(yin * w + xin, tf.int32), n)     # n → fill row
-    flat = tf.concat([tf.reshape(x, [n, 3]), tf.reshape(tf.round(fill), [1, 3])], axis=0)
-    return tf.reshape(tf.gather(flat, idx), tf.shape(x))
+    flat = tf.concat([tf.reshape(sub, [n, 3]), tf.reshape(tf.round(fill), [1, 3])], axis=0)
+    return tf.reshape(tf.gather(flat, idx), tf.shape(sub))
 
 
-def _blend_stage(x, code, levels, present):
+def _blend_group(sub, code, levels, present):
+    """Color / Sharpness on the samples ``sub``: Image.blend(degenerate, x, factor) with the
+    luma image (Color) or PIL's SMOOTH-filtered image (Sharpness) as the degenerate. Computed
+    on the [C, H, W·3] view (long contiguous rows vectorise; a trailing axis of 3 does not)."""
+    c, h, w = sub.shape[0], sub.shape[1], sub.shape[2]
     color, sharp = _I["Color"], _I["Sharpness"]
-    d = x                                       # d = x: the product is 0, x is unchanged
-    if color in present:
-        d = _maybe(present, {color}, code, lambda d: tf.where(
-            tf.equal(code, color)[:, None, None, None],
-            tf.cast(_luma(x), tf.float32)[..., None], d), d)
+    x = tf.reshape(sub, [c, h, w * 3])
+    d = None
     if sharp in present:
-        d = _maybe(present, {sharp}, code, lambda d: tf.where(
-            tf.equal(code, sharp)[:, None, None, None], _smooth_degenerate(x), d), d)
-    return _blend(d, x, levels[:, None, None, None])
+        d = _smooth_rows(x, w)
+    if color in present:
+        luma = tf.cast(_luma(sub), tf.float32)
+        luma = tf.reshape(tf.broadcast_to(luma[..., None], [c, h, w, 3]), [c, h, w * 3])
+        d = luma if d is None else tf.where(tf.equal(code, color)[:, None, None], luma, d)
+    return tf.reshape(_blend(d, x, levels[:, None, None]), tf.shape(sub))
+
+
+def _smooth_rows(x, w):
+    """PIL ``filter(SMOOTH)`` on the [C, H, W·3] view: 3×3 [[1,1,1],[1,5,1],[1,1,1]]/13,
+    rounded; border pixels kept. The interior sum is 9 shifted slices + 4·centre (a column
+    shift is 3 elements); integer sums are exact in float32 and S/13 is never a tie."""
+    h = x.shape[1]
+    if h < 3 or w < 3:
+        return x
+    s = 4.0 * x[:, 1:h - 1, 3:3 * (w - 1)]
+    for dy in range(3):
+        for dx in range(3):
+            s = s + x[:, dy:h - 2 + dy, 3 * dx:3 * (w - 2 + dx)]
+    smooth = tf.pad(tf.floor(s / 13.0 + 0.5), [[0, 0], [1, 1], [3, 3]])
+    inside = np.zeros((h, 3 * w), bool)
+    inside[1:h - 1, 3:3 * (w - 1)] = True
+    return tf.where(tf.constant(inside)[None], smooth, x)
+
+
+# AutoContrast: Python computes lut[i] = int(i·scale + offset), scale = 255/(hi − lo),
+# offset = −lo·scale, in float64 with two roundings. The products k·scale_d (d = hi − lo) come
+# from this table, so the add cannot be contracted into an FMA by any compiler.
+_AC_PRODUCTS = np.arange(256, dtype=np.float64)[None, :] * (
+    255.0 / np.maximum(np.arange(256, dtype=np.float64), 1.0))[:, None]    # [d, k]
+
+
+def _autocontrast_lut_exact(lo, hi):
+    """PIL's autocontrast (cutoff 0) LUT from int32 ``lo``/``hi`` [R] → int32 [R, 256]."""
+    d = tf.maximum(hi - lo, 1)
+    prod = tf.gather(tf.constant(_AC_PRODUCTS), d)                         # [R, 256] float64
+    offset = -tf.gather(prod, lo[:, None], batch_dims=1)                   # −lo·scale, exact
+    lut = tf.clip_by_value(tf.cast(prod + offset, tf.int32), 0, 255)      # cast truncates
+    return tf.where((hi > lo)[:, None], lut, tf.range(256)[None, :])
 
 
 def _static_lut_table() -> np.ndarray:
-    """float32 [NUM_OPS + 1, 10, 256]: the LUT of every (op, level) that depends on nothing
-    else (Invert, Posterize, Solarize, Brightness; identity for every other op), computed with
-    PIL's own integer / float32 arithmetic."""
+    """int32 [NUM_OPS + 1, 10, 256]: Brightness's LUT per level (``Image.blend(black, x, f)`` =
+    float32 ``f·x``, clipped, truncated — PIL's own float32 product), identity for every other
+    op."""
     i = np.arange(256)
-    t = np.tile(i.astype(np.float32), (NUM_OPS + 1, NUM_LEVELS, 1))
+    t = np.tile(i.astype(np.int32), (NUM_OPS + 1, NUM_LEVELS, 1))
     for L in range(NUM_LEVELS):
-        t[_I["Invert"], L] = 255 - i
-        t[_I["Posterize"], L] = i & (256 - (1 << (8 - POSTERIZE_BITS[L])))
-        t[_I["Solarize"], L] = np.where(i >= SOLARIZE_THRESHOLD[L], 255 - i, i)
-        # Image.blend(black, x, f): 0 + float32(f)·x (float32 product), clip, truncate
-        t[_I["Brightness"], L] = np.floor(np.clip(
-            np.float32(0) + _BLEND_PRODUCTS[L, 255 + i], 0, 255))
+        t[_I["Brightness"], L] = np.floor(np.clip(_BLEND_PRODUCTS[L, 255 + i], 0, 255))
     return t
 
 
 _STATIC_LUTS = _static_lut_table()
 
 
-def _lut_stage(x, code, levels, ext_lut, present):
-    b = _batch_size(x)
-    # [B, 256]: one row per sample from the constant (op, level) table ...
-    lut = tf.gather_nd(tf.constant(_STATIC_LUTS), tf.stack([code, levels], axis=1))
+def _lut_rows(sub, ids, code, levels, hist, present):
+    """int32 [C·3, 256]: the LUT of every sample-channel of the chunk ``sub`` for Brightness,
+    Contrast, Equalize, AutoContrast (identity for every other op)."""
+    c, h, w = sub.shape[0], sub.shape[1], sub.shape[2]
+    lut = tf.gather_nd(tf.constant(_STATIC_LUTS), tf.stack([code, levels], axis=1))  # [C, 256]
     if _I["Contrast"] in present:
-        # ... Contrast: blend with the flat grey int(mean luma + 0.5), per sample ...
-        def contrast(lut):
-            i = tf.range(256, dtype=tf.float32)[None, :]
-            grey = _mean_luma(x)[:, None]
-            return tf.where(tf.equal(code, _I["Contrast"])[:, None],
-                            _blend(grey, i, levels[:, None]), lut)
-        lut = _maybe(present, {_I["Contrast"]}, code, contrast, lut)
-    lut = tf.broadcast_to(lut[:, None, :], [b, 3, 256])
-    hist_ops = present & HIST_OPS
-    if hist_ops:
-        # ... and the per-channel Equalize / AutoContrast LUTs built outside XLA.
-        is_hist = tf.reduce_any(tf.equal(code[:, None], sorted(hist_ops)), axis=1)
-        lut = tf.where(is_hist[:, None, None], ext_lut, lut)
-    # one flat gather: entry (b·3 + channel)·256 + value
-    offs = (tf.range(b)[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256
-    return tf.gather(tf.reshape(lut, [-1]), offs + _to_int(x))
+        # blend with the flat grey int(mean luma + 0.5), per sample
+        grey = _mean_luma(sub)[:, None]
+        i = tf.range(256, dtype=tf.float32)[None, :]
+        lut = tf.where(tf.equal(code, _I["Contrast"])[:, None],
+                       tf.cast(_blend(grey, i, levels[:, None]), tf.int32), lut)
+    lut = tf.reshape(tf.broadcast_to(lut[:, None, :], [c, 3, 256]), [c * 3, 256])
+    code3 = tf.repeat(code, 3)
+    if hist is not None:
+        hist = tf.reshape(tf.gather(hist, ids), [c * 3, 256])
+        if _I["Equalize"] in present:
+            lut = tf.where(tf.equal(code3, _I["Equalize"])[:, None],
+                           _equalize_lut_from_hist(hist, h * w), lut)
+        if _I["AutoContrast"] in present:
+            i = tf.range(256)[None, :]
+            lo = tf.reduce_min(tf.where(hist > 0, i, 255), axis=1)    # empty rows (other ops):
+            hi = tf.reduce_max(tf.where(hist > 0, i, 0), axis=1)       # any in-range value
+            lut = tf.where(tf.equal(code3, _I["AutoContrast"])[:, None],
+                           _autocontrast_lut_exact(lo, hi), lut)
+    return lut
 
 
-def _equalize_lut_batch(xi):
-    """PIL's equalize LUT for every sample-channel of int32 ``xi`` [B,H,W,3] → int32 [B*3, 256]:
-    the B·3 histograms from one row-wise bincount over ``channel·256 + value``."""
-    h, w = xi.shape[1], xi.shape[2]
-    ids = tf.reshape(xi + tf.constant([0, 256, 512]), [-1, h * w * 3])     # [B, HW·3]
-    hist = tf.math.bincount(ids, minlength=768, maxlength=768, axis=-1, dtype=tf.int32)
-    return _equalize_lut_from_hist(tf.reshape(hist, [-1, 256]), h * w)
+def _lut_group(sub, ids, lutbuf, code, levels, hist, present):
+    """The chunk's LUTs are written into the loop-carried ``lutbuf`` [B, 768] first and the
+    pixels then gathered from it: otherwise XLA fuses the LUT computation into the per-pixel
+    gather and redoes it for every pixel."""
+    c = sub.shape[0]
+    rows = tf.cast(tf.reshape(_lut_rows(sub, ids, tf.gather(code, ids), tf.gather(levels, ids),
+                                        hist, present), [c, 768]), tf.float32)
+    lutbuf = tf.tensor_scatter_nd_update(lutbuf, ids[:, None], rows)
+    offs = (ids[:, None, None, None] * 3 + tf.range(3)[None, None, None, :]) * 256
+    return tf.gather(tf.reshape(lutbuf, [-1]), offs + _to_int(sub)), lutbuf
 
 
-def _histogram_luts(images, code, present):
-    """float32 [B, 3, 256]: the Equalize / AutoContrast LUT of each sample whose op is one of
-    them (identity elsewhere), computed on those samples only and outside XLA — a batch-wide
-    bincount is a slow serial scatter under XLA:CPU, and AutoContrast's float64 ``i·scale +
-    offset`` must be rounded twice like Python's (XLA:CPU would contract it into an FMA)."""
-    b = tf.shape(images)[0]
-    ident = tf.broadcast_to(tf.range(256, dtype=tf.float32), [b, 3, 256])
-    ids = present & HIST_OPS
-    if not ids:
-        return ident
-
-    def build(lut):
-        want = tf.reduce_any(tf.equal(code[:, None], sorted(ids)), axis=1)
-        idx = tf.cast(tf.where(want), tf.int32)                            # [k, 1]
-        sub = tf.round(tf.clip_by_value(tf.gather_nd(images, idx), 0.0, 255.0))
-        k = tf.shape(idx)[0]
-        new = None
-        if _I["Equalize"] in ids:
-            new = tf.reshape(_equalize_lut_batch(_to_int(sub)), [k, 3, 256])
-        if _I["AutoContrast"] in ids:
-            ac = tf.reshape(_autocontrast_lut(sub), [k, 3, 256])
-            new = ac if new is None else tf.where(
-                tf.equal(tf.gather_nd(code, idx), _I["AutoContrast"])[:, None, None], ac, new)
-        return tf.tensor_scatter_nd_update(lut, idx, tf.cast(new, tf.float32))
-
-    return _maybe(present, ids, code, build, ident)
-
-
-def _cutout_stage(x, code, levels, r, c, fill):
-    half = tf.where(tf.equal(code, _I["Cutout"]), _table(CUTOUT_SIZE, levels, tf.int32) // 2, 0)
-    return paint_squares(x, r, c, half, tf.round(fill))
+def _arith(x, code, levels, rows, cols, fill, present):
+    """Invert, Posterize, Solarize and Cutout as one elementwise integer pass over the whole
+    batch, flattened to [B, H·W·3] (a long innermost dimension vectorises; [.., 3] does not),
+    with per-sample parameters (identity for every other op)."""
+    h, w = x.shape[1], x.shape[2]
+    x = _as_uint8_values(tf.reshape(x, [-1, h * w * 3]))
+    ids = tf.stack([code, levels], axis=1)
+    if present & {_I["Invert"], _I["Posterize"], _I["Solarize"]}:
+        vals = {}
+        if _I["Invert"] in present:
+            vals[_I["Invert"]] = [0] * NUM_LEVELS
+        if _I["Solarize"] in present:
+            vals[_I["Solarize"]] = list(SOLARIZE_THRESHOLD)
+        v = _to_int(x)
+        if vals:
+            thr = tf.gather_nd(tf.constant(_per_op(vals, 256, tf.int32)), ids)
+            v = tf.where(v >= thr[:, None], 255 - v, v)
+        if _I["Posterize"] in present:
+            masks = [256 - (1 << (8 - b)) for b in POSTERIZE_BITS]
+            m = tf.gather_nd(tf.constant(_per_op({_I["Posterize"]: masks}, 255, tf.int32)), ids)
+            v = tf.bitwise.bitwise_and(v, m[:, None])
+        x = tf.cast(v, tf.float32)
+    if _I["Cutout"] in present:
+        half = tf.gather_nd(tf.constant(_per_op({_I["Cutout"]: [s // 2 for s in CUTOUT_SIZE]},
+                                                0, tf.int32)), ids)[:, None]
+        pix = np.arange(h * w * 3) // 3
+        r = tf.constant((pix // w).astype(np.int32))[None, :]
+        c = tf.constant((pix % w).astype(np.int32))[None, :]
+        rows, cols = rows[:, None], cols[:, None]
+        box = (r >= rows - half) & (r < rows + half) & (c >= cols - half) & (c < cols + half)
+        value = tf.tile(tf.round(fill), [h * w])[None, :]
+        x = tf.where(box, value, x)
+    return x
 
 
 def _batch_size(x):
@@ -352,47 +433,83 @@ def _batch_size(x):
     return x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
 
 
-def _stages(images, code, levels, neg, rows, cols, ext_lut, fill, present):
-    """The four stages on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
-    [B] (1: negative warp), ``rows``/``cols`` int32 [B] Cutout centres."""
-    x = tf.round(tf.clip_by_value(images, 0.0, 255.0))         # the uint8 image PIL would get
-    stages = (
-        (WARP_OPS, lambda x: _warp_stage(x, code, levels, neg, fill)),
-        (BLEND_OPS, lambda x: _blend_stage(x, code, levels, present)),
-        (LUT_OPS, lambda x: _lut_stage(x, code, levels, ext_lut, present)),
-        (frozenset({_I["Cutout"]}), lambda x: _cutout_stage(x, code, levels, rows, cols, fill)),
+def _histograms(images, code, present):
+    """int32 [B, 768]: per-channel histograms (``channel·256 + value``) of the samples whose op
+    is Equalize or AutoContrast (zeros elsewhere), computed on those samples only and outside
+    XLA (a scatter-add is serial and slow under XLA:CPU). None when neither op can occur."""
+    ids = present & HIST_OPS
+    if not ids:
+        return None
+    b = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    want = _member(code, ids)
+
+    def build():
+        idx = tf.cast(tf.where(want), tf.int32)                             # [k, 1]
+        sub = _to_int(_as_uint8_values(tf.gather_nd(images, idx)))
+        ids = tf.reshape(sub + tf.constant([0, 256, 512]), [-1, h * w * 3])
+        hist = tf.math.bincount(ids, minlength=768, maxlength=768, axis=-1, dtype=tf.int32)
+        return tf.scatter_nd(idx, hist, tf.stack([b, 768]))
+
+    if present == ids and len(ids) == 1:
+        return build()
+    return tf.cond(tf.reduce_any(want), build, lambda: tf.zeros(tf.stack([b, 768]), tf.int32))
+
+
+def _kernel(images, code, levels, neg, rows, cols, hist, fill, present):
+    """The four groups on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
+    [B] (1: negative warp), ``rows``/``cols`` int32 [B] Cutout centres, ``hist`` int32
+    [B, 768] Equalize histograms (or None)."""
+    x = images          # every group rounds / clips the samples it reads (_as_uint8_values)
+    groups = (
+        (WARP_OPS, lambda sub, ids: _warp(sub, tf.gather(code, ids), tf.gather(levels, ids),
+                                          tf.gather(neg, ids), fill)),
+        (BLEND_OPS, lambda sub, ids: _blend_group(sub, tf.gather(code, ids),
+                                                  tf.gather(levels, ids), present)),
+        (LUT_OPS, lambda sub, ids, buf: _lut_group(sub, ids, buf, code, levels, hist,
+                                                   present)),
     )
-    for op_ids, fn in stages:
-        x = _maybe(present, op_ids, code, fn, x)
-        x.set_shape(images.shape)              # keep the static batch size through the conds
-    return tf.where(tf.not_equal(code, NONE)[:, None, None, None], x, images)
+    for op_ids, fn in groups:
+        if present & op_ids:
+            aux = (tf.zeros([_batch_size(x), 768], tf.float32) if op_ids is LUT_OPS else None)
+            x = _compacted(x, _member(code, present & op_ids), fn, CHUNK, aux)
+            x.set_shape(images.shape)
+    flat = tf.reshape(x, [-1, x.shape[1] * x.shape[2] * 3])
+    if present & ARITH_OPS:
+        flat = _arith(x, code, levels, rows, cols, fill, present)
+    else:
+        flat = _as_uint8_values(flat)
+    return tf.reshape(flat, tf.shape(images))
 
 
-# XLA fuses the stages' elementwise work into a few loops (measured 4–8× faster than the same
-# stages as plain TF kernels on this CPU, see benchmarks/results/augment.md);
-# ROLEKD_AUGMENT_XLA=0 runs the same graph without XLA, ROLEKD_AUGMENT_CONDS=0 computes every
-# stage unconditionally (measured slower). The random draws stay outside the compiled
-# function, so they are the plain TF kernels' values either way.
+# XLA fuses the kernel's elementwise work into a few vectorised loops (measured several times
+# faster than the same graph as plain TF kernels on this CPU, see benchmarks/results/augment.md);
+# ROLEKD_AUGMENT_XLA=0 runs the same graph without XLA. The random draws and Equalize's
+# histograms stay outside the compiled function, so they are the plain TF kernels' values
+# either way.
 USE_XLA = os.environ.get("ROLEKD_AUGMENT_XLA", "1") != "0"
-USE_CONDS = os.environ.get("ROLEKD_AUGMENT_CONDS", "1") != "0"
 _COMPILED: dict = {}
 
 
-def _compiled_stages(present):
-    key = (present, USE_XLA)
+def _compiled_kernel(present, with_hist):
+    key = (present, with_hist, USE_XLA)
     if key not in _COMPILED:
-        _COMPILED[key] = tf.function(
-            lambda images, code, levels, neg, rows, cols, ext_lut, fill: _stages(
-                images, code, levels, neg, rows, cols, ext_lut, fill, present),
-            jit_compile=USE_XLA, reduce_retracing=False)
+        if with_hist:
+            fn = (lambda images, code, levels, neg, rows, cols, hist, fill: _kernel(
+                images, code, levels, neg, rows, cols, hist, fill, present))
+        else:
+            fn = (lambda images, code, levels, neg, rows, cols, fill: _kernel(
+                images, code, levels, neg, rows, cols, None, fill, present))
+        _COMPILED[key] = tf.function(fn, jit_compile=USE_XLA, reduce_retracing=False,
+                                       autograph=False)
     return _COMPILED[key]
 
 
 def apply_fused(images, op_index, levels, mask, *, fill, seed, present=ALL_OPS):
     """Apply op ``op_index[i]`` (int32 [B]) at ``levels[i]`` to every sample with ``mask[i]``
-    (out-of-range indices: untouched) in one pass of the four stages above.
+    (out-of-range indices: untouched) in one pass of the kernel above.
 
-    ``present``: the static set of op indices that may occur (stages of other ops are not
+    ``present``: the static set of op indices that may occur (code of other ops is not
     built). Random draws: the warps' sign is ``random_signs(seed, B)[i]`` and the Cutout centre
     ``cutout_centres(seed, B, H, W)`` at index i, whatever the other samples' ops are.
     """
@@ -407,8 +524,11 @@ def apply_fused(images, op_index, levels, mask, *, fill, seed, present=ALL_OPS):
     code = tf.where(active, op_index, NONE)
     neg = tf.cast(random_signs(seed, s[0]) < 0, tf.int32)
     rows, cols = cutout_centres(seed, s[0], s[1], s[2])
-    ext_lut = _histogram_luts(images, code, present)
-    return _compiled_stages(present)(images, code, levels, neg, rows, cols, ext_lut, fill)
+    hist = _histograms(images, code, present)
+    if hist is None:
+        return _compiled_kernel(present, False)(images, code, levels, neg, rows, cols, fill)
+    return _compiled_kernel(present, True)(images, code, levels, neg, rows, cols, hist,
+                                           fill)
 
 
 def _single(name):
@@ -446,11 +566,6 @@ def shear_x(images, levels, mask, *, fill, seed):
 def shear_y(images, levels, mask, *, fill, seed):
     """PIL affine (1, 0, 0, ±0.03L, 1, 0)."""
     return _single("ShearY")(images, levels, mask, fill=fill, seed=seed)
-
-
-def _factor(levels):
-    # PIL receives a Python float and blends with a C float: cast the double to float32.
-    return _table(np.asarray(ENHANCE_FACTOR, np.float64).astype(np.float32), levels)
 
 
 def brightness(images, levels, mask, *, fill, seed):
@@ -500,17 +615,6 @@ def _equalize_lut_from_hist(hist, n):
     return tf.where(step[:, None] > 0, tf.minimum(lut, 255), idx)
 
 
-def _autocontrast_lut(images):
-    """PIL's autocontrast (cutoff 0) LUT per sample-channel → int32 [B*3, 256]."""
-    lo = tf.reshape(tf.cast(tf.reduce_min(images, axis=[1, 2]), tf.float64), [-1, 1])
-    hi = tf.reshape(tf.cast(tf.reduce_max(images, axis=[1, 2]), tf.float64), [-1, 1])
-    scale = 255.0 / tf.maximum(hi - lo, 1.0)          # float64 like Python: int() must agree
-    offset = -lo * scale
-    i = tf.range(256, dtype=tf.float64)[None, :]
-    lut = tf.clip_by_value(tf.cast(i * scale + offset, tf.int32), 0, 255)  # cast truncates
-    return tf.where(hi > lo, lut, tf.range(256)[None, :])
-
-
 def _mean_luma(images):
     """ImageEnhance.Contrast's grey level: int(mean(luma) + 0.5), float32 [B]."""
     y = _luma(images)
@@ -519,24 +623,6 @@ def _mean_luma(images):
     # floor(total/n + 0.5) exactly; Python's float division cannot cross the .5 boundary
     # (total/n is ≥ 1/(2n) away from it, far above a double's rounding error).
     return tf.cast((2 * total + n) // (2 * n), tf.float32)
-
-
-def _smooth_degenerate(images):
-    """PIL ``filter(SMOOTH)``: 3×3 [[1,1,1],[1,5,1],[1,1,1]]/13, rounded; border kept.
-
-    The interior sum is 9 shifted slices + 4·centre (XLA fuses them into one loop; its
-    depthwise convolution was ~50× slower on this CPU)."""
-    h, w = images.shape[1], images.shape[2]
-    if h is None or w is None or h < 3 or w < 3:
-        return images
-    # Integer weighted sums are exact in float32 (< 2**24); S/13 is never a tie → round.
-    s = 4.0 * images[:, 1:h - 1, 1:w - 1]
-    for dy in range(3):
-        for dx in range(3):
-            s = s + images[:, dy:h - 2 + dy, dx:w - 2 + dx]
-    smooth = tf.floor(s / 13.0 + 0.5)
-    mid = tf.concat([images[:, 1:h - 1, :1], smooth, images[:, 1:h - 1, w - 1:]], axis=2)
-    return tf.concat([images[:, :1], mid, images[:, h - 1:]], axis=1)
 
 
 def equalize(images, levels, mask, *, fill, seed):
