@@ -33,7 +33,7 @@ Performance design (benchmarks/results/augment.md): every op is one case of a si
 kernel, ``apply_fused``, compiled with XLA (``ROLEKD_AUGMENT_XLA=0`` disables XLA). Each sample
 has at most one op per call, so the expensive ops run only on the samples that selected them:
 the warp, blend and LUT groups each compact their members and process them in chunks of
-``CHUNK`` (``ROLEKD_AUGMENT_CHUNK``, default 16) samples inside a while loop; Invert /
+``CHUNK`` (``ROLEKD_AUGMENT_CHUNK``, default 8) samples inside a while loop; Invert /
 Posterize / Solarize / Cutout are one vectorised integer pass over the whole batch. Hot loops
 work on [.., W·3] views (XLA:CPU does not vectorise a trailing axis of 3). The random draws and
 the Equalize / AutoContrast histograms (of the few samples that need them) are computed outside
@@ -204,7 +204,7 @@ ARITH_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Cutout
 ALL_OPS = frozenset(range(NUM_OPS))
 _IDENTITY_FIXED = _pil_fixed_coeffs((1, 0, 0, 0, 1, 0))
 _WARP_TABLES: dict = {}
-CHUNK = int(os.environ.get("ROLEKD_AUGMENT_CHUNK", "16"))
+CHUNK = int(os.environ.get("ROLEKD_AUGMENT_CHUNK", "8"))
 
 
 def _fused_warp_table(width: int, height: int) -> np.ndarray:
@@ -446,8 +446,8 @@ def _histograms(images, code, present):
 
     def build():
         idx = tf.cast(tf.where(want), tf.int32)                             # [k, 1]
-        sub = _to_int(_as_uint8_values(tf.gather_nd(images, idx)))
-        ids = tf.reshape(sub + tf.constant([0, 256, 512]), [-1, h * w * 3])
+        sub = tf.reshape(_to_int(_as_uint8_values(tf.gather_nd(images, idx))), [-1, h * w * 3])
+        ids = sub + tf.constant(np.tile(np.array([0, 256, 512], np.int32), h * w))[None, :]
         hist = tf.math.bincount(ids, minlength=768, maxlength=768, axis=-1, dtype=tf.int32)
         return tf.scatter_nd(idx, hist, tf.stack([b, 768]))
 
@@ -611,7 +611,10 @@ def _equalize_lut_from_hist(hist, n):
     step = (n - h_last) // 255                                            # [R]
     safe = tf.maximum(step, 1)[:, None]
     cum = tf.cumsum(hist, axis=1, exclusive=True)
-    lut = tf.math.floordiv(safe // 2 + cum, safe)
+    # (step//2 + cum) // step, as a float64 division: exact for these small non-negative
+    # integers (< 2**52), and vectorised (XLA's integer division is a scalar select chain).
+    num = tf.cast(safe // 2 + cum, tf.float64)
+    lut = tf.cast(tf.floor(num / tf.cast(safe, tf.float64)), tf.int32)
     return tf.where(step[:, None] > 0, tf.minimum(lut, 255), idx)
 
 
