@@ -457,10 +457,17 @@ def _histograms(images, code, present):
 
 
 def _kernel(images, code, levels, neg, rows, cols, hist, fill, present):
-    """The four groups on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
+    """All groups on float32 images; ``code`` int32 [B] (NONE = untouched), ``neg`` int32
     [B] (1: negative warp), ``rows``/``cols`` int32 [B] Cutout centres, ``hist`` int32
-    [B, 768] Equalize histograms (or None)."""
-    x = images          # every group rounds / clips the samples it reads (_as_uint8_values)
+    [B, 768] Equalize / AutoContrast histograms (or None)."""
+    # The whole-batch pass first: it rounds / clips every sample (the uint8 image PIL would
+    # get) into a new buffer, which the group loops then update in place (no input copy).
+    if present & ARITH_OPS:
+        flat = _arith(images, code, levels, rows, cols, fill, present)
+    else:
+        flat = _as_uint8_values(tf.reshape(images, [-1, images.shape[1] * images.shape[2] * 3]))
+    x = tf.reshape(flat, tf.shape(images))
+    x.set_shape(images.shape)
     groups = (
         (WARP_OPS, lambda sub, ids: _warp(sub, tf.gather(code, ids), tf.gather(levels, ids),
                                           tf.gather(neg, ids), fill)),
@@ -474,12 +481,7 @@ def _kernel(images, code, levels, neg, rows, cols, hist, fill, present):
             aux = (tf.zeros([_batch_size(x), 768], tf.float32) if op_ids is LUT_OPS else None)
             x = _compacted(x, _member(code, present & op_ids), fn, CHUNK, aux)
             x.set_shape(images.shape)
-    flat = tf.reshape(x, [-1, x.shape[1] * x.shape[2] * 3])
-    if present & ARITH_OPS:
-        flat = _arith(x, code, levels, rows, cols, fill, present)
-    else:
-        flat = _as_uint8_values(flat)
-    return tf.reshape(flat, tf.shape(images))
+    return x
 
 
 # XLA fuses the kernel's elementwise work into a few vectorised loops (measured several times
