@@ -35,6 +35,13 @@ checkpoint — its latest checkpoint (``restore_from``), its policy and epoch �
 (a failed member without a source aborts the search). Every exploit is logged as a Ray-Tune
 lineage row; a member's log = copy of its clone's log + its own row.
 
+Failed segments. A segment that raises is booked as ``FAILED`` (Keras Tuner retries none:
+``max_retries_per_trial=0``) and its member is forced to exploit at the ready point. The search
+*stalls* — hands out no more segments, is not ``finished``, and ``search.py`` exits with the first
+error — when every member's segment of a generation failed (there is nothing to exploit) or
+``max_consecutive_failed_trials`` segments failed in a row. Re-running the same command resumes a
+stalled search by retrying the current generation's failed segments from the same checkpoints.
+
 State (members, scores, epochs, lineage, decisions, NumPy RNG state) is JSON in ``oracle.json``
 via ``get_state``/``set_state``; every state file is written atomically, and a trial interrupted
 by a crash is re-run from the same checkpoint on resume (Keras Tuner's retry queue).
@@ -50,6 +57,7 @@ from typing import Any
 
 import keras_tuner
 import numpy as np
+from keras_tuner.src.engine import metrics_tracking
 from keras_tuner.src.engine import trial as trial_module
 
 from rolekd_tf.errors import ConfigError
@@ -81,6 +89,12 @@ def quantile_size(population: int, quantile: float) -> int:
 
 def _member_id(i: int) -> str:
     return str(int(i))
+
+
+def _last_line(message) -> str:
+    """The last non-empty line of a trial message (a traceback: the exception), shortened."""
+    lines = [ln.strip() for ln in str(message or "").splitlines() if ln.strip()]
+    return " ".join(lines[-1].split())[:300] if lines else ""
 
 
 class PBTOracle(keras_tuner.Oracle):
@@ -168,6 +182,7 @@ class PBTOracle(keras_tuner.Oracle):
             "lineage": [],
             "decisions": [],
             "finished": False,
+            "stalled": None,
         }
         st["plans"] = {m: self._plan_for(members[m], "") for m in members}
         return st
@@ -211,16 +226,41 @@ class PBTOracle(keras_tuner.Oracle):
     def _save_trial(self, trial):
         atomic_write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
 
-    def reload(self):
+    def reload(self, *, resume_stalled: bool = True):
+        """Keras Tuner's reload, plus crash repairs; a stalled search is set to retry its failed
+        segments unless ``resume_stalled=False`` (re-reading the state after a search)."""
         super().reload()
+        st = self._pbt
+        st.setdefault("stalled", None)  # oracle.json written before the key existed
+        # A kill inside create_trial between the trial.json and oracle.json saves leaves a trial
+        # the saved state never handed out. Forget it (its id is handed out again), so trial ids
+        # stay those of an uninterrupted search.
+        for tid in [t for t in self.trials if t not in self.start_order]:
+            del self.trials[tid]
+            (Path(self._get_trial_dir(tid)) / "trial.json").unlink(missing_ok=True)
+        # Keras Tuner's end_trial saves oracle.json while the ended trial is still listed in
+        # ongoing_trials (it is popped after that save; Tuner.save writes the state again). After a
+        # kill between the two saves, Oracle.reload sends that trial to the retry queue although it
+        # is already booked: its segment would be trained again, overwriting a checkpoint other
+        # members restore from, or fail on a checkpoint already collected. Drop such trials.
+        self._retry_queue = [tid for tid in self._retry_queue if tid not in st["recorded"]]
+        for tid in self._retry_queue:
+            # Re-run from scratch: metrics a killed run reported before its end_trial was saved
+            # would otherwise be kept instead of the re-run's (BaseTuner skips update_trial when
+            # the objective already exists), pairing a score with another run's checkpoint.
+            t = self.trials[tid]
+            t.metrics = metrics_tracking.MetricsTracker()
+            t.score, t.best_step, t.message = None, 0, None
         # A trial that ended but whose member bookkeeping was not saved (crash between the two
         # saves of a FAILED trial) is applied now; COMPLETED trials are booked in score_trial,
         # inside the same save as their status.
         for tid in list(self.end_order):
             t = self.trials.get(tid)
-            if t is not None and tid not in self._pbt["recorded"]:
+            if t is not None and tid not in st["recorded"]:
                 if t.status == trial_module.TrialStatus.FAILED:
                     self._record(t, failed=True)
+        if st["stalled"] is not None and resume_stalled:
+            self._retry_failed_segments()
         self.save()
         self.write_outputs()
         self._collect_garbage()
@@ -228,7 +268,7 @@ class PBTOracle(keras_tuner.Oracle):
     # -------------------------------------------------------------- trials
     def populate_space(self, trial_id):
         st = self._pbt
-        if st["finished"]:
+        if st["finished"] or st.get("stalled") is not None:
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
         for i in range(self.population):
             mid = _member_id(i)
@@ -302,10 +342,66 @@ class PBTOracle(keras_tuner.Oracle):
             m.update(score=score, epoch=int(plan["epochs"]), ckpt_trial=trial.trial_id,
                      policy=list(plan["policy"]), failed=False)
             entry.update(status="COMPLETED", **metrics)
+        if failed:
+            entry["error"] = _last_line(trial.message)
         m["history"].append(entry)
         st["done"].append(mid)
         if len(st["done"]) == self.population:
-            self._ready_point()
+            if all(st["members"][k]["failed"] for k in st["done"]):
+                # Nothing to rank or copy. (This used to fall through to the ready point, where
+                # "every member that did not fail has reached the last epoch" is vacuously true:
+                # the search "finished" with exit 0, the initial policy as schedule and
+                # segments_completed 0 — RELIABILITY.md O2.)
+                self._stall(f"every member's segment of generation {gen} failed")
+            else:
+                self._ready_point()
+
+    def _check_consecutive_failures(self):
+        # Keras Tuner raises RuntimeError when max_consecutive_failed_trials trials in a row
+        # failed *anywhere* in end_order — inside end_trial, before the state is saved, and again
+        # at every later end_trial, so such a search could never be resumed. Stall instead, on the
+        # current streak only.
+        streak = 0
+        reset = set(self._pbt.get("streak_reset", []))
+        for tid in reversed(self.end_order):
+            if tid in reset or self.trials[tid].status != trial_module.TrialStatus.FAILED:
+                break
+            streak += 1
+        if self.max_consecutive_failed_trials and streak >= self.max_consecutive_failed_trials:
+            self._stall(f"{streak} segments failed in a row")
+
+    def _stall(self, reason: str) -> None:
+        st = self._pbt
+        if st.get("stalled") is None:
+            st["stalled"] = {"generation": int(st["generation"]), "reason": reason,
+                             "error": self._first_error()}
+
+    def _first_error(self) -> str:
+        for mid in sorted(self._pbt["members"], key=int):
+            for h in reversed(self._pbt["members"][mid]["history"]):
+                if h.get("status") == "FAILED" and h.get("error"):
+                    return f"member {mid}, trial {h['trial_id']}: {h['error']}"
+        for tid in reversed(self.end_order):  # not booked yet (the streak check runs first)
+            t = self.trials[tid]
+            if t.status == trial_module.TrialStatus.FAILED and t.message:
+                return f"trial {tid}: {_last_line(t.message)}"
+        return "no error message recorded"
+
+    def _retry_failed_segments(self) -> None:
+        """Resume a stalled search: the current generation's failed segments run again (same
+        plans, same checkpoints); the FAILED entries stay in the members' histories."""
+        st = self._pbt
+        gen = int(st["generation"])
+        for mid, m in st["members"].items():
+            last = m["history"][-1] if m["history"] else None
+            if m["failed"] and last and last.get("status") == "FAILED" and last.get("generation") == gen:
+                m["failed"] = False
+                if mid in st["done"]:
+                    st["done"].remove(mid)
+                st["dispatched"].pop(mid, None)
+        # the failed trials before this point do not count toward a new failure streak
+        st["streak_reset"] = [tid for tid in self.end_order[-1:]]
+        st["stalled"] = None
 
     # ---------------------------------------------------------- PBT logic
     def ranking(self) -> list[str]:
@@ -324,7 +420,10 @@ class PBTOracle(keras_tuner.Oracle):
         ms = st["members"]
         gen = int(st["generation"])
         epoch_now = max(int(m["epoch"]) for m in ms.values())
-        if all(int(m["epoch"]) >= self.epochs for m in ms.values() if not m["failed"]):
+        alive = [m for m in ms.values() if not m["failed"]]
+        if not alive:  # _record stalls instead; never let all() over nothing finish the search
+            raise keras_tuner.errors.FatalError(f"every PBT member failed in generation {gen}")
+        if all(int(m["epoch"]) >= self.epochs for m in alive):
             st["finished"] = True
             st["decisions"].append({"generation": gen, "epoch": epoch_now, "final": True,
                                     "ranking": self.ranking(),
@@ -377,6 +476,17 @@ class PBTOracle(keras_tuner.Oracle):
     @property
     def finished(self) -> bool:
         return bool(self._pbt["finished"])
+
+    @property
+    def stalled(self) -> bool:
+        return self._pbt.get("stalled") is not None
+
+    def stall_message(self) -> str:
+        """One line: why the search stopped before the last epoch (see :attr:`stalled`)."""
+        s = self._pbt.get("stalled")
+        if not s:
+            return ""
+        return f"{s['reason']} (first error: {s['error']})"
 
     def best_member(self) -> str:
         return self.ranking()[0]

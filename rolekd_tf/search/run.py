@@ -157,8 +157,15 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_json(out / "search.json", prov)
 
+    from keras_tuner.src import config as kt_config
+
     from rolekd_tf.search.oracle import PBTOracle
     from rolekd_tf.search.tuner import PBTTuner
+
+    # Keras Tuner prints the traceback of every failed segment to stderr (its DEBUG defaults to
+    # True). The traceback is kept in pbt/trial_<id>/trial.json and PBTTuner prints one
+    # "FAILED: <error>" line; the full traceback is shown with --debug, like every CLI error.
+    kt_config.DEBUG = bool(args.debug)
 
     oracle = PBTOracle(
         population=s.population, ready_interval=s.ready_interval, epochs=s.epochs,
@@ -183,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[pbt] worker {tuner.tuner_id}: no segments left ({len(tuner.segment_times)} run here)")
         return 0
     if mode == "chief":
-        oracle.reload()  # trials were booked by the gRPC threads; make sure we read the saved state
+        # trials were booked by the gRPC threads; make sure we read the saved state (a stalled
+        # search stays stalled here: the next run of the command retries its failed segments)
+        oracle.reload(resume_stalled=False)
     summary = finalize(out, cfg, oracle, wall=wall, segment_times=tuner.segment_times, role=role)
     print_summary(summary)
     return 0
@@ -199,6 +208,12 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
     from rolekd_tf.fileio import atomic_write_json
     from rolekd_tf.search import lineage as lin
 
+    if oracle.stalled:
+        raise RolekdError(
+            f"the search in {str(out)!r} stopped at generation {oracle.pbt_state['generation']}: "
+            f"{oracle.stall_message()}; the tracebacks are in {str(out / 'pbt')}/trial_*/trial.json. "
+            "Fix the cause and re-run the same command: it retries the failed segments"
+        )
     if not oracle.finished:
         raise RolekdError(
             f"the search in {str(out)!r} stopped before every member reached epoch {cfg.search.epochs} "
@@ -208,6 +223,8 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
     best = oracle.best_member()
     st = oracle.pbt_state
     m = st["members"][best]
+    if m["score"] is None or m["failed"]:  # pragma: no cover - the oracle stalls instead
+        raise RolekdError(f"the search in {str(out)!r} has no member with a completed last segment")
     rows = oracle.member_log(best)
     sched = lin.schedule_for_rows(rows, E)
     ldir = out / "lineage"

@@ -148,6 +148,15 @@ class PBTTuner(keras_tuner.Tuner):
         self._awaiting = False
         self._idle_sleep = 0.05
 
+    def on_trial_end(self, trial):
+        if trial.status in ("INVALID", "FAILED"):
+            # Keras Tuner keeps the traceback in trial.json only; say it where the user looks.
+            hp = trial.hyperparameters.values
+            print(f"[pbt] gen {hp.get(oracle_mod.HP_GENERATION)} · member {hp.get(oracle_mod.HP_MEMBER)} · "
+                  f"trial {trial.trial_id} FAILED: {oracle_mod._last_line(trial.message)} "
+                  f"(traceback in {Path(self.get_trial_dir(trial.trial_id)) / 'trial.json'})", flush=True)
+        super().on_trial_end(trial)
+
     def on_search_end(self):
         self._model = None
         self._release()

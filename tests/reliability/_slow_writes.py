@@ -4,6 +4,7 @@ happened yet).
 
     python _slow_writes.py train|search ARGS...
     env ROLEKD_TEST_SLOW_WRITE=<regex on the target file name>  ROLEKD_TEST_SLOW_SECONDS=<s>
+        ROLEKD_TEST_FAIL_FIT_EPOCH=<e>  (optional: segments starting at epoch e raise)
 
 Only the test harness uses this; the package is not modified.
 """
@@ -36,6 +37,21 @@ def slow_atomic_path(path, *, is_dir=False):
 
 
 fileio.atomic_path = slow_atomic_path
+
+# ROLEKD_TEST_FAIL_FIT_EPOCH=<e>: every training segment that starts at epoch e raises (a fault
+# in a re-run, e.g. RELIABILITY.md O2); the search engine must not mistake that for success.
+_fail_epoch = os.environ.get("ROLEKD_TEST_FAIL_FIT_EPOCH")
+if _fail_epoch is not None:
+    import rolekd_tf.training as _training
+
+    _orig_fit = _training.Task.fit
+
+    def _failing_fit(self, model, *, initial_epoch, **kw):
+        if int(initial_epoch) == int(_fail_epoch):
+            raise RuntimeError(f"injected fault (ROLEKD_TEST_FAIL_FIT_EPOCH={_fail_epoch})")
+        return _orig_fit(self, model, initial_epoch=initial_epoch, **kw)
+
+    _training.Task.fit = _failing_fit
 
 from rolekd_tf.cli import run_cli  # noqa: E402
 

@@ -102,3 +102,44 @@ def test_search_kill9_then_rerun_completes(searched, name):
         assert again.as_array().tolist() == sched.as_array().tolist()
     if "stale_tmp" not in KNOWN_BUGS:
         assert not list(out.rglob(".tmp-*")), sorted(map(str, out.rglob(".tmp-*")))
+
+
+@pytest.mark.slow
+def test_rerun_whose_segments_all_fail_is_an_error_not_a_finished_search(tmp_path):
+    """O2, reproduced deterministically: kill -9 a teacher search during its first segment, then
+    re-run it while every generation-0 segment raises (the fault is injected by the test shim;
+    under load the original one was never identified). Before the fix that re-run exited 0 with
+    the initial policy as "schedule" and ``segments_completed: 0`` (with population 2, Keras
+    Tuner's 3-consecutive-failures stop is never reached). Now it exits 2 with one ``error:``
+    line naming the failure and writes no result; re-running without the fault completes (4
+    segments, every member scored)."""
+    from rolekd_tf.augment.policy import load_schedule
+
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    out = tmp_path / "srch"
+    args = ["--role", "teacher", "--config", "c.yaml", "--out", "srch"]
+    log = tmp_path / "killed.log"
+    p = popen_tool("shim-search", args, cwd=tmp_path, env=cli_env(), log=log)
+    try:
+        hit = wait_for(lambda: "gen 0 · member 0 ·" in log.read_text(encoding="utf-8"), p, timeout=1200, poll=0.05)
+    finally:
+        kill9(p)
+    assert hit, log.read_text()[-3000:]
+
+    r = run_tool("shim-search", args, cwd=tmp_path, env=cli_env(ROLEKD_TEST_FAIL_FIT_EPOCH=0), timeout=1800)
+    detail = f"rc={r.returncode}\n{r.stdout[-2500:]}\n{r.stderr[-2500:]}"
+    if (out / "summary.json").exists():
+        detail += f"\nsummary.json: {(out / 'summary.json').read_text()}"
+    assert r.returncode == 2, detail
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), detail
+    assert "every member's segment of generation 0 failed" in lines[0] and "injected fault" in lines[0], detail
+    assert r.stdout.count("FAILED: RuntimeError: injected fault") == 2, detail
+    assert not (out / "summary.json").exists() and not (out / "schedule.json").exists(), detail
+
+    r = check_ok(run_tool("search", args + ["--quiet"], cwd=tmp_path, timeout=1800))
+    s = read_json(out / "summary.json")
+    assert s["segments_completed"] == 4 and all(v is not None for v in s["final_scores"].values()), s
+    assert s["segments_this_run"] == 4, s  # the 2 failed segments retried + generation 1
+    assert load_schedule(out / "schedule.json").epochs == EPOCHS
+    assert not list(out.rglob(".tmp-*"))

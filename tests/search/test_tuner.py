@@ -24,7 +24,7 @@ def trained_policies(project: Path, trial_id: str):
     return np.load(project / f"trial_{trial_id}" / "state.npz")["trained"]
 
 
-def check_search(project: Path, oracle, epochs=12):
+def check_search(project: Path, oracle, epochs=12, ready_interval=3):
     st = oracle.pbt_state
     assert oracle.finished
     for mid, m in st["members"].items():
@@ -39,7 +39,7 @@ def check_search(project: Path, oracle, epochs=12):
     keys = [(oracle.trials[t].hyperparameters.values[om.HP_MEMBER],
              oracle.trials[t].hyperparameters.values[om.HP_GENERATION])
             for t in oracle.end_order if oracle.trials[t].status == "COMPLETED"]
-    assert len(keys) == len(set(keys)) == len(st["members"]) * (epochs // 3)
+    assert len(keys) == len(set(keys)) == len(st["members"]) * (epochs // ready_interval)
     assert not list(project.rglob(".tmp-*"))
 
 
@@ -181,3 +181,86 @@ def test_memory_flat_across_trials(tmp_path, reuse):
     growth = np.median(rss[-3:]) - warm
     print(f"reuse={reuse}: RSS after warm-up {warm:.0f} MB, growth over 12 more trials {growth:+.1f} MB")
     assert growth < (15 if reuse else 12 * 4), rss
+
+
+class FlakyTask(FakeTask):
+    """FakeTask whose segments starting at one of ``fail_epochs`` raise (a transient fault while
+    ``flaky["on"]``), like a segment that crashes in a re-run after kill -9 (RELIABILITY.md O2)."""
+
+    def __init__(self, epochs, flaky, fail_epochs=(0,)):
+        super().__init__(epochs)
+        self.flaky, self.fail_epochs = flaky, tuple(fail_epochs)
+
+    def with_seed(self, seed):
+        t = FlakyTask(self.total_epochs, self.flaky, self.fail_epochs)
+        t.seed = seed
+        return t
+
+    def fit(self, model, *, policy_table, initial_epoch, epochs, callbacks=()):
+        if self.flaky["on"] and initial_epoch in self.fail_epochs:
+            raise RuntimeError(f"injected fault in the segment starting at epoch {initial_epoch}")
+        return super().fit(model, policy_table=policy_table, initial_epoch=initial_epoch, epochs=epochs)
+
+
+def _completed_segments(oracle):
+    return sum(1 for m in oracle.pbt_state["members"].values() for h in m["history"]
+               if h.get("status") == "COMPLETED")
+
+
+@pytest.mark.parametrize("population,fail_epochs", [(2, (0,)), (4, (0,)), (2, (2,))])
+def test_generation_where_every_segment_fails_stops_and_resume_retries_it(tmp_path, capsys, population,
+                                                                         fail_epochs):
+    """O2: when every member's segment of a generation failed, the search used to be declared
+    *finished* (``all()`` over no surviving member is True): exit 0, the initial policy as
+    "schedule", ``segments_completed: 0``. Now it stops unfinished with the first error, and
+    re-running the same command retries that generation's segments."""
+    flaky = {"on": True}
+
+    def search():
+        o = om.PBTOracle(population=population, ready_interval=2, epochs=4, seed=1)
+        t = PBTTuner(o, task_factory=lambda: FlakyTask(4, flaky, fail_epochs), directory=str(tmp_path),
+                     project_name="pbt", log=False)
+        t.search(verbose=0)
+        return o
+
+    o = search()
+    assert not o.finished, "a search whose members all failed must not count as finished"
+    assert o.stalled and "injected fault" in o.stall_message()
+    assert "FAILED" in capsys.readouterr().out  # each failed segment is reported, with its error
+    flaky["on"] = False  # the fault is gone: re-running the same command completes the search
+    o = search()
+    assert o.finished and not o.stalled
+    assert _completed_segments(o) == population * 2
+    assert all(m["score"] is not None and m["epoch"] == 4 for m in o.pbt_state["members"].values())
+    check_search(tmp_path / "pbt", o, epochs=4, ready_interval=2)
+
+
+def test_reload_does_not_rerun_a_segment_that_was_already_booked(tmp_path):
+    """Keras Tuner's end_trial saves oracle.json while the ended trial is still listed as ongoing
+    (it is popped after the save; Tuner.save writes the state again). A kill between the two saves
+    used to send the already booked trial back to the retry queue: its segment was trained again
+    (overwriting a checkpoint members restore from) or failed on a collected checkpoint."""
+    o = om.PBTOracle(population=2, ready_interval=2, epochs=4, seed=1)
+    t = PBTTuner(o, task_factory=lambda: FakeTask(4), directory=str(tmp_path), project_name="pbt", log=False)
+    trial = o.create_trial("tuner0")
+    t.on_trial_begin(trial)
+    t._try_run_and_update_trial(trial)
+    orig_save, saves = o.save, []
+
+    def save_then_die():  # the first save inside end_trial lands, then the process "dies"
+        orig_save()
+        saves.append(1)
+        raise KeyboardInterrupt
+
+    o.save = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        o.end_trial(trial)
+    o.save = orig_save
+    (tmp_path / "pbt" / "tuner0.json").write_text("{}")  # as left by an earlier trial's Tuner.save
+    o2 = om.PBTOracle(population=2, ready_interval=2, epochs=4, seed=1)
+    t2 = PBTTuner(o2, task_factory=lambda: FakeTask(4), directory=str(tmp_path), project_name="pbt", log=False)
+    assert trial.trial_id in o2.pbt_state["recorded"]
+    assert o2._retry_queue == [], "a booked segment must not be trained again"
+    t2.search(verbose=0)
+    assert o2.finished and _completed_segments(o2) == 4
+    assert len(t2.segment_times) == 3
