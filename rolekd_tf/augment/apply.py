@@ -111,33 +111,56 @@ def baseline_augment(images, *, fill, pad=4, flip=True, cutout=16, seed):
     if pad < 0 or cutout < 0:
         raise ValueError(f"pad={pad}, cutout={cutout}: expected ≥ 0")
 
-    if pad > 0 or flip:
-        if pad > 0:
-            off = tf.random.stateless_uniform([b, 2], seed=s_off, minval=0, maxval=2 * pad,
-                                              dtype=tf.int32)
-            oy, ox = off[:, 0], off[:, 1]
-        else:
-            oy = ox = tf.zeros([b], tf.int32)
-        if flip:
-            do_flip = tf.random.stateless_uniform([b], seed=s_flip) < 0.5
-        else:
-            do_flip = tf.zeros([b], tf.bool)
-        # Crop then flip, as one gather: out[r, c] = padded[r + oy, c' + ox], c' = c or W−1−c.
-        cols = tf.range(w)[None, :]
-        cols = tf.where(do_flip[:, None], w - 1 - cols, cols) + ox[:, None]       # [B, W]
-        rows = tf.range(h)[None, :] + oy[:, None]                                 # [B, H]
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        if pad > 0:
-            pr = tf.range(h + 2 * pad)
-            pc = tf.range(w + 2 * pad)
-            inside = (((pr >= pad) & (pr < h + pad))[:, None]
-                      & ((pc >= pad) & (pc < w + pad))[None, :])
-            padded = tf.where(inside[None, :, :, None], padded, tf.reshape(fill, [1, 1, 1, 3]))
-        images = tf.gather(padded, rows, axis=1, batch_dims=1)
-        images = tf.gather(images, cols, axis=2, batch_dims=1)
-
+    if pad > 0:
+        off = tf.random.stateless_uniform([b, 2], seed=s_off, minval=0, maxval=2 * pad,
+                                          dtype=tf.int32)
+        oy, ox = off[:, 0], off[:, 1]
+    else:
+        oy = ox = tf.zeros([b], tf.int32)
+    if flip:
+        do_flip = tf.random.stateless_uniform([b], seed=s_flip) < 0.5
+    else:
+        do_flip = tf.zeros([b], tf.bool)
     if cutout > 0:
         r, c = _ops.cutout_centres(s_cut, b, h, w)
-        half = tf.fill([b], cutout // 2)
-        images = _ops.paint_squares(images, r, c, half, fill)
-    return images
+    else:
+        r = c = tf.zeros([b], tf.int32)
+    if pad == 0 and not flip and cutout == 0:
+        return images
+    return _baseline_kernel(pad, cutout)(images, oy, ox, do_flip, r, c, fill)
+
+
+_BASELINE: dict = {}
+
+
+def _baseline_kernel(pad, cutout):
+    """The crop + flip + Cutout of ``baseline_augment`` as one XLA-compiled function (the random
+    draws stay outside, so they are the plain TF kernels' values with or without XLA): each
+    output pixel gathers ``padded[r + oy, c' + ox]`` (c' = c or W−1−c), the mean colour where
+    that falls in the padding, then the Cutout box is painted."""
+    key = (pad, cutout, _ops.USE_XLA)
+    if key not in _BASELINE:
+        def kernel(images, oy, ox, do_flip, r, c, fill):
+            dyn = tf.shape(images)
+            b, h, w = (images.shape[i] if images.shape[i] is not None else dyn[i]
+                       for i in range(3))
+            rows = tf.range(h)[None, :] + oy[:, None] - pad                       # [B, H]
+            cols = tf.range(w)[None, :]
+            cols = tf.where(do_flip[:, None], w - 1 - cols, cols) + ox[:, None] - pad  # [B, W]
+            valid = (((rows >= 0) & (rows < h))[:, :, None]
+                     & ((cols >= 0) & (cols < w))[:, None, :])                   # [B, H, W]
+            if cutout > 0:
+                half = cutout // 2
+                in_r = (tf.range(h)[None, :] >= (r - half)[:, None]) & (
+                    tf.range(h)[None, :] < (r + half)[:, None])
+                in_c = (tf.range(w)[None, :] >= (c - half)[:, None]) & (
+                    tf.range(w)[None, :] < (c + half)[:, None])
+                valid &= ~(in_r[:, :, None] & in_c[:, None, :])
+            src = (tf.range(b)[:, None, None] * (h * w)
+                   + tf.clip_by_value(rows, 0, h - 1)[:, :, None] * w
+                   + tf.clip_by_value(cols, 0, w - 1)[:, None, :])                 # [B, H, W]
+            out = tf.gather(tf.reshape(images, [-1, 3]), src)                     # [B, H, W, 3]
+            return tf.where(valid[..., None], out, tf.reshape(fill, [1, 1, 1, 3]))
+        _BASELINE[key] = tf.function(kernel, jit_compile=_ops.USE_XLA, autograph=False,
+                                     reduce_retracing=False)
+    return _BASELINE[key]

@@ -168,3 +168,29 @@ def test_baseline_flip_and_cutout(images):
     area = cut.sum(axis=(1, 2))
     assert np.all(area <= 256) and np.all(area >= 64) and np.any(area == 256)
     np.testing.assert_array_equal(out[~cut], images[~cut].astype(np.float32))
+
+
+def test_baseline_matches_numpy_with_the_same_draws(images):
+    """pad 4 + crop, flip, Cutout 16 (the compiled kernel) == the straightforward per-image
+    numpy version (pil_reference.pil_baseline's steps) fed the same random draws."""
+    x = images.astype(np.float32)
+    b = len(x)
+    seed = tf.constant([5, 9])
+    out = ap.baseline_augment(tf.constant(x), fill=FILL, seed=seed).numpy()
+    s_off, s_flip, s_cut = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    off = tf.random.stateless_uniform([b, 2], seed=s_off, minval=0, maxval=8,
+                                      dtype=tf.int32).numpy()
+    flip = (tf.random.stateless_uniform([b], seed=s_flip) < 0.5).numpy()
+    r, c = [t.numpy() for t in ops.cutout_centres(s_cut, b, 32, 32)]
+    f = FILL.astype(np.float32)
+    assert 0 < flip.sum() < b
+    for i in range(b):
+        p = np.empty((40, 40, 3), np.float32)
+        p[:] = f
+        p[4:36, 4:36] = x[i]
+        e = p[off[i, 0]:off[i, 0] + 32, off[i, 1]:off[i, 1] + 32]
+        if flip[i]:
+            e = e[:, ::-1]
+        e = e.copy()
+        e[max(0, r[i] - 8):min(32, r[i] + 8), max(0, c[i] - 8):min(32, c[i] + 8)] = f
+        np.testing.assert_array_equal(out[i], e, err_msg=f"sample {i}")
