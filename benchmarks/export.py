@@ -27,27 +27,67 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 MODELS = [("teacher_fp", 32, 32), ("student_w2a2", 2, 2), ("student_w4a4", 4, 4)]
 
 NOTES = """
-## How the int8 file is made exact (and where it is not)
+## What the int8 file holds (issue 6a) and what was removed
 
-- Export view (`rolekd_tf/export/graph.py`): each QuantConv2D/QuantDense becomes a constant conv with
-  `dorefa_kernel()`; a BN that is the conv's only consumer is folded in (`c_j = γ_j/√(σ²_j+ε)`).
-  Each k-bit ActivationQuantizer becomes `fake_quant` with scale exactly `1/n` (`n = 2^k − 1`) before
-  and after a clip spelled `1 − relu(1 − relu(x))` (SUB/RELU are exact on the grid and delegated by
-  XNNPACK; MINIMUM is not and split the graph into 19 partitions, int8 then ran 1.6× *slower* than fp32).
-  A residual add feeding only a k-bit quantiser puts its off-grid input on the 1/n grid first
-  (exact: `round_n(y + q) = round_n(y) + q` for `q` on the grid).
-- Converter facts measured with TF 2.21: (1) a per-channel fake-quant on a constant kernel is
-  constant-folded and ignored — the converter always picks `max|w|/127`, which stores the 2-bit level
-  1/3 as 42/127 (not exact); (2) a conv whose input comes out of a fake-quant gets its int32 bias
-  quantised with the *calibrated* input scale (off by 255/n: the model predicted garbage, 0 % agreement).
-  `tflite.fix_int8_model` therefore rewrites the flatbuffer: DoReFa filters become `q = n·M·w_dorefa`
-  (`M = ⌊127/n⌋`, 2 bits: ±42, ±126) with per-channel scale `|c_j|/(n·M)`, and every bias is
-  re-quantised with the actual `input_scale × filter_scale`. The M factor makes the accumulator
-  unit (and bias resolution) M× finer than `q = n·w` (which gave 4× more level flips).
-- Not exact: the full-precision stem conv and the input normalisation (int8 approximations) and the
-  FP tail (last block output, GAP, logits). With 2-bit activations ~0.1 % of the first quantiser's
-  outputs move one level; the moves multiply through 18 quantisers → ~94 % top-1 agreement.
-  4-bit activations (steps of 1/15) are far less sensitive (~98.7 %); the FP teacher agrees 100 %.
+`tflite.compact_model` (run on every int8 export) removes, without changing any output (tested:
+bit-identical logits): the names of all tensors but the input and output, the `shape_signature`
+of non-I/O tensors, unreferenced/duplicate buffers (every data-less tensor points at buffer 0),
+and the `CONVERSION_METADATA` entry (`min_runtime_version` and the signature are kept). What is
+left beyond the int8 weights (measured on student_w2a2, flatbuffer read back): int32 biases
+(~3 kB), per-channel scale (float32) and zero-point (**int64**, required to have as many entries as
+scales by the interpreter — a 1-entry zero point is rejected) arrays (~12-19 kB), and ~5 kB of
+tables (tensor shapes, operators, quantisation tables). The fp32 file is left as the converter
+writes it (names included); the table also gives the ratio against the fp32 file run through the
+same `compact_model` (no names), for reference.
+
+- Per-tensor vs per-channel: DoReFa kernels have one scale per layer, but the folded BatchNorm
+  factor `c_j` differs per channel and must be applied by the requantisation of that channel, so
+  exact DoReFa layers stay per-channel (scale `|c_j|/(n·M)`). Full-precision layers (teacher,
+  stem, logits) are per-tensor unless the largest/smallest per-channel `max|w|` exceeds 2 (per
+  tensor would then cost some channel more than one bit); this saves 24 bytes per channel.
+- The old clip `1 − relu(1 − relu(x))` (2 SUB ops per quantiser) is gone (see below): fewer ops,
+  tensors and bytes, and lower latency.
+
+## How the int8 file is made exact (issue 6b) and where it is not
+
+- Each k-bit ActivationQuantizer is `min(max(x, −1), 1)` into a fake-quant of range `[0, 255/n]`:
+  the producing conv/add gets fused `RELU_N1_TO_1` and an int8 output with scale exactly `1/n`,
+  zero point −128, so its int32 accumulator is requantised **once**, straight onto the k-bit grid,
+  and clipped in the same op. A ReLU feeding only quantisers is dropped from the view
+  (`clip(relu(x)) = clip(x)`; otherwise the producer fused the ReLU with a calibrated scale and the
+  quantiser rounded twice).
+- DoReFa filters `q = n·M·w` (M = ⌊127/n⌋) with per-channel scale `|c_j|/(n·M)`; biases are not
+  simply rounded: the accumulator of channel j only takes multiples of `g_j` (gcd of its integer
+  weights, 42 at 2 bits), so `tflite._grid_bias` picks, per channel, an integer bias that leaves
+  every threshold `(i + ½)/n` in the same lattice gap as the real bias does; when no integer fits
+  (measured: 2-bit channels whose thresholds sit ≤ 0.3 accumulator units from lattice points) the
+  channel's scale is nudged (≤ ~1 %) so that one does. Result at 2 bits: given its own input
+  levels, every block without a projection reproduces Keras' levels exactly (all elements, 100
+  images; `test_int8_blocks_exact`). At 4 bits (M = 8, 15 thresholds, 34 decisions that matter
+  for a residual input) some channels admit no integer bias even with a nudged scale: measured
+  20-150 local level moves per layer (of 0.4-1.6 M elements). A finer accumulator (quantiser
+  outputs re-stored with scale 1/255) would fix it, but TF 2.21's converter drops a second
+  fake-quant that only requantises (measured), and an extra op per quantiser would cost the size
+  target.
+- Stem: the input normalisation is folded into the first conv, which reads the uint8 pixels
+  (scale 1) directly; the normalised image's zero padding (= mean colour) is reproduced by a
+  constant 255 channel (1×1 conv, zero weights, bias 255) concatenated to the pixels and zero
+  padded like them, with weights `Σ_c K_c·(−mean_c/std_c)/255`. The 4 channels are repeated
+  `STEM_COPIES = 2` times and the integer filter (2× the int8 resolution) is split into 2 int8
+  halves. Measured first-quantiser flips (student_w2a2, 100 holdout images): normalisation in
+  graph 1,884; folded ×1 2,676; ×2 1,140; ×16 183 (×16 costs +8.8 kB and breaks target a).
+- Not exact: (1) the full-precision stem (float weights cannot be exact in int8); (2) the two
+  projection blocks: the add has two off-grid inputs (conv2 and the 1×1 projection, with
+  different per-channel BN factors), each int8-rounded before the add — ~0.3-0.7 % of the next
+  quantiser's outputs move (local, measured). Merging the projection into conv2 (one accumulator
+  over `concat([mid, subsampled x])`, `graph.MERGE_PROJECTIONS`) needs the per-channel ratio of the
+  two BN factors as a fraction of integers ≤ 42 (measured error up to 1.2 %) and adds ~20 kB of
+  zero taps (3×3 kernel for 1×1 inputs), so it is off by default; with it and 16 stem copies
+  (measured 12:45 on the models below) w2a2 agreed 96.63 % and w4a4 96.97 % (worse than without:
+  at 4 bits the fractions are ≤ 8/8) at 0.295× the fp32 size. (3) the FP tail (last block output,
+  GAP, logits). Each 2-bit level move is a full 1/3 step and the moves multiply through 18
+  quantisers (measured: 0.07 % at the first quantiser → ~25 % at the last), so w2a2 agreement stays
+  ~95 %; 4-bit activations (steps of 1/15) are far less sensitive.
 - 8-bit DoReFa weights (odd multiples of 1/255) need 9 bits and are left to the converter's scale.
 
 ## int4 (low-bit weight) findings
@@ -137,13 +177,15 @@ def main(argv=None) -> int:
     data = dataset_args()
     out = Path(args.out)
     t0 = time.time()
-    sections, summary = [], []
+    sections, summary, comp, reused = [], [], [], []
     for name, wb, ab in MODELS:
         if args.only and name not in args.only:
             continue
         rd = out / name
         t = time.time()
-        if not (rd / "model.keras").exists():
+        if (rd / "model.keras").exists():
+            reused.append(name)
+        else:
             (train_fit if args.trainer == "fit" else train_run)(rd, data, wb, ab, args.epochs)
             (rd / "train_time.json").write_text(json.dumps({"train_s": time.time() - t}))
         t_train = json.loads((rd / "train_time.json").read_text())["train_s"] if (rd / "train_time.json").exists() else float("nan")
@@ -153,6 +195,10 @@ def main(argv=None) -> int:
         f = rep["files"]
         f32, i8 = f["model_fp32.tflite"], f["model_int8.tflite"]
         ratios = rep.get("ratios", {})
+        from rolekd_tf.export.tflite import compact_model
+
+        f32c = len(compact_model((rd / "export" / "model_fp32.tflite").read_bytes())[0])
+        comp.append((name, i8["bytes"], f32["bytes"], f32c, i8.get("compacted_bytes", {})))
         summary.append((name, wb, ab, rep["reference"]["accuracy"], i8["eval"]["accuracy"],
                         i8["eval"]["top1_agreement"], ratios.get("int8_over_fp32_bytes"),
                         ratios.get("int8_over_fp32_latency"),
@@ -163,6 +209,12 @@ def main(argv=None) -> int:
                         + markdown_table(rep) + "\n")
         print(format_table(rep), flush=True)
     total = time.time() - t0
+    rows2 = ["| model | int8 bytes | fp32 bytes | int8/fp32 | fp32 without names | int8/that | removed from int8: names / shape signatures / buffers+metadata |",
+             "|---|---|---|---|---|---|---|"]
+    for name, b8, b32, b32c, cb in comp:
+        rows2.append(f"| {name} | {b8:,} | {b32:,} | {b8 / b32:.4f} | {b32c:,} | {b8 / b32c:.4f} | "
+                     f"{cb.get('tensor_names', 0):,} / {cb.get('shape_signatures', 0):,} / {cb.get('buffers_and_metadata', 0):,} |")
+    load = os.getloadavg()
     rows = ["| model | Keras acc % | int8 acc % | Δ points | int8 agree % | int8/fp32 bytes | int8/fp32 latency | w4/fp32 bytes |",
             "|---|---|---|---|---|---|---|---|"]
     for name, wb, ab, ka, ia, ag, rb, rl, r4 in summary:
@@ -173,9 +225,12 @@ def main(argv=None) -> int:
             f"Data: {data['dataset']} (train {data['train_size']}, val {data['val_size']}, holdout {data['holdout_size']}; "
             f"evaluation on the holdout)  \nTraining: ResNet-20, {args.epochs} epochs, trainer={args.trainer}  \n"
             f"Latency: TFLite interpreter (XNNPACK), num_threads={args.threads}, median of 100 single-image invokes; "
-            f"the 2-core machine was shared with other jobs, so latencies are noisy.  \nTotal wall time: {total:.0f} s\n\n"
+            f"the 2-core machine was shared with other jobs, so latencies are noisy.  \nTotal wall time: {total:.0f} s; "
+            f"load average at the end: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
+            + (f" (exports only: {', '.join(reused)} reused from an earlier run of the same command in {out}; "
+               "their training times are that run's)" if reused else "") + "\n\n"
             "Targets: int8 file ≤ 0.27× fp32; int8 accuracy within 0.2 points of Keras; int8 latency ≤ 0.6× fp32.\n\n"
-            + "\n".join(rows) + "\n\n" + "\n".join(sections) + NOTES)
+            + "\n".join(rows) + "\n\nFile sizes (bytes):\n\n" + "\n".join(rows2) + "\n\n" + "\n".join(sections) + NOTES)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(text)
     print(text)

@@ -142,30 +142,23 @@ def _export_layer_classes():
             return x * tf.constant(self.scale_c) + tf.constant(self.shift_c)
 
     class ActQ(keras.layers.Layer):
-        def __init__(self, src, mode, **kw):
+        def __init__(self, src, mode, on_grid=False, **kw):
             super().__init__(name=src.name, **kw)
             self.bits = int(src.a_bits)
             self.mode = mode
+            self.on_grid = on_grid  # input already on the 1/n grid (a GridAdd through a ReLU)
 
         def call(self, x, training=None, mask=None):
             if self.bits == 32:
                 return tf.nn.relu(x)
             n = 2**self.bits - 1
             if self.mode == "int8":
-                # an 8-bit tensor with scale exactly 1/n covering [0, 1]: the producer's int32
-                # accumulator is requantised straight onto the k-bit grid, then clamped (exact ops)
-                z = min(128, 255 - n)
-                lo, hi = -z / n, (255 - z) / n
-
-                def fq(t):
-                    return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
-
-                # clip(x, 0, 1) spelled 1 − relu(1 − relu(x)): RELU fuses into the producer and
-                # SUB is delegated by XNNPACK in int8 (MINIMUM is not: it split the graph into 19
-                # partitions, measured); on the 1/n grid every step is exact.
-                x = fq(tf.nn.relu(x))
-                x = fq(tf.nn.relu(1.0 - x))
-                return fq(1.0 - x)
+                # clip(x, 0, 1) as min(max(x, −1), 1) (fused into the producer as RELU_N1_TO_1)
+                # into an int8 tensor of scale exactly 1/n and zero point −128 (real range
+                # [0, 255/n]): the producer requantises its int32 accumulator straight onto the
+                # k-bit grid (that *is* the k-bit round) and the clip happens in the same op.
+                x = tf.minimum(tf.maximum(x, -1.0), 1.0)
+                return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0 / n, num_bits=8)
             x = tf.clip_by_value(x, 0.0, 1.0)
             return tf.round(x * float(n)) / float(n)
 
@@ -173,16 +166,79 @@ def _export_layer_classes():
         """Residual add whose result only reaches a k-bit quantiser: the off-grid input is put on
         the 1/n grid first. Exact, because round_n(y + q) = round_n(y) + q for q on the grid."""
 
-        def __init__(self, src, bits, **kw):
+        def __init__(self, src, bits, on_grid=None, **kw):
             super().__init__(name=src.name, **kw)
             self.bits = int(bits)
+            self.on_grid = list(on_grid or [])
 
         def call(self, xs, training=None, mask=None):
             n = 2**self.bits - 1
             z = min(128, 255 - n)
-            ys = [tf.quantization.fake_quant_with_min_max_args(x, min=-z / n, max=(255 - z) / n, num_bits=8)
-                  for x in xs]
+            ys = [x if (i < len(self.on_grid) and self.on_grid[i] and 255 % n == 0) else
+                  tf.quantization.fake_quant_with_min_max_args(x, min=-z / n, max=(255 - z) / n, num_bits=8)
+                  for i, x in enumerate(xs)]
             return tf.add_n(ys) if len(ys) > 2 else ys[0] + ys[1]
+
+    class StemConv(keras.layers.Layer):
+        """int8 view of a full-precision first conv fed by the pixels (see :func:`stem_kernel`):
+        ``conv(concat([x, ind] × copies), kernel) + bias`` with ``ind`` a constant 255 channel."""
+
+        def __init__(self, src, kernel, bias, copies, **kw):
+            super().__init__(name=src.name, **kw)
+            self.kernel_c = np.asarray(kernel, np.float32)
+            self.bias_c = np.asarray(bias, np.float32)
+            self.copies = int(copies)
+            self.strides = tuple(src.strides)
+            self.padding = src.padding.upper()
+            self.dilation = tuple(src.dilation_rate)
+            self.act = src.activation
+
+        def call(self, x, training=None, mask=None):
+            # a 1×1 conv with zero weights and bias 255: a constant channel, zero-padded like the
+            # image, whose weights add the normalisation offset exactly where the kernel overlaps it
+            zero = tf.zeros((1, 1, int(x.shape[-1]), 1), tf.float32)
+            ind = tf.nn.bias_add(tf.nn.conv2d(x, zero, strides=1, padding="VALID"), tf.constant([255.0]))
+            ind = tf.quantization.fake_quant_with_min_max_args(ind, min=0.0, max=255.0, num_bits=8)
+            xa = tf.concat([x, ind], -1)
+            xk = tf.concat([xa] * self.copies, -1) if self.copies > 1 else xa
+            y = tf.nn.conv2d(xk, tf.constant(self.kernel_c), strides=[1, *self.strides, 1], padding=self.padding,
+                             dilations=[1, *self.dilation, 1])
+            y = tf.nn.bias_add(y, tf.constant(self.bias_c))
+            if self.act is not None:
+                y = self.act(y)
+            return y
+
+    class Subsample(keras.layers.Layer):
+        """int8 view of a merged 1×1 projection: its input subsampled by a 1×1 identity conv with
+        the projection's stride, kept on the 1/n grid (exact: integer weights 1, no rounding)."""
+
+        def __init__(self, src, n, **kw):
+            super().__init__(name=src.name, **kw)
+            self.strides = tuple(src.strides)
+            self.padding = src.padding.upper()
+            self.n = int(n)
+
+        def call(self, x, training=None, mask=None):
+            c = int(x.shape[-1])
+            eye = tf.constant(np.eye(c, dtype=np.float32).reshape(1, 1, c, c))
+            y = tf.nn.conv2d(x, eye, strides=[1, *self.strides, 1], padding=self.padding)
+            return tf.quantization.fake_quant_with_min_max_args(y, min=0.0, max=255.0 / self.n, num_bits=8)
+
+    class MergedConvAdd(keras.layers.Layer):
+        """int8 view of ``Add([bn2(conv2(mid)), bn_p(proj(x))])``: one conv over ``concat([mid,
+        subsampled x])`` whose kernel holds conv2's taps and the projection at the centre tap, so
+        the sum is formed in one int32 accumulator and rounded once (the quantiser after it)."""
+
+        def __init__(self, src, kernel, bias, main_first, **kw):
+            super().__init__(name=src.name, **kw)
+            self.kernel_c = np.asarray(kernel, np.float32)
+            self.bias_c = np.asarray(bias, np.float32)
+            self.main_first = bool(main_first)
+
+        def call(self, xs, training=None, mask=None):
+            a, b = (xs[0], xs[1]) if self.main_first else (xs[1], xs[0])
+            y = tf.nn.conv2d(tf.concat([a, b], -1), tf.constant(self.kernel_c), strides=1, padding="SAME")
+            return tf.nn.bias_add(y, tf.constant(self.bias_c))
 
     class Passthrough(keras.layers.Layer):
         def __init__(self, src, **kw):
@@ -195,7 +251,7 @@ def _export_layer_classes():
         def call(self, x, training=None, mask=None):
             return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
 
-    return ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd
+    return ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample, MergedConvAdd
 
 
 def _producer(layer):
@@ -257,6 +313,85 @@ def _grid_add_bits(layer) -> int | None:
     return k if len(off_grid) <= 1 else None
 
 
+def _add_out_bits(layer):
+    """k if every consumer path of ``layer`` (through ReLU/Identity) ends in a k-bit quantiser."""
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    bits, frontier, seen = set(), [layer], 0
+    while frontier and seen < 64:
+        seen += 1
+        cons = _consumers(frontier.pop())
+        if not cons:
+            return None
+        for c in cons:
+            if isinstance(c, ActivationQuantizer):
+                bits.add(int(c.a_bits))
+            elif isinstance(c, (keras.layers.ReLU, keras.layers.Identity)):
+                frontier.append(c)
+            else:
+                return None
+    if len(bits) != 1 or 32 in bits:
+        return None
+    return bits.pop()
+
+
+def _projection_merges(model, fold) -> dict:
+    """Residual adds ``Add([bn2(conv2(q1)), bn_p(proj(q0))])`` feeding only k-bit quantisers, with
+    conv2 a stride-1 'same' odd-sized DoReFa conv, proj a 1×1 DoReFa conv, both BN-folded and both
+    reading k'-bit quantiser outputs: add name → dict(main=conv2, proj=proj conv, n_in, main_first)."""
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    bn_of = {bn.name: conv for conv, bn in ((model.get_layer(c), b) for c, b in fold.items())}
+    out = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Add) or _add_out_bits(layer) is None:
+            continue
+        try:
+            prods = [t._keras_history.operation for t in layer.input]
+        except Exception:
+            continue
+        if len(prods) != 2 or any(p.name not in bn_of for p in prods):
+            continue
+        convs = [bn_of[p.name] for p in prods]
+        ins = [_producer(c) for c in convs]
+        if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
+            continue
+        if len({int(i.a_bits) for i in ins}) != 1:
+            continue
+        wbs = [int(getattr(c, "w_bits", 32)) for c in convs]
+        if not all(2 <= wb and 2**wb - 1 <= 127 for wb in wbs):
+            continue
+        ks = [tuple(c.kernel_size) for c in convs]
+        main = [i for i in (0, 1) if ks[i][0] % 2 == 1 and ks[i][0] == ks[i][1] and tuple(convs[i].strides) == (1, 1)
+                and convs[i].padding == "same" and tuple(convs[i].dilation_rate) == (1, 1)]
+        proj = [i for i in (0, 1) if ks[i] == (1, 1)]
+        pick = next(((m, p) for m in main for p in proj if m != p), None)
+        if pick is None:
+            continue
+        m, p = pick
+        out[layer.name] = {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1,
+                           "main_first": m == 0}
+    return out
+
+
+def _relu_before_quantizers(layer) -> bool:
+    """A plain ReLU whose every consumer is a k-bit (k < 32) ActivationQuantizer."""
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    cfg = layer.get_config()
+    if cfg.get("max_value") is not None or float(cfg.get("negative_slope") or 0) != 0 or float(cfg.get("threshold") or 0) != 0:
+        return False
+    keras = _keras()
+    cons, frontier, seen = [], [layer], 0
+    while frontier and seen < 16:
+        seen += 1
+        for c in _consumers(frontier.pop()):
+            (frontier if isinstance(c, keras.layers.Identity) else cons).append(c)
+    return bool(cons) and all(isinstance(c, ActivationQuantizer) and int(c.a_bits) < 32 for c in cons)
+
+
 def _bn_affine(bn):
     gamma = np.asarray(bn.gamma.numpy()) if bn.scale else np.ones(bn.moving_mean.shape, np.float32)
     beta = np.asarray(bn.beta.numpy()) if bn.center else np.zeros(bn.moving_mean.shape, np.float32)
@@ -278,7 +413,61 @@ def weight_grid(layer):
     return wb, n, np.unique(k)
 
 
-def build_export_view(model, mean, std, *, mode: str = "float"):
+def stem_kernel(kernel, bias, mean, std, copies: int):
+    """Fold ``(x/255 − mean)/std`` into a first conv that reads pixels ``x`` (HWIO ``kernel``,
+    BN already folded). Returns ``(kernel_all, tiled, bias)``:
+
+    * ``kernel_all`` (kh, kw, 4, cout): the 3 pixel channels scaled by ``1/(255·std_c)`` plus a
+      4th "indicator" channel of weights ``Σ_c K_c·(−mean_c/std_c)/255``, fed a constant 255 that
+      is zero-padded like the image — so the offset term is added exactly where the kernel overlaps
+      the image, as in the normalised model (whose zero padding is the mean colour);
+    * ``tiled`` = ``kernel_all/copies`` repeated ``copies`` times on the input axis (the float
+      graph: the input is repeated as often, so the value is unchanged; the int8 rewrite splits the
+      integer filter ``Q`` into ``copies`` int8 parts summing to ``Q``, i.e. ``copies``× finer);
+    * ``bias`` unchanged.
+    """
+    k = np.asarray(kernel, np.float64)
+    mean = np.asarray(mean, np.float64).reshape(-1)
+    std = np.asarray(std, np.float64).reshape(-1)
+    a = 1.0 / (255.0 * std)
+    o = -mean / std
+    kp = k * a[None, None, :, None]
+    ki = np.einsum("hwcj,c->hwj", k, o)[:, :, None, :] / 255.0
+    kall = np.concatenate([kp, ki], 2)
+    tiled = np.concatenate([kall / copies] * copies, 2)
+    return kall, tiled, bias
+
+
+def _stem_layer(model):
+    """The first conv if it alone reads the model input (FP, channels_last, groups 1), else None."""
+    keras = _keras()
+    try:
+        inp_layer = model.inputs[0]._keras_history.operation
+        cons = _consumers(inp_layer)
+    except Exception:
+        return None
+    if len(cons) != 1 or not isinstance(cons[0], keras.layers.Conv2D):
+        return None
+    c = cons[0]
+    if int(getattr(c, "w_bits", 32)) != 32 or c.data_format != "channels_last" or getattr(c, "groups", 1) != 1:
+        return None
+    if int(c.input.shape[-1]) != 3:
+        return None
+    return c
+
+
+#: input repetitions of the int8 first conv (its integer filter gets ``STEM_COPIES``× the
+#: resolution of one int8 filter; cost: ``4·STEM_COPIES/3``× the first conv's multiply-adds)
+STEM_COPIES = 2
+#: full-precision layers get per-channel int8 weight scales when max/min of the per-channel
+#: max|w| exceeds this (per-tensor would then lose more than one bit on some channel)
+FP_PER_CHANNEL_SPREAD = 2.0
+#: merge each 1×1 projection shortcut into the conv before the residual add (see MergedConvAdd)
+MERGE_PROJECTIONS = False
+
+
+def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int | None = None,
+                      merge_projections: bool | None = None):
     """Inference-only functional model ``pixels → logits`` for the TFLite converter (see module doc).
 
     ``model`` is the trained (functional) model taking normalised images. Returns ``(view, plan)``
@@ -292,7 +481,8 @@ def build_export_view(model, mean, std, *, mode: str = "float"):
         raise ExportError(f"export view mode={mode!r}; allowed: float, int8")
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ExportError(f"model {getattr(model, 'name', model)!r} is not a functional Keras model; only functional models can be exported")
-    ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd = _export_layer_classes()
+    (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
+     MergedConvAdd) = _export_layer_classes()
 
     # BN folding plan: conv (sole consumer = this BN) -> BN
     fold = {}
@@ -304,6 +494,13 @@ def build_export_view(model, mean, std, *, mode: str = "float"):
                 fold[p.name] = layer
     folded_bns = {bn.name for bn in fold.values()}
     plan = {}
+    copies = STEM_COPIES if stem_copies is None else int(stem_copies)
+    stem = _stem_layer(model) if (mode == "int8" and copies > 0) else None
+    if merge_projections is None:
+        merge_projections = MERGE_PROJECTIONS
+    merges = _projection_merges(model, fold) if (mode == "int8" and merge_projections) else {}
+    merged_main = {v["main"]: k for k, v in merges.items()}
+    merged_proj = {v["proj"]: k for k, v in merges.items()}
 
     def clone_fn(layer):
         if isinstance(layer, (QuantConv2D, QuantDense)) or type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
@@ -336,13 +533,38 @@ def build_export_view(model, mean, std, *, mode: str = "float"):
                     fq, scale = None, None
                 if fq is not None:
                     fq = np.maximum(fq, 1e-30)
+            last = bn if bn is not None else layer
+            cons = _consumers(last)
+            grid_out = mode == "int8" and bool(cons) and (
+                all(isinstance(c, ActivationQuantizer) and int(c.a_bits) < 32 for c in cons)
+                or (len(cons) == 1 and _grid_add_bits(cons[0]) is not None))
+            # full-precision kernels: per-channel int8 scales only where one per-tensor scale
+            # would cost some channel more than 1 bit (largest/smallest channel max|w| > 2)
+            cmax = np.max(np.abs(k.reshape(-1, cout)), axis=0)
+            spread = float(np.max(cmax) / max(float(np.min(cmax)), 1e-30))
             plan[layer.name] = {"kind": "conv" if isinstance(layer, keras.layers.Conv2D) else "dense",
+                                "grid_out": grid_out, "fp_per_channel": wb == 32 and spread > FP_PER_CHANNEL_SPREAD,
+                                "channel_spread": spread,
                                 "w_bits": wb, "folded_bn": bn.name if bn is not None else None,
                                 "scale": None if scale is None else scale.tolist(),
                                 "n": 0 if wb == 32 else (1 if wb == 1 else 2**wb - 1),
                                 "int_step": None if scale is None else (127 if wb == 1 else 127 // (2**wb - 1)),
                                 "sign": np.sign(c).tolist(),
                                 "kernel": k.astype(np.float32), "bias": None if b is None else np.asarray(b, np.float32)}
+            if stem is not None and layer is stem:
+                b = np.zeros(cout) if b is None else b
+                kall, tiled, b = stem_kernel(k, b, mean, std, copies)
+                plan[layer.name].update(kind="stem", kernel=tiled.astype(np.float32), kernel_all=kall,
+                                        copies=copies, bias=np.asarray(b, np.float32))
+                return StemConv(layer, tiled, b, copies)
+            if layer.name in merged_main:
+                plan[layer.name].update(merged_into=merged_main[layer.name], c=c.tolist(),
+                                        dorefa=np.asarray(layer.dorefa_kernel().numpy(), np.float32))
+                return Passthrough(layer)
+            if layer.name in merged_proj:
+                plan[layer.name].update(merged_into=merged_proj[layer.name], c=c.tolist(),
+                                        dorefa=np.asarray(layer.dorefa_kernel().numpy(), np.float32))
+                return Subsample(layer, merges[merged_proj[layer.name]]["n_in"])
             # Weight fake-quant is NOT put in the graph: the converter constant-folds it and picks
             # its own max|w|/127 scale anyway; tflite.fix_int8_model() writes the exact grid.
             fqr = None
@@ -353,14 +575,38 @@ def build_export_view(model, mean, std, *, mode: str = "float"):
                 return Passthrough(layer)
             c, shift = _bn_affine(layer)
             return Affine(layer, c, shift)
+        if layer.name in merges:
+            mg = merges[layer.name]
+            pm, pp = plan[mg["main"]], plan[mg["proj"]]
+            km, kp = np.asarray(pm["kernel"], np.float64), np.asarray(pp["kernel"], np.float64)
+            kh, kw, cm, cout = km.shape
+            kk = np.zeros((kh, kw, cm + kp.shape[2], cout))
+            kk[:, :, :cm] = km
+            kk[kh // 2, kw // 2, cm:] = kp[0, 0]
+            bias = (np.zeros(cout) if pm["bias"] is None else np.asarray(pm["bias"], np.float64)) + \
+                   (np.zeros(cout) if pp["bias"] is None else np.asarray(pp["bias"], np.float64))
+            plan[layer.name] = {"kind": "merged_conv", "main": mg["main"], "proj": mg["proj"], "grid_out": True,
+                                "w_bits": pm["w_bits"], "n": pm["n"], "kernel": kk.astype(np.float32),
+                                "bias": bias.astype(np.float32), "scale": None, "folded_bn": None}
+            return MergedConvAdd(layer, kk, bias, mg["main_first"])
         if mode == "int8" and isinstance(layer, keras.layers.Add):
             k = _grid_add_bits(layer)
             if k is not None:
                 plan[layer.name] = {"kind": "grid_add", "a_bits": k}
-                return GridAdd(layer, k)
+                on_grid = [isinstance(t._keras_history.operation, ActivationQuantizer)
+                           and int(t._keras_history.operation.a_bits) == k for t in layer.input]
+                return GridAdd(layer, k, on_grid)
         if isinstance(layer, ActivationQuantizer):
             plan[layer.name] = {"kind": "act", "a_bits": int(layer.a_bits)}
-            return ActQ(layer, mode)
+            p = _producer(layer)
+            while isinstance(p, (keras.layers.ReLU, keras.layers.Identity)):
+                p = _producer(p)
+            on_grid = mode == "int8" and p is not None and _grid_add_bits(p) == int(layer.a_bits)
+            return ActQ(layer, mode, on_grid=on_grid)
+        if mode == "int8" and isinstance(layer, keras.layers.ReLU) and _relu_before_quantizers(layer):
+            # clip(relu(x), 0, 1) = clip(x, 0, 1): without it the producer's fused RELU would get a
+            # calibrated scale and the quantiser a second (inexact) rounding
+            return Passthrough(layer)
         if isinstance(layer, keras.layers.InputLayer):
             return layer
         if isinstance(layer, keras.Model):
@@ -378,7 +624,8 @@ def build_export_view(model, mean, std, *, mode: str = "float"):
         x = inputs
         if mode == "int8":
             x = InputFakeQuant(name="pixels_fq")(x)
-        x = preprocessing_layer(mean, std)(x)
+        if stem is None:
+            x = preprocessing_layer(mean, std)(x)
         inner = keras.models.clone_model(model, clone_function=clone_fn)
     except ExportError:
         raise

@@ -31,24 +31,36 @@ def layer_table(model_bytes: bytes, plan: dict, fixes: list | None = None) -> li
     fb = T.flatbuffer_tensor_types(model_bytes)
     by_layer = {}
     fixes = fixes or []
+    by_index = {v["index"]: v for v in fb.values() if v.get("subgraph", 0) == 0}
     for w in T.weight_tensors(interp):
-        rec = next((f for f in fixes if f.get("tensor") == w["name"]), None)
+        # match by operator index (stable through compact_model), then by tensor name
+        rec = next((f for f in fixes if f.get("op_index") == w["op_index"] and f.get("tensor_index") == w["index"]), None)
+        if rec is None:
+            rec = next((f for f in fixes if w["name"] and f.get("tensor") == w["name"]), None)
         layer = rec["layer"] if rec else _guess_layer(w["name"], plan)
         info = plan.get(layer, {})
-        stored = fb.get(w["name"], {}).get("type", w["dtype"])
+        fbt = by_index.get(w["index"]) or fb.get(w["name"], {})
+        stored = fbt.get("type", w["dtype"])
         vals = w["values"]
         row = {
-            "layer": layer, "op": w["op"], "w_bits": info.get("w_bits"),
-            "stored_dtype": stored, "stored_bytes": fb.get(w["name"], {}).get("buffer_bytes"),
+            "layer": layer, "op": w["op"], "op_index": w["op_index"], "w_bits": info.get("w_bits"),
+            "stored_dtype": stored, "stored_bytes": fbt.get("buffer_bytes"),
             "shape": w["shape"],
             "exact_dorefa_grid": bool(rec and rec.get("exact_weights")),
         }
+        if rec and rec.get("merged"):
+            row["merged_layers"] = rec["merged"]
+        if rec and rec.get("scale_adjusted_channels"):
+            row["scale_adjusted_channels"] = rec["scale_adjusted_channels"]
+            row["max_scale_change"] = rec["max_scale_change"]
+        if rec and rec.get("stem_copies"):
+            row["stem_copies"] = rec["stem_copies"]
         if vals is not None and vals.dtype.kind in "iu" and vals.size:
             u = np.unique(vals)
             row["distinct_int_values"] = int(len(u))
             if len(u) <= 16:
                 row["int_values"] = [int(v) for v in u]
-        by_layer[layer or w["name"]] = row
+        by_layer[layer or w["name"] or f"op{w['op_index']}"] = row
     return list(by_layer.values())
 
 

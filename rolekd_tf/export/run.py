@@ -174,6 +174,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         elif fmt == "int8":
             data = T.convert_int8(view, rep)
             data, fixes = T.fix_int8_model(data, plan)
+            data, compacted = T.compact_model(data)
         else:
             if not T.w4_layers(plan) or not _has_quantizer():
                 why = ("no layer has 2..3-bit DoReFa weights" if not T.w4_layers(plan)
@@ -198,6 +199,14 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
             entry["exact_dorefa_layers"] = sum(bool(f.get("exact_weights")) for f in fixes)
             entry["dorefa_layers"] = (sum(1 for v in plan.values() if v.get("scale") is not None) if fmt == "int8"
                                       else len(T.w4_layers(plan)))
+        if fmt == "int8":
+            entry["compacted_bytes"] = compacted
+            entry["stem"] = next(({"layer": k, "copies": v["copies"], "normalisation": "folded into the first conv"}
+                                  for k, v in plan.items() if v.get("kind") == "stem"),
+                                 {"normalisation": "in-graph MUL/ADD before the first conv"})
+            merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
+            if merged:
+                entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]
         if fmt == "w4":
             entry["note"] = ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "
                              "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")

@@ -89,7 +89,7 @@ def convert_fp32(view) -> bytes:
     return _convert(conv, view, fn)
 
 
-def convert_int8(view, representative, *, input_type: str = "uint8") -> bytes:
+def convert_int8(view, representative, *, input_type: str = "uint8", per_channel: bool = False) -> bytes:
     """Full-integer TFLite flatbuffer of an export view (``mode="int8"``).
 
     ``representative``: float32 pixel batches ``(n, H, W, 3)`` in [0, 255] (training split) used to
@@ -111,6 +111,8 @@ def convert_int8(view, representative, *, input_type: str = "uint8") -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
     conv.inference_output_type = tf.float32
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
     return _convert(conv, view, fn)
 
 
@@ -131,7 +133,7 @@ def flatbuffer_tensor_types(model_bytes: bytes) -> dict[str, dict]:
                 nbytes = int(buf.Size())
             name = t.Name().decode() if t.Name() else f"t{ti}"
             out[name] = {"type": TENSOR_TYPES.get(t.Type(), str(t.Type())), "buffer_bytes": int(nbytes),
-                         "shape": [int(t.Shape(j)) for j in range(t.ShapeLength())]}
+                         "shape": [int(t.Shape(j)) for j in range(t.ShapeLength())], "index": ti, "subgraph": si}
     return out
 
 
@@ -163,7 +165,7 @@ def weight_tensors(interp) -> list[dict]:
         except ValueError:
             values = None
         q = d.get("quantization_parameters", {})
-        out.append({"op": op["op_name"], "op_index": int(op["index"]), "name": d["name"],
+        out.append({"op": op["op_name"], "op_index": int(op["index"]), "index": idx, "name": d["name"],
                     "dtype": np.dtype(d["dtype"]).name, "shape": list(d["shape"]), "values": values,
                     "scales": np.asarray(q.get("scales", [])), "zero_points": np.asarray(q.get("zero_points", [])),
                     "quantized_dimension": int(q.get("quantized_dimension", 0))})
@@ -268,10 +270,47 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
                 if kt.shape == deq.shape and np.max(np.abs(kt - deq)) <= 0.51 * ws.max() + 1e-7:
                     match = lname
                     break
-            rec = {"op": opname, "tensor": wt.name.decode() if isinstance(wt.name, bytes) else str(wt.name),
+            rec = {"op": opname, "op_index": int(g.operators.index(op)), "tensor_index": int(op.inputs[1]),
+                   "tensor": wt.name.decode() if isinstance(wt.name, bytes) else str(wt.name),
                    "layer": match, "exact_weights": False, "bias_fixed": False}
             info = layers.get(match)
-            if info is not None and info.get("scale") is not None:
+            if info is not None and info.get("copies"):
+                # first conv on pixels: integer filter Q at `copies`× the int8 resolution, split into
+                # `copies` int8 parts (one per repetition of the input) that sum to Q
+                kc = int(info["copies"])
+                kall = _to_tflite_layout(np.asarray(info["kernel_all"], np.float64))
+                st = np.maximum(np.max(np.abs(kall.reshape(kall.shape[0], -1)), 1), 1e-30) / (127.0 * kc)
+                st = st.astype(np.float32).astype(np.float64)
+                qa = np.round(kall / st.reshape(bshape)).astype(np.int64)
+                q = np.concatenate([np.floor_divide(qa + i, kc) for i in range(kc)], -1)
+                assert q.shape == wq.shape and np.max(np.abs(q)) <= 127
+                model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
+                wt.quantization.scale = st.astype(np.float32).tolist()
+                wt.quantization.zeroPoint = [0] * len(st)
+                ws, wq = st, q
+                rec["stem_copies"] = kc
+            elif info is not None and info.get("kind") == "merged_conv":
+                q, st, err = _merged_ints(plan, info)
+                q = _to_tflite_layout(q)
+                assert q.shape == wq.shape and np.max(np.abs(q)) <= 127
+                model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
+                wt.quantization.scale = st.astype(np.float32).tolist()
+                wt.quantization.zeroPoint = [0] * len(st)
+                ws, wq = st.astype(np.float32).astype(np.float64), q
+                rec.update(exact_weights=True, merged=[info["main"], info["proj"]], proj_scale_rel_error=err,
+                           int_values=sorted(int(v) for v in np.unique(q)))
+            elif info is not None and info.get("fp_per_channel") and info.get("scale") is None:
+                kt = _to_tflite_layout(np.asarray(info["kernel"], np.float64))
+                st = np.maximum(np.max(np.abs(kt.reshape(kt.shape[0], -1)), 1), 1e-30) / 127.0
+                st = st.astype(np.float32).astype(np.float64)
+                q = np.clip(np.round(kt / st.reshape(bshape)), -127, 127)
+                model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
+                wt.quantization.scale = st.astype(np.float32).tolist()
+                wt.quantization.zeroPoint = [0] * len(st)
+                wt.quantization.quantizedDimension = 0
+                ws, wq = st, q
+                rec["per_channel"] = True
+            elif info is not None and info.get("scale") is not None:
                 st = np.asarray(info["scale"], np.float64)
                 qf = _to_tflite_layout(info["kernel"]).astype(np.float64) / st.reshape(bshape)
                 q = np.round(qf)
@@ -289,13 +328,187 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
                     bq = np.frombuffer(bytes(model.buffers[bt.buffer].data), np.int32).astype(np.float64)
                     b_real = bq * np.asarray(bt.quantization.scale, np.float64)
                 sb = s_in * np.asarray(ws, np.float64)
-                bq_new = np.clip(np.round(b_real / sb), -(2**31) + 1, 2**31 - 1).astype(np.int32)
+                bq_new = np.round(b_real / sb)
+                if info is not None and info.get("grid_out") and rec["exact_weights"]:
+                    ot = g.tensors[op.outputs[0]]
+                    if ot.quantization is not None and ot.quantization.scale is not None:
+                        s_out = float(ot.quantization.scale[0])
+                        step0 = s_out / sb
+                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out)
+                        adj = new_step != step0
+                        if np.any(adj):  # per-channel scale nudged so an integer bias fits (see _grid_bias)
+                            ws = np.where(adj, s_out / (s_in * new_step), ws).astype(np.float32).astype(np.float64)
+                            wt.quantization.scale = ws.astype(np.float32).tolist()
+                            sb = s_in * ws
+                            rec["scale_adjusted_channels"] = int(np.sum(adj))
+                            rec["max_scale_change"] = float(np.max(np.abs(new_step / step0 - 1)))
+                bq_new = np.clip(bq_new, -(2**31) + 1, 2**31 - 1).astype(np.int32)
                 model.buffers[bt.buffer].data = np.ascontiguousarray(bq_new).view(np.uint8).reshape(-1)
                 bt.quantization.scale = sb.astype(np.float32).tolist()
                 bt.quantization.zeroPoint = [0] * len(sb)
                 rec["bias_fixed"] = True
             records.append(rec)
     return bytes(fbu.convert_object_to_bytearray(model)), records
+
+
+def _merged_ints(plan: dict, info: dict):
+    """Integer kernel (HWIO) and per-channel scale of a merged conv2 + 1×1 projection.
+
+    Channel j: conv2 taps ``sign(c_j)·M_j·n·w`` and projection taps ``sign(p_j)·P_j·n·w'`` (both
+    exact DoReFa levels, odd integers × M or P), scale ``|c_j|/(n·M_j)``; ``P_j/M_j`` is the best
+    fraction with ``M_j, P_j ≤ ⌊127/n⌋`` for the BN-factor ratio ``|p_j/c_j|`` — the only
+    approximation (returned: its largest relative error).
+    """
+    pm, pp = plan[info["main"]], plan[info["proj"]]
+    n = int(pm["n"])
+    mmax = 127 // n
+    wm = np.round(np.asarray(pm["dorefa"], np.float64) * n).astype(np.int64)
+    wp = np.round(np.asarray(pp["dorefa"], np.float64) * n).astype(np.int64)
+    cm, cp = np.asarray(pm["c"], np.float64), np.asarray(pp["c"], np.float64)
+    kh, kw, ci, cout = wm.shape
+    q = np.zeros((kh, kw, ci + wp.shape[2], cout), np.int64)
+    st = np.zeros(cout)
+    worst = 0.0
+    for j in range(cout):
+        if abs(cm[j]) < 1e-30:
+            mm, pj, st[j] = 0, mmax, max(abs(cp[j]), 1e-30) / (n * mmax)
+        else:
+            r = abs(cp[j] / cm[j])
+            best = None
+            for mm_ in range(1, mmax + 1):
+                pj_ = int(min(max(round(r * mm_), 0), mmax))
+                e = abs(pj_ / mm_ - r) / max(r, 1e-30)
+                if best is None or e < best[0] - 1e-12 or (abs(e - best[0]) <= 1e-12 and mm_ > best[1]):
+                    best = (e, mm_, pj_)
+            e, mm, pj = best
+            worst = max(worst, e)
+            st[j] = abs(cm[j]) / (n * mm)
+        q[:, :, :ci, j] = np.sign(cm[j]) * mm * wm[..., j]
+        q[kh // 2, kw // 2, ci:, j] = np.sign(cp[j]) * pj * wp[0, 0, :, j]
+    return q, st, float(worst)
+
+
+def _grid_bias(beta, wq, step, s_out: float):
+    """Integer biases (and, where needed, a slightly changed output step) that keep every rounding
+    decision of the exact real bias ``beta``.
+
+    Per output channel ``j`` the int32 accumulator takes only multiples of ``g_j`` (gcd of the
+    channel's integer weights; the inputs are integer levels) and is rounded to multiples of
+    ``step_j`` accumulator units (= output scale). The decisions that matter are at the thresholds
+    ``θ_i = (i + ½)·step_j`` whose real value ``(i + ½)·s_out`` lies in ``[−1 − 1.5·s_out,
+    1 + 1.5·s_out]`` (inputs of k-bit quantisers, or residual inputs of such quantisers). A
+    threshold keeps its decisions iff its integer-arithmetic position ``(i + ½)·step' − B`` stays
+    strictly inside the lattice gap ``(P_i, P_i + g)`` that holds ``θ_i − beta``. First ``step' =
+    step`` and the integer ``B`` in the middle of the feasible interval; if no integer fits, the
+    step is changed too (a relative change ~g/step, i.e. ~1e-3: the weights' per-channel scale
+    moves by that, the decisions on the reachable accumulators do not), choosing the ``(B, step')``
+    with the widest margin. Returns ``(B, step', channels moved)``.
+    """
+    beta = np.asarray(beta, np.float64).reshape(-1)
+    step = np.broadcast_to(np.asarray(step, np.float64).reshape(-1), beta.shape).copy()
+    w2 = np.abs(np.asarray(wq, np.int64).reshape(len(beta), -1))
+    out = np.round(beta)
+    new_step = step.copy()
+    lv = int(np.ceil(1.0 / s_out)) + 2
+    half = np.arange(-lv, lv) + 0.5
+    half = half[np.abs(half * s_out) <= 1.0 + 1.5 * s_out]
+    moved = 0
+    for j in range(len(beta)):
+        g = int(np.gcd.reduce(w2[j])) if w2[j].any() else 0
+        if g <= 1 or not np.isfinite(step[j]) or step[j] <= 0:
+            continue
+        pos = half * step[j] - beta[j]          # Keras' threshold positions on the accumulator
+        base = np.floor(pos / g) * g            # lattice point below each
+        f = pos - base
+        lo, hi = float(np.max(f)) - g, float(np.min(f))
+        cand = np.arange(np.ceil(beta[j] + lo), np.floor(beta[j] + hi) + 1)
+        cand = cand[(cand - beta[j] > lo) & (cand - beta[j] < hi)]
+        if len(cand):
+            mid = beta[j] + (lo + hi) / 2
+            out[j] = cand[np.argmin(np.abs(cand - mid))]
+        else:
+            # need P_i < half_i·D − B < P_i + g for all i: for each integer B near beta the
+            # feasible D is an interval; take the widest (relative to the gaps) closest to step
+            best = None
+            for bb in np.round(beta[j]) + np.arange(-(g // 2) - 1, g // 2 + 2):
+                lo_d, hi_d = -np.inf, np.inf
+                for h, p in zip(half, base):
+                    a_, b_ = (p + bb) / h, (p + g + bb) / h
+                    a_, b_ = min(a_, b_), max(a_, b_)
+                    lo_d, hi_d = max(lo_d, a_), min(hi_d, b_)
+                if hi_d > lo_d:
+                    d = min(max(step[j], lo_d + 0.25 * (hi_d - lo_d)), hi_d - 0.25 * (hi_d - lo_d))
+                    width = (hi_d - lo_d) / step[j]
+                    key = (abs(d - step[j]) / step[j] - width, )
+                    if best is None or key < best[0]:
+                        best = (key, bb, d)
+            if best is None:
+                continue
+            out[j], new_step[j] = best[1], best[2]
+        moved += int(out[j] != np.round(beta[j]) or new_step[j] != step[j])
+    return out, new_step, moved
+
+
+def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:
+    """Drop what an inference flatbuffer does not need; the graph and every value are unchanged.
+
+    * tensor names, except the subgraph inputs/outputs (the signature keeps its own names);
+    * ``shape_signature`` of tensors that are not subgraph inputs/outputs (only the I/O signature
+      is used when an input is resized; every other shape is recomputed by the kernels);
+    * buffers: every data-less tensor points at the empty buffer 0, identical constant buffers are
+      shared, unreferenced buffers are removed;
+    * the ``CONVERSION_METADATA`` metadata entry (converter options and version; not read by the
+      runtime). ``min_runtime_version`` is kept.
+
+    Returns the new bytes and the bytes each step removed (measured by re-serialising).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
+    removed = {}
+    io = [set(g.inputs) | set(g.outputs) for g in model.subgraphs]
+
+    def size():
+        return len(fbu.convert_object_to_bytearray(model))
+
+    before = len(model_bytes)
+    n0 = size()
+    for g, keep in zip(model.subgraphs, io):
+        for i, t in enumerate(g.tensors):
+            if i not in keep:
+                t.name = None
+    n1 = size()
+    removed["tensor_names"] = n0 - n1
+    for g, keep in zip(model.subgraphs, io):
+        for i, t in enumerate(g.tensors):
+            if i not in keep:
+                t.shapeSignature = None
+    n2 = size()
+    removed["shape_signatures"] = n1 - n2
+    bufs, index = [model.buffers[0]], {}
+    for g in model.subgraphs:
+        for t in g.tensors:
+            b = model.buffers[t.buffer]
+            if b.data is None or len(b.data) == 0:
+                t.buffer = 0
+                continue
+            key = bytes(np.asarray(b.data, np.uint8))
+            if key not in index:
+                index[key] = len(bufs)
+                bufs.append(b)
+            t.buffer = index[key]
+    meta = [md for md in (model.metadata or []) if md.name not in (b"CONVERSION_METADATA", "CONVERSION_METADATA")]
+    for md in meta:
+        bufs.append(model.buffers[md.buffer])
+        md.buffer = len(bufs) - 1
+    removed["conversion_metadata_entries"] = len(model.metadata or []) - len(meta)
+    model.buffers = bufs
+    model.metadata = meta or None
+    n3 = size()
+    removed["buffers_and_metadata"] = n2 - n3
+    out = bytes(fbu.convert_object_to_bytearray(model))
+    removed["total"] = before - len(out)
+    return out, removed
 
 
 def _schema():

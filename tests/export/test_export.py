@@ -69,7 +69,9 @@ def test_files_and_report(w2a2_run):
     rep = json.loads((out / "report.json").read_text())
     i8 = rep["files"]["model_int8.tflite"]
     assert i8["input_dtype"] == "uint8" and i8["input_quantization"] == [1.0, 0]
-    assert i8["bytes"] < 0.3 * rep["files"]["model_fp32.tflite"]["bytes"]
+    # issue 6 target: int8 file ≤ 0.27× the fp32 file (as the converter writes it)
+    assert i8["bytes"] <= 0.27 * rep["files"]["model_fp32.tflite"]["bytes"]
+    assert i8["compacted_bytes"]["tensor_names"] > 0 and i8["stem"]["copies"] >= 1
     assert i8["exact_dorefa_layers"] == i8["dorefa_layers"] == 20
     for lay in i8["layers"]:
         assert lay["stored_dtype"] == "int8"
@@ -152,16 +154,18 @@ def test_int8_agreement_and_uint8_input_contract(w2a2_run):
     got = it.get_tensor(it.get_output_details()[0]["index"])
     ref = np.asarray(_keras_pixels_model(rd, splits).predict(x.astype(np.float32), verbose=0))
     agree = np.mean(got.argmax(1) == ref.argmax(1))
-    # Measured 94-95 % for 2-bit activations: the full-precision stem conv and the input
-    # normalisation are int8 approximations (the DoReFa layers are exact), which moves ~0.1 % of
-    # the first 2-bit quantiser's outputs across a rounding boundary; each move is a full 1/3 step
-    # and the flips multiply through the 18 quantisers (the 2-epoch test model, with small logit
-    # margins, measured 76 %; broken conversions measured 0-11 %). See test_int8_agreement_99.
+    # Every block without a projection is exact (test_int8_blocks_exact); what is left: the
+    # full-precision first conv (int8 filter, even split into 2 copies) moves ~0.07 % of the first
+    # 2-bit quantiser's outputs by one level, and the two projection blocks (two off-grid residual
+    # inputs) ~0.3-0.7 %; each move is a full 1/3 step and multiplies through the 18 quantisers.
+    # See test_int8_agreement_99 for the measured figures; broken conversions measured 0-11 %.
     assert agree >= 0.7, f"int8 top-1 agreement {agree:.4f}"
     assert np.mean(got.argmax(1) == splits.y_val) >= np.mean(ref.argmax(1) == splits.y_val) - 0.1
 
 
-@pytest.mark.xfail(reason="2-bit activations: int8 stem rounding cascades (measured 94-95 % agreement)", strict=False)
+@pytest.mark.xfail(reason="2-bit activations: the int8 full-precision first conv and the projection-block residual "
+                          "adds move a few 2-bit levels, which cascade through 18 quantisers (measured 2026-11-25: "
+                          "this 2-epoch model 76-80 %, the 6-epoch benchmark w2a2 95.3 %; w4a4 100 %)", strict=False)
 def test_int8_agreement_99(w2a2_run):
     rd, splits, report = w2a2_run
     assert report["files"]["model_int8.tflite"]["eval"]["top1_agreement"] >= 0.99
@@ -169,22 +173,23 @@ def test_int8_agreement_99(w2a2_run):
 
 def test_int8_weights_are_exact_dorefa_levels(w2a2_run):
     """int values × scale, divided by the folded BN factor, are exactly the DoReFa levels."""
-    import keras
-
     from rolekd_tf.export import tflite as T
     from rolekd_tf.quant import QuantConv2D
     from rolekd_tf.training import load_run_model
 
-    rd, _, _ = w2a2_run
+    rd, _, report = w2a2_run
     model = load_run_model(rd)
-    it = T.interpreter(rd / "export" / "model_int8.tflite")
-    ws = {w["name"]: w for w in T.weight_tensors(it)}
+    data = (rd / "export" / "model_int8.tflite").read_bytes()
+    it = T.interpreter(data)
+    by_op = {w["op_index"]: w for w in T.weight_tensors(it)}
+    rows = {r["layer"]: r for r in report["files"]["model_int8.tflite"]["layers"] if r["layer"]}
+    types = {v["index"]: v for v in T.flatbuffer_tensor_types(data).values()}
     checked = 0
     for layer in model.layers:
         if not (isinstance(layer, QuantConv2D) and layer.w_bits == 2):
             continue
-        w = next(v for k, v in ws.items() if f"/{layer.name}_1/" in k or f"/{layer.name}/" in k)
-        assert w["dtype"] == "int8"
+        w = by_op[rows[layer.name]["op_index"]]
+        assert w["dtype"] == "int8" and types[w["index"]]["type"] == "int8"  # read from the flatbuffer
         q = w["values"].astype(np.int64)
         assert set(np.unique(np.abs(q))) <= {42, 126}  # n·M·w with n = 3, M = ⌊127/3⌋ = 42
         bn = model.get_layer(layer.name.replace("conv", "bn"))
@@ -192,22 +197,184 @@ def test_int8_weights_are_exact_dorefa_levels(w2a2_run):
         levels = q * w["scales"].reshape(-1, 1, 1, 1) / c.reshape(-1, 1, 1, 1)       # OHWI
         dorefa = np.transpose(layer.dorefa_kernel().numpy(), (3, 0, 1, 2))
         assert set(np.round(np.unique(dorefa) * 3).astype(int)) <= {-3, -1, 1, 3}
-        np.testing.assert_allclose(levels, dorefa, rtol=0, atol=1e-6)
+        # a few per-channel scales may be nudged (≤ 1 %) so that an integer bias keeps every
+        # rounding decision (tflite._grid_bias); the integers themselves are exact
+        adj = rows[layer.name].get("scale_adjusted_channels", 0)
+        np.testing.assert_allclose(levels, dorefa, rtol=0, atol=1e-6 if not adj else 1e-2)
         np.testing.assert_array_equal(q, np.round(dorefa * 126).astype(np.int64))  # exact: no rounding
         checked += 1
     assert checked == 20
 
 
+def _ops(data: bytes):
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    m = fbu.convert_bytearray_to_object(bytearray(data))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    g = m.subgraphs[0]
+    for op in g.operators:
+        c = m.operatorCodes[op.opcodeIndex]
+        act = getattr(op.builtinOptions, "fusedActivationFunction", None)
+        yield names.get(max(c.builtinCode, c.deprecatedBuiltinCode)), act, [g.tensors[i] for i in op.outputs], m, g
+
+
 def test_int8_activation_grid(w2a2_run):
-    """Every 2-bit activation tensor is int8 with scale exactly 1/3 (levels i/3 = integers)."""
-    from rolekd_tf.export import tflite as T
+    """Every 2-bit quantiser is the int8 output of its producer (conv or residual add) with scale
+    exactly 1/3, zero point −128 (real range [0, 85]) and fused RELU_N1_TO_1: the int32 accumulator
+    is requantised once, straight onto the k-bit grid, and clipped to [0, 1] in the same op."""
+    from tensorflow.lite.python import schema_py_generated as schema
 
     rd, _, _ = w2a2_run
-    it = T.interpreter(rd / "export" / "model_int8.tflite")
-    aq = [t for t in it.get_tensor_details() if "_aq_1/" in t["name"] and t["dtype"] == np.int8]
-    assert aq
-    scales = {round(t["quantization"][0], 7) for t in aq if t["quantization"][0]}
-    assert scales == {round(1 / 3, 7)}
+    data = (rd / "export" / "model_int8.tflite").read_bytes()
+    ops = list(_ops(data))
+    names = [o[0] for o in ops]
+    assert "SUB" not in names and "MINIMUM" not in names
+    grid = [(n, act) for n, act, outs, _, _ in ops
+            if outs[0].type == 9 and outs[0].quantization is not None and outs[0].quantization.scale is not None
+            and abs(float(outs[0].quantization.scale[0]) - 1 / 3) < 1e-7 and int(outs[0].quantization.zeroPoint[0]) == -128]
+    # 18 quantisers; after a projection block's add (two calibrated inputs) the converter may
+    # also emit the clip as a standalone RELU_N1_TO_1 (seen on the 6-epoch benchmark model)
+    assert len(grid) == 18
+    fused = [n for n, act in grid if act == schema.ActivationFunctionType.RELU_N1_TO_1]
+    assert len(fused) >= 16 and set(fused) <= {"CONV_2D", "ADD"}
+    assert len(fused) + sum(n == "RELU_N1_TO_1" for n, _ in grid) == 18
+
+
+def test_int8_file_is_compact(w2a2_run):
+    """Only the I/O tensors keep names, no CONVERSION_METADATA, every buffer is used once."""
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    rd, splits, _ = w2a2_run
+    data = (rd / "export" / "model_int8.tflite").read_bytes()
+    m = fbu.convert_bytearray_to_object(bytearray(data))
+    g = m.subgraphs[0]
+    io = set(g.inputs) | set(g.outputs)
+    assert all(not t.name for i, t in enumerate(g.tensors) if i not in io)
+    assert all(t.name for i, t in enumerate(g.tensors) if i in io)
+    assert [md.name for md in m.metadata] == [b"min_runtime_version"]
+    used = [t.buffer for t in g.tensors if t.buffer] + [md.buffer for md in m.metadata]
+    assert len(used) >= len(set(used)) and set(used) | {0} == set(range(len(m.buffers)))
+
+
+def test_grid_bias_keeps_rounding_decisions():
+    """_grid_bias: with accumulators on multiples of g, the chosen integer bias rounds every value
+    whose real output lies in [−1, 1] (± 1.5 steps) exactly as the real bias does, whenever such
+    an integer exists; plain rounding of the bias breaks some of these cases."""
+    from rolekd_tf.export import tflite as T
+
+    rng = np.random.default_rng(0)
+    s_out = 1 / 3
+    kept = broken_by_round = 0
+    for _ in range(400):
+        g = int(rng.integers(2, 60))
+        step = float(rng.uniform(20, 400))
+        beta = float(rng.uniform(-1000, 1000))
+        b, st, _ = T._grid_bias([beta], np.array([[g, 3 * g]]), [step], s_out)
+        acc = np.arange(-3000, 3001) * g
+        rel = np.abs((acc + beta) / step) <= 1 / s_out + 1.5
+        exact = np.floor((acc + beta) / step + 0.5)[rel]
+        half = np.arange(-6, 6) + 0.5
+        f = np.mod(half[np.abs(half * s_out) <= 1 + 1.5 * s_out] * step - beta, g)
+        lo, hi = np.max(f) - g, np.min(f)
+        feasible = np.any((np.arange(np.ceil(beta + lo), np.floor(beta + hi) + 1) - beta > lo)
+                          & (np.arange(np.ceil(beta + lo), np.floor(beta + hi) + 1) - beta < hi))
+        if feasible:
+            np.testing.assert_array_equal(np.floor((acc + b[0]) / step + 0.5)[rel], exact)
+            kept += 1
+            broken_by_round += int(np.any(np.floor((acc + np.round(beta)) / step + 0.5)[rel] != exact))
+    assert kept > 300 and broken_by_round > 0
+
+
+@pytest.fixture(scope="session")
+def w2a2_uncompacted(w2a2_run):
+    """The same int8 conversion without compact_model (tensor names kept) for per-layer checks."""
+    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.training import load_run_model
+
+    rd, splits, _ = w2a2_run
+    model = load_run_model(rd)
+    view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
+    rep = splits.x_train[np.random.default_rng(0).permutation(len(splits.x_train))[:300]].astype(np.float32)
+    data, _ = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    return model, data
+
+
+def test_compaction_is_output_identical(w2a2_run, w2a2_uncompacted):
+    from rolekd_tf.export import tflite as T
+
+    rd, splits, _ = w2a2_run
+    _, data = w2a2_uncompacted
+    small, removed = T.compact_model(data)
+    assert removed["tensor_names"] > 0 and len(small) < len(data)
+    x = splits.x_val[:40].astype(np.float32)
+    np.testing.assert_array_equal(T.run(T.interpreter(small), x, batch=8), T.run(T.interpreter(data), x, batch=8))
+
+
+def test_int8_blocks_exact(w2a2_run, w2a2_uncompacted):
+    """Given the int8 model's own input levels, every block without a projection reproduces the
+    Keras 2-bit levels of its two quantisers exactly (all elements, 100 images)."""
+    import tensorflow as tf
+
+    model, data = w2a2_uncompacted
+    rd, splits, _ = w2a2_run
+    x = splits.x_val[:100]
+    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    dets = it.get_tensor_details()
+
+    def levels(lname, shape):
+        c = [t for t in dets if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
+             and tuple(t["shape"][1:]) == tuple(shape) and t["dtype"] == np.int8]
+        t = c[-1]
+        sc, zp = t["quantization"]
+        assert abs(sc - 1 / 3) < 1e-7
+        return ((it.get_tensor(t["index"]).astype(np.float64) - zp)).astype(np.float32) / 3
+
+    L = model.get_layer
+    blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    checked = 0
+    for i, bl in enumerate(blocks):
+        xin = levels(f"{bl}_in_aq", L(f"{bl}_in_aq").output.shape[1:])
+        mid = levels(f"{bl}_mid_aq", L(f"{bl}_mid_aq").output.shape[1:])
+        mk = L(f"{bl}_mid_aq")(L(f"{bl}_bn1")(L(f"{bl}_conv1")(xin), training=False)).numpy()
+        np.testing.assert_array_equal(np.round(mk * 3), np.round(mid * 3))
+        checked += 1
+        if i + 1 == len(blocks) or any(l.name == f"{bl}_proj_conv" for l in model.layers):
+            continue
+        nb = blocks[i + 1]
+        y = L(f"{bl}_bn2")(L(f"{bl}_conv2")(mid), training=False) + xin
+        nk = L(f"{nb}_in_aq")(tf.nn.relu(y)).numpy()
+        nin = levels(f"{nb}_in_aq", L(f"{nb}_in_aq").output.shape[1:])
+        np.testing.assert_array_equal(np.round(nk * 3), np.round(nin * 3))
+        checked += 1
+    assert checked == 9 + 6
+
+
+def test_int8_view_stem_folds_normalisation(w2a2_run):
+    """The int8 view's first conv reads raw pixels (normalisation folded in, constant 255 channel
+    for the zero padding of the normalised image, 2 copies): in float it equals Keras' stem+BN,
+    borders included."""
+    import keras
+
+    from rolekd_tf.export import graph
+    from rolekd_tf.training import load_run_model
+
+    rd, splits, _ = w2a2_run
+    model = load_run_model(rd)
+    view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
+    assert plan["stem_conv"]["kind"] == "stem" and plan["stem_conv"]["copies"] == graph.STEM_COPIES
+    inner = view.layers[-1]
+    x = splits.x_val[:16].astype(np.float32)
+    got = np.asarray(keras.Model(inner.inputs, inner.get_layer("stem_conv").output)(x))
+    xn = (x / 255.0 - np.asarray(splits.info.mean, np.float32)) / np.asarray(splits.info.std, np.float32)
+    ref = np.asarray(keras.Model(model.inputs, model.get_layer("stem_bn").output)(xn))
+    np.testing.assert_allclose(got, ref, atol=2e-4 * np.max(np.abs(ref)))
+    np.testing.assert_allclose(got[:, 0], ref[:, 0], atol=2e-4 * np.max(np.abs(ref)))  # padded border row
 
 
 def test_w4_variant_is_int4_and_exact(w2a2_run):
