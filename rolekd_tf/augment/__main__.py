@@ -14,6 +14,7 @@ User errors print ``error: <message>`` on stderr and exit with status 2 (``--deb
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -178,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # e.g. --out in an unwritable folder
         if args.debug:
             raise
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        fn = getattr(e, "filename", None)
+        if fn and os.path.basename(str(fn)).startswith(".tmp-") and getattr(args, "out", None):
+            fn = args.out  # an atomic write failed: name the file the user asked for, not our temp name
+        where = f" {fn}" if fn else ""
         print(f"error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
         return 2
 

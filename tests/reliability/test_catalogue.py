@@ -183,7 +183,7 @@ def _cases(fx: dict) -> list[Case]:
              "s.txt: line 1", {"s.txt": PBA_BROKEN, "f.png": b"old figure"}),
         Case("augment_plot_pba_code_not_executed", "augment", ["plot", "s.txt", "--epochs", "4", "--out", "f.png"],
              "not a valid log row", {"s.txt": PBA_INJECT}),
-        Case("augment_plot_readonly_out", "augment", ["plot", "s.json", "--out", "ro/f.png"], "f.png",
+        Case("augment_plot_readonly_out", "augment", ["plot", "s.json", "--out", "ro/f.png"], "ro/f.png:",
              {"s.json": _good_doc(), "": _ro}),
         # ------------------------------------------------------------- python -m rolekd_tf.export
         Case("export_missing_run_dir", "export", ["no_run"], "no_run"),
