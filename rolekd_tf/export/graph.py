@@ -18,14 +18,20 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   ``|c_j|/(n·M)`` (from ``plan[layer]["scale"]``), and re-quantises every bias with the actual
   ``input_scale × filter_scale``.
 * ``ActivationQuantizer(k < 32)``: in ``mode="float"``, ``round(n·clip(x, 0, 1))/n`` (as Keras);
-  in ``mode="int8"``, 8-bit fake-quants with scale exactly ``1/n`` around a clip spelled
-  ``1 − relu(1 − relu(x))`` (SUB/RELU: exact on the grid and delegated by XNNPACK in int8, unlike
-  MINIMUM). The requantisation of the producer's int32 accumulator onto the ``1/n`` grid *is* the
-  k-bit round (fake-quant rounds half up, ``tf.round`` half to even: they differ only on exact
-  ties). ``a_bits = 32`` stays a ReLU.
+  in ``mode="int8"``, ``min(max(x, −1), 1)`` into a fake-quant of range ``[0, 255/n]``: the
+  producer (conv or residual add) gets a fused RELU_N1_TO_1 and an int8 output of scale exactly
+  ``1/n``, zero point −128, so its int32 accumulator is requantised once, straight onto the k-bit
+  grid (that *is* the k-bit round; fake-quant rounds half up, ``tf.round`` half to even: they
+  differ only on exact ties) and clipped in the same op. A plain ReLU feeding only such
+  quantisers is dropped (``clip(relu(x)) = clip(x)``). ``a_bits = 32`` stays a ReLU.
 * ``mode="int8"``: a residual ``Add`` whose result reaches only k-bit quantisers and has one
   off-grid input puts that input on the ``1/n`` grid first (exact: ``round_n(y + q) =
-  round_n(y) + q`` for ``q`` on the grid).
+  round_n(y) + q`` for ``q`` on the grid). With ``merge_projections`` an add of two BN-folded
+  DoReFa convs (3×3 + 1×1 projection) becomes one conv over ``concat([mid, subsampled x])``
+  (:class:`MergedConvAdd`; off by default: ~20 kB of zero taps).
+* ``mode="int8"``: the first full-precision conv reads the pixels directly with the
+  normalisation folded in (:func:`stem_kernel`; ``stem_copies`` = 0 keeps the in-graph
+  normalisation instead).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
 """

@@ -95,7 +95,9 @@ def convert_int8(view, representative, *, input_type: str = "uint8", per_channel
     ``representative``: float32 pixel batches ``(n, H, W, 3)`` in [0, 255] (training split) used to
     calibrate every tensor without a fake-quant range. All ops are int8 builtins; the input is
     ``input_type`` (uint8 pixels, scale 1, zero point 0 — or int8, zero point −128); the output is
-    the float32 logits (one dequantize at the end).
+    the float32 logits (one dequantize at the end). ``per_channel=False`` (default): the converter
+    quantises every kernel per tensor and :func:`fix_int8_model` writes per-channel scales where
+    the plan asks for them (exact DoReFa layers, the stem, FP layers with a channel spread > 2).
     """
     tf = _tf()
     rep = np.asarray(representative, np.float32)
