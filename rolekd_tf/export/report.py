@@ -90,7 +90,8 @@ def format_table(report: dict) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     ev = report["reference"]
-    lines.append(f"evaluated on {ev['images']} {ev['split']} images; latency: median of "
+    part = f" (seeded random subset of {ev['of']})" if ev.get("of", ev["images"]) > ev["images"] else ""
+    lines.append(f"evaluated on {ev['images']} {ev['split']} images{part}; latency: median of "
                  f"{report['latency']['repeats']} single-image invokes, num_threads={report['latency']['num_threads']}")
     for name, f in report["files"].items():
         if f.get("layers"):

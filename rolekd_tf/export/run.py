@@ -73,6 +73,14 @@ def _check_data(model, splits, what: str) -> None:
             raise ExportError(f"{what} {info.name!r}: {name} has images of shape {tuple(x.shape[1:])} but the model takes {shape}")
 
 
+def evaluation_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``size`` of ``n`` evaluation images, drawn at random with ``seed``.
+
+    Our splits are stored class-sorted, so a prefix would evaluate one or two classes only.
+    """
+    return np.sort(np.random.default_rng([seed, 0xE7A1]).permutation(n)[:size])
+
+
 def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
                eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
                seed: int = 0, verbose: bool = True) -> dict:
@@ -84,7 +92,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
 
     ``splits``: a :class:`rolekd_tf.data.Splits` to use instead of loading the run's dataset
     (representative set = first ``representative_size`` training images of a seeded permutation,
-    evaluation = holdout split if any, else validation split, at most ``eval_size`` images).
+    evaluation = holdout split if any, else validation split, at most ``eval_size`` images drawn at
+    random with ``seed``).
     """
     from rolekd_tf.export import graph, savedmodel, tflite as T
     from rolekd_tf.export import report as R
@@ -121,8 +130,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         ex, ey, split_name = splits.x_holdout, splits.y_holdout, "holdout"
     else:
         ex, ey, split_name = splits.x_val, splits.y_val, "val"
-    if eval_size is not None:
-        ex, ey = ex[:eval_size], ey[:eval_size]
+    n_split = len(ex)
+    if eval_size is not None and eval_size < len(ex):
+        sel = evaluation_subset(len(ex), eval_size, seed)
+        ex, ey = ex[sel], ey[sel]
     ex_f = ex.astype(np.float32)
 
     wrapped = graph.wrap_with_preprocessing(model, mean, std, name=f"{model.name}_pixels")
@@ -140,7 +151,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                                   + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
         "dataset": info.name,
         "reference": {"what": "Keras model.keras on the same pixels", "split": split_name,
-                      "images": int(len(ex)), **R.compare(ref, ref, ey)},
+                      "images": int(len(ex)), "of": int(n_split),
+                      "classes": int(len(np.unique(ey))), **R.compare(ref, ref, ey)},
         "latency": {"num_threads": num_threads, "repeats": latency_repeats, "unit": "ms",
                     "what": "median wall time of one tf.lite.Interpreter.invoke on a single image"},
         "env": R.env_info(),

@@ -76,6 +76,7 @@ def test_files_and_report(w2a2_run):
     for lay in i8["layers"]:
         assert lay["stored_dtype"] == "int8"
     assert rep["latency"]["num_threads"] == 1 and i8["latency_ms"] > 0
+    assert rep["reference"]["classes"] == 10 and rep["reference"]["images"] == rep["reference"]["of"]
 
 
 def test_keras_round_trip_identical_and_trainable(w2a2_run):
@@ -462,3 +463,16 @@ def test_representative_data_from_another_dataset(w2a32_run):
         export_run(w2a32_run, ["int8"], splits=fake(100, (32, 32, 3)))
     with pytest.raises(ExportError, match=r"shape \(28, 28, 3\)"):
         export_run(w2a32_run, ["int8"], splits=fake(10, (28, 28, 3)))
+
+
+def test_evaluation_subset_is_random_not_a_prefix():
+    """Splits are stored class-sorted: a prefix of 1,000 CIFAR holdout images is all airplanes."""
+    from rolekd_tf.export.run import evaluation_subset
+
+    y = np.repeat(np.arange(10), 1000)  # the layout load_splits returns
+    sel = evaluation_subset(len(y), 1000, seed=0)
+    assert len(sel) == len(set(sel.tolist())) == 1000 and np.all(np.diff(sel) > 0)
+    counts = np.bincount(y[sel], minlength=10)
+    assert counts.min() >= 70 and counts.max() <= 130, counts  # ~100 per class
+    assert np.array_equal(sel, evaluation_subset(len(y), 1000, seed=0))
+    assert not np.array_equal(sel, evaluation_subset(len(y), 1000, seed=1))
