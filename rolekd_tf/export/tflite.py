@@ -474,19 +474,15 @@ def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:
         return len(fbu.convert_object_to_bytearray(model))
 
     before = len(model_bytes)
-    n0 = size()
-    for g, keep in zip(model.subgraphs, io):
-        for i, t in enumerate(g.tensors):
-            if i not in keep:
-                t.name = None
-    n1 = size()
-    removed["tensor_names"] = n0 - n1
-    for g, keep in zip(model.subgraphs, io):
-        for i, t in enumerate(g.tensors):
-            if i not in keep:
-                t.shapeSignature = None
-    n2 = size()
-    removed["shape_signatures"] = n1 - n2
+    n_prev = size()
+    for attr, key in (("name", "tensor_names"), ("shapeSignature", "shape_signatures")):
+        for g, keep in zip(model.subgraphs, io):
+            for i, t in enumerate(g.tensors):
+                if i not in keep:
+                    setattr(t, attr, None)
+        n_now = size()
+        removed[key] = n_prev - n_now
+        n_prev = n_now
     bufs, index = [model.buffers[0]], {}
     for g in model.subgraphs:
         for t in g.tensors:
@@ -507,7 +503,7 @@ def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:
     model.buffers = bufs
     model.metadata = meta or None
     n3 = size()
-    removed["buffers_and_metadata"] = n2 - n3
+    removed["buffers_and_metadata"] = n_prev - n3
     out = bytes(fbu.convert_object_to_bytearray(model))
     removed["total"] = before - len(out)
     return out, removed

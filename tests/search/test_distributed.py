@@ -1,43 +1,18 @@
 """(~30 s) Keras Tuner chief/worker mode with PBTOracle on loopback: one chief (gRPC oracle), 2 workers."""
-import os
-import socket
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from rolekd_tf.search import oracle as om
+from tests.search._chief_workers import run_chief_and_workers
 from tests.search.test_tuner import check_search
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_chief_and_two_workers(tmp_path):
     out, calls = tmp_path / "s", tmp_path / "calls.jsonl"
-    port = str(_free_port())
-    base = dict(os.environ, PYTHONPATH=str(ROOT), KERASTUNER_ORACLE_IP="127.0.0.1",
-                KERASTUNER_ORACLE_PORT=port)
     cmd = [sys.executable, "-m", "tests.search._fake_search", str(out), str(calls), "0.05"]
-    procs = {tid: subprocess.Popen(cmd, cwd=ROOT, env=dict(base, KERASTUNER_TUNER_ID=tid),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for tid in ("chief", "tuner0", "tuner1")}
-    outs = {}
-    try:
-        for tid, p in procs.items():
-            outs[tid] = p.communicate(timeout=300)[0]
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-    for tid, p in procs.items():
-        assert p.returncode == 0, f"{tid}:\n{outs[tid][-3000:]}"
+    outs = run_chief_and_workers(cmd, timeout=300)
     assert "FINISHED True" in outs["chief"]
     # both workers trained segments
     for tid in ("tuner0", "tuner1"):
