@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo bench clean
+.PHONY: test test-slow demo reproduce bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,22 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m rolekd_tf.demo
+
+# CPU-scale reproduction of the paper's Table 2/3 rows on reduced CIFAR-10 (needs
+# ROLEKD_CIFAR10_TAR or the shared archive; ~3 h on 2 cores; re-run to resume, see README)
+REPRO_OUT ?= runs/repro
+reproduce: $(STAMP)
+	$(PY) -m rolekd_tf.pipeline --config configs/repro_cifar10_cpu.yaml --out $(REPRO_OUT)
+	$(PY) -m rolekd_tf.pipeline --config configs/repro_cifar10_cpu.yaml --out $(REPRO_OUT) --report
+
+# every benchmark once, then BENCHMARKS.md regenerated from benchmarks/results/
+bench: $(STAMP)
+	$(PY) benchmarks/augment.py
+	$(PY) benchmarks/distill_step.py
+	$(PY) benchmarks/search_overhead.py
+	$(PY) benchmarks/export.py
+	$(PY) benchmarks/jit_compile.py
+	$(PY) benchmarks/collect.py
 
 clean:
 	rm -rf runs searches build *.egg-info
