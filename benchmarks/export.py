@@ -115,7 +115,8 @@ def dataset_args():
     return {"dataset": "embedded:digits", "train_size": 1200, "val_size": 300, "holdout_size": 297}
 
 
-def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, seed: int = 0):
+def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, seed: int = 0,
+              variant: dict | None = None):
     import keras
     import numpy as np
 
@@ -131,11 +132,14 @@ def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, 
                             "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05}})
     s = load_splits(data["dataset"], train_size=data["train_size"], val_size=data["val_size"],
                     holdout_size=data["holdout_size"], seed=seed)
+    variant = dict(variant or {})
     mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
+    if variant.get("exact_stem"):  # the int8-exact stem takes pixels/255 (no per-channel mean/std)
+        mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
     norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
     keras.utils.set_random_seed(seed)
     m = build_model("resnet20", num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,
-                    input_shape=s.info.image_shape)
+                    input_shape=s.info.image_shape, **variant)
     steps = epochs * (len(s.x_train) // 64)
     lr = keras.optimizers.schedules.CosineDecay(0.05, steps)
     m.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
@@ -170,7 +174,15 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "export.md"))
     p.add_argument("--only", nargs="*", default=None, help="subset of " + ", ".join(m[0] for m in MODELS))
+    p.add_argument("--exact-stem", action="store_true",
+                   help="int8-exact variant: stem on pixels/255 with an int8 fake-quantised kernel (trainer fit)")
+    p.add_argument("--shared-proj-bn", action="store_true",
+                   help="int8-exact variant: projection blocks compute BN(conv2 + proj) (trainer fit)")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    variant = {k: True for k, v in (("exact_stem", args.exact_stem), ("shared_proj_bn", args.shared_proj_bn)) if v}
+    if variant and args.trainer != "fit":
+        p.error("--exact-stem/--shared-proj-bn need --trainer fit")
     from rolekd_tf.export import export_run
     from rolekd_tf.export.report import markdown_table
 
@@ -186,7 +198,10 @@ def main(argv=None) -> int:
         if (rd / "model.keras").exists():
             reused.append(name)
         else:
-            (train_fit if args.trainer == "fit" else train_run)(rd, data, wb, ab, args.epochs)
+            if args.trainer == "fit":
+                train_fit(rd, data, wb, ab, args.epochs, seed=args.seed, variant=variant)
+            else:
+                train_run(rd, data, wb, ab, args.epochs, seed=args.seed)
             (rd / "train_time.json").write_text(json.dumps({"train_s": time.time() - t}))
         t_train = json.loads((rd / "train_time.json").read_text())["train_s"] if (rd / "train_time.json").exists() else float("nan")
         t = time.time()

@@ -34,6 +34,13 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   normalisation instead).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
+* Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, flags ``exact_stem`` /
+  ``shared_proj_bn``): a first conv with ``int8_weights`` (the model then takes ``pixels/255``,
+  :func:`model_normalisation`) becomes, in ``mode="int8"``, a plain conv on the pixels with kernel
+  ``K_int8·c_j/255`` — integers ``sign(c_j)·q`` with scale ``|c_j|·s_j/255``, exact (plan ``scale``);
+  an ``Add([conv2(mid), proj(x_q)])`` followed by one BN (:func:`_shared_bn_merges`) becomes a
+  :class:`MergedConvAdd` with both kernels scaled by the *same* BN factor, so ``_merged_ints`` finds
+  the ratio 1 exactly (``M = P = ⌊127/n⌋``).
 """
 from __future__ import annotations
 
@@ -67,6 +74,21 @@ def preprocessing_layer(mean, std, name: str = "preprocess"):
     scale = (1.0 / (255.0 * std)).tolist()
     offset = (-mean / std).tolist()
     return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+
+
+def has_exact_stem(model) -> bool:
+    """True if the first conv of ``model`` reads the input with an int8 fake-quantised kernel
+    (``QuantConv2D(int8_weights=True)``, the opt-in ``exact_stem`` variant: input ``pixels/255``)."""
+    st = _stem_layer(model)
+    return st is not None and bool(getattr(st, "int8_weights", False))
+
+
+def model_normalisation(model, mean, std):
+    """The ``(mean, std)`` the model's input expects: the dataset's, or ``0``/``1`` (input
+    ``pixels/255``) for the ``exact_stem`` variant."""
+    if has_exact_stem(model):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return mean, std
 
 
 def wrap_with_preprocessing(model, mean, std, *, name: str = "exported"):
@@ -382,6 +404,52 @@ def _projection_merges(model, fold) -> dict:
     return out
 
 
+def _shared_bn_merges(model) -> dict:
+    """Residual adds ``BN(Add([conv2(q1), proj(q0)]))`` (one BN after the add, the
+    ``shared_proj_bn`` variant) whose BN output reaches only k-bit quantisers, with conv2 a stride-1
+    'same' odd-sized DoReFa conv and proj a 1×1 DoReFa conv, each the add's sole input from it and
+    reading k'-bit quantiser outputs: add name → dict(main, proj, n_in, main_first, bn)."""
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer, QuantConv2D
+
+    out = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Add):
+            continue
+        cons = _consumers(layer)
+        if len(cons) != 1 or not isinstance(cons[0], keras.layers.BatchNormalization):
+            continue
+        bn = cons[0]
+        if bn.axis not in (-1, 3, [3], [-1]) or _add_out_bits(bn) is None:
+            continue
+        try:
+            convs = [t._keras_history.operation for t in layer.input]
+        except Exception:
+            continue
+        if len(convs) != 2 or not all(isinstance(c, QuantConv2D) and _consumer_count(c) == 1 and c.bias is None
+                                      and c.activation in (None, keras.activations.linear) for c in convs):
+            continue
+        ins = [_producer(c) for c in convs]
+        if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
+            continue
+        if len({int(i.a_bits) for i in ins}) != 1 or len({int(c.w_bits) for c in convs}) != 1:
+            continue
+        wb = int(convs[0].w_bits)
+        if not (2 <= wb and 2**wb - 1 <= 127):
+            continue
+        ks = [tuple(c.kernel_size) for c in convs]
+        main = [i for i in (0, 1) if ks[i][0] % 2 == 1 and ks[i][0] == ks[i][1] and tuple(convs[i].strides) == (1, 1)
+                and convs[i].padding == "same" and tuple(convs[i].dilation_rate) == (1, 1)]
+        proj = [i for i in (0, 1) if ks[i] == (1, 1)]
+        pick = next(((m, p) for m in main for p in proj if m != p), None)
+        if pick is None:
+            continue
+        m, p = pick
+        out[layer.name] = {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1,
+                           "main_first": m == 0, "bn": bn.name}
+    return out
+
+
 def _relu_before_quantizers(layer) -> bool:
     """A plain ReLU whose every consumer is a k-bit (k < 32) ActivationQuantizer."""
     from rolekd_tf.quant.layers import ActivationQuantizer
@@ -490,6 +558,7 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
      MergedConvAdd) = _export_layer_classes()
 
+    mean, std = model_normalisation(model, mean, std)
     # BN folding plan: conv (sole consumer = this BN) -> BN
     fold = {}
     for layer in model.layers:
@@ -501,10 +570,18 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     folded_bns = {bn.name for bn in fold.values()}
     plan = {}
     copies = STEM_COPIES if stem_copies is None else int(stem_copies)
-    stem = _stem_layer(model) if (mode == "int8" and copies > 0) else None
+    exact_stem = _stem_layer(model) if (mode == "int8" and has_exact_stem(model)) else None
+    stem = _stem_layer(model) if (mode == "int8" and copies > 0 and exact_stem is None) else None
     if merge_projections is None:
         merge_projections = MERGE_PROJECTIONS
     merges = _projection_merges(model, fold) if (mode == "int8" and merge_projections) else {}
+    shared = _shared_bn_merges(model) if mode == "int8" else {}
+    merges.update(shared)
+    shared_bns = {v["bn"]: model.get_layer(v["bn"]) for v in shared.values()}
+    shared_c = {}
+    for v in shared.values():
+        c_sh, shift_sh = _bn_affine(shared_bns[v["bn"]])
+        shared_c[v["main"]] = shared_c[v["proj"]] = c_sh
     merged_main = {v["main"]: k for k, v in merges.items()}
     merged_proj = {v["proj"]: k for k, v in merges.items()}
 
@@ -519,6 +596,9 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             if bn is not None:
                 c, shift = _bn_affine(bn)
                 b = shift + (c * b if b is not None else 0.0)
+                k = k * c
+            elif layer.name in shared_c:  # merged under a shared BN: its factor, its shift on the add
+                c = shared_c[layer.name]
                 k = k * c
             fq = None
             scale = None
@@ -557,6 +637,21 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
                                 "int_step": None if scale is None else (127 if wb == 1 else 127 // (2**wb - 1)),
                                 "sign": np.sign(c).tolist(),
                                 "kernel": k.astype(np.float32), "bias": None if b is None else np.asarray(b, np.float32)}
+            if exact_stem is not None and layer is exact_stem:
+                # int8-exact stem: K = s_j·q (q integer, |q| ≤ 127) per output channel, input pixels/255
+                # folded into the kernel: integers sign(c_j)·q with scale |c_j|·s_j/255 (exact)
+                kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
+                s_j = np.maximum(np.max(np.abs(kq.reshape(-1, cout)), axis=0), 1e-30) / 127.0
+                b = np.zeros(cout) if b is None else b
+                k255 = k / 255.0
+                plan[layer.name].update(kind="exact_stem", kernel=k255.astype(np.float32),
+                                        scale=(np.abs(c) * s_j / 255.0).tolist(), int_step=1,
+                                        bias=np.asarray(b, np.float32),
+                                        grid_out=bool(cons) and all(
+                                            (isinstance(q, ActivationQuantizer) and int(q.a_bits) < 32)
+                                            or (isinstance(q, keras.layers.ReLU) and _relu_before_quantizers(q))
+                                            for q in cons))
+                return ConstConv2D(layer, k255, b, None)
             if stem is not None and layer is stem:
                 b = np.zeros(cout) if b is None else b
                 kall, tiled, b = stem_kernel(k, b, mean, std, copies)
@@ -577,7 +672,7 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             cls = ConstConv2D if isinstance(layer, keras.layers.Conv2D) else ConstDense
             return cls(layer, k, b, fqr)
         if isinstance(layer, keras.layers.BatchNormalization):
-            if layer.name in folded_bns:
+            if layer.name in folded_bns or layer.name in shared_bns:
                 return Passthrough(layer)
             c, shift = _bn_affine(layer)
             return Affine(layer, c, shift)
@@ -591,7 +686,10 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             kk[kh // 2, kw // 2, cm:] = kp[0, 0]
             bias = (np.zeros(cout) if pm["bias"] is None else np.asarray(pm["bias"], np.float64)) + \
                    (np.zeros(cout) if pp["bias"] is None else np.asarray(pp["bias"], np.float64))
+            if mg.get("bn"):  # shared BN after the add: its shift is the merged conv's bias
+                bias = bias + _bn_affine(shared_bns[mg["bn"]])[1]
             plan[layer.name] = {"kind": "merged_conv", "main": mg["main"], "proj": mg["proj"], "grid_out": True,
+                                "shared_bn": mg.get("bn"),
                                 "w_bits": pm["w_bits"], "n": pm["n"], "kernel": kk.astype(np.float32),
                                 "bias": bias.astype(np.float32), "scale": None, "folded_bn": None}
             return MergedConvAdd(layer, kk, bias, mg["main_first"])
@@ -630,7 +728,7 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
         x = inputs
         if mode == "int8":
             x = InputFakeQuant(name="pixels_fq")(x)
-        if stem is None:
+        if stem is None and exact_stem is None:
             x = preprocessing_layer(mean, std)(x)
         inner = keras.models.clone_model(model, clone_function=clone_fn)
     except ExportError:

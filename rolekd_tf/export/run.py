@@ -116,7 +116,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         what = "the run's dataset"
     _check_data(model, splits, what)
     info = splits.info
-    mean, std = info.mean, info.std
+    mean, std = graph.model_normalisation(model, info.mean, info.std)  # exact_stem variant: pixels/255
 
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                   "params": int(model.count_params())},
         "input": {"layout": "NHWC RGB", "shape": [None, *[int(v) for v in model.input_shape[1:]]],
                   "range": [0, 255], "dtype": {"keras/saved_model/fp32": "float32", "int8": "uint8"},
-                  "normalisation": "(x/255 - mean)/std inside the graph", "mean": list(mean), "std": list(std)},
+                  "normalisation": ("x/255 inside the graph (int8-exact stem variant)" if graph.has_exact_stem(model)
+                                    else "(x/255 - mean)/std inside the graph"), "mean": list(mean), "std": list(std)},
         "output": {"name": "logits", "classes": list(info.class_names),
                    "class_order": "index i = line i of labels.txt = DatasetInfo.class_names[i]"
                                   + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
@@ -215,6 +216,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
             entry["compacted_bytes"] = compacted
             entry["stem"] = next(({"layer": k, "copies": v["copies"], "normalisation": "folded into the first conv"}
                                   for k, v in plan.items() if v.get("kind") == "stem"),
+                                 None) or next(({"layer": k, "normalisation": "x/255 folded into the exact int8 first conv"}
+                                                for k, v in plan.items() if v.get("kind") == "exact_stem"),
                                  {"normalisation": "in-graph MUL/ADD before the first conv"})
             merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
             if merged:

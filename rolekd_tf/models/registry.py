@@ -90,12 +90,16 @@ def get_builder(name: str) -> Builder:
 
 
 def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 32,
-                input_shape=(32, 32, 3), bn_momentum: float = 0.99) -> keras.Model:
+                input_shape=(32, 32, 3), bn_momentum: float = 0.99, exact_stem: bool = False,
+                shared_proj_bn: bool = False) -> keras.Model:
     """Build model ``name`` as a functional Keras model taking normalised float32 NHWC images and
     returning logits (no softmax). Layers ``tap_1 … tap_n`` and ``logits`` are the KD taps.
 
     ``bn_momentum``: BatchNormalization moving-statistics decay (0.99 as in role-kd; short runs of
     a few hundred steps need a faster one, e.g. 0.9, or inference-mode BN lags behind).
+
+    ``exact_stem`` / ``shared_proj_bn`` (opt-in, ResNet-18 / CIFAR ResNets only): the int8-exact
+    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``pixels/255``).
     """
     if not 0.0 <= float(bn_momentum) < 1.0:
         raise ModelError(f"bn_momentum={bn_momentum!r} is invalid; allowed: 0 <= momentum < 1")
@@ -113,5 +117,8 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
                          "channels) of positive integers")
     from rolekd_tf.models._blocks import bn_momentum as _bn_momentum
 
+    variant = {k: True for k, v in (("exact_stem", exact_stem), ("shared_proj_bn", shared_proj_bn)) if v}
+    if variant and not (name == "resnet18" or str(name).startswith("resnet")):
+        raise ModelError(f"{', '.join(variant)} is only implemented for the post-activation ResNets, not {name!r}")
     with _bn_momentum(bn_momentum):
-        return builder(num_classes=num_classes, w_bits=w_bits, a_bits=a_bits, input_shape=shape)
+        return builder(num_classes=num_classes, w_bits=w_bits, a_bits=a_bits, input_shape=shape, **variant)

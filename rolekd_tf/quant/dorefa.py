@@ -107,6 +107,17 @@ def quantize_weight(w, k: int):
     return 2.0 * quantize_k(u, k) - 1.0
 
 
+def quantize_int8_per_channel(w):
+    """Symmetric per-output-channel int8 fake quantisation of a kernel (last axis = output channel):
+    ``s_j = max|w_j|/127``, ``w_q = round(w/s_j)·s_j`` (integers −127…127 times ``s_j``).
+    Backward: straight-through (``dL/dw = g``). Used by the opt-in int8-exact stem
+    (``QuantConv2D(int8_weights=True)``), whose BN-folded kernel is then exactly an int8 grid."""
+    w = tf.convert_to_tensor(w)
+    axes = list(range(len(w.shape) - 1))
+    s = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes, keepdims=True), _EPS) / 127.0
+    return w + tf.stop_gradient(tf.round(w / s) * s - w)
+
+
 def quantize_activation(x, k: int):
     """DoReFa k-bit activation quantiser: ``relu`` at 32 bits, else ``Q_k(clip(x, 0, 1))``.
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from rolekd_tf.quant.dorefa import quantize_activation, quantize_weight, validate_bits
+from rolekd_tf.errors import ModelError
+from rolekd_tf.quant.dorefa import quantize_activation, quantize_int8_per_channel, quantize_weight, validate_bits
 
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
@@ -31,16 +32,23 @@ class QuantConv2D(keras.layers.Conv2D):
     float kernel receives the gradient.
     """
 
-    def __init__(self, filters, kernel_size, *, w_bits: int = 32, **kwargs):
+    def __init__(self, filters, kernel_size, *, w_bits: int = 32, int8_weights: bool = False, **kwargs):
         super().__init__(filters, kernel_size, **kwargs)
         self.w_bits = validate_bits(w_bits, "w_bits")
+        self.int8_weights = bool(int8_weights)
+        if self.int8_weights and self.w_bits != 32:
+            raise ModelError(f"layer {kwargs.get('name')!r}: int8_weights=True needs w_bits=32 (got {self.w_bits})")
 
     @property
     def is_quantized(self) -> bool:
         return self.w_bits < 32
 
     def dorefa_kernel(self):
-        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``."""
+        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``, or
+        with ``int8_weights`` (opt-in, full precision only) the per-output-channel symmetric int8
+        fake quantisation :func:`~rolekd_tf.quant.dorefa.quantize_int8_per_channel`."""
+        if self.int8_weights:
+            return quantize_int8_per_channel(self.kernel)
         return quantize_weight(self.kernel, self.w_bits)
 
     def call(self, inputs):
@@ -58,6 +66,8 @@ class QuantConv2D(keras.layers.Conv2D):
     def get_config(self):
         config = super().get_config()
         config["w_bits"] = self.w_bits
+        if self.int8_weights:  # only when set: configs of default layers are unchanged
+            config["int8_weights"] = True
         return config
 
 
