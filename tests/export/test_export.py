@@ -476,3 +476,82 @@ def test_evaluation_subset_is_random_not_a_prefix():
     assert counts.min() >= 70 and counts.max() <= 130, counts  # ~100 per class
     assert np.array_equal(sel, evaluation_subset(len(y), 1000, seed=0))
     assert not np.array_equal(sel, evaluation_subset(len(y), 1000, seed=1))
+
+
+# --------------------------------------------------------------- int8-exact model variant
+@pytest.fixture(scope="session")
+def exact_w2a2_run(tmp_path_factory):
+    """The opt-in int8-exact ResNet-20 w2a2 (exact_stem + shared_proj_bn), trained briefly."""
+    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "exact", w_bits=2, a_bits=2, epochs=1,
+                          train_size=640, val_size=300, variant={"exact_stem": True, "shared_proj_bn": True})
+    return rd, splits
+
+
+def test_int8_exact_variant_levels(exact_w2a2_run):
+    """exact_stem + shared_proj_bn: the stem stores exact int8 integers, both projection blocks are
+    merged with ratio 1 (M = P = 42), and given its own inputs every quantiser of the int8 file —
+    stem and projection blocks included — reproduces Keras' 2-bit levels (up to float32 ties:
+    ≤ 1e-4 of the elements)."""
+    import tensorflow as tf
+
+    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.training import load_run_model
+
+    rd, splits = exact_w2a2_run
+    model = load_run_model(rd)
+    assert graph.has_exact_stem(model)
+    mean, std = graph.model_normalisation(model, splits.info.mean, splits.info.std)
+    assert mean == (0.0, 0.0, 0.0) and std == (1.0, 1.0, 1.0)
+    view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
+    assert plan["stem_conv"]["kind"] == "exact_stem" and plan["stem_conv"]["grid_out"]
+    merged = {k: v for k, v in plan.items() if v.get("kind") == "merged_conv"}
+    assert sorted(merged) == ["stage2_block1_add", "stage3_block1_add"]
+    assert all(v["shared_bn"] for v in merged.values())
+    rep = splits.x_train[:200].astype(np.float32)
+    data, fixes = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    byl = {f["layer"]: f for f in fixes if f["layer"]}
+    assert byl["stem_conv"]["exact_weights"]
+    for k in merged:
+        assert byl[k]["exact_weights"] and byl[k]["proj_scale_rel_error"] == 0.0
+        assert set(byl[k]["int_values"]) <= {-126, -42, 0, 42, 126}
+
+    x = splits.x_val[:64]
+    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    dets = it.get_tensor_details()
+    L = model.get_layer
+
+    def levels(lname):
+        shape = tuple(L(lname).output.shape[1:])
+        t = [t for t in dets if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
+             and tuple(t["shape"][1:]) == shape and t["dtype"] == np.int8][-1]
+        sc, zp = t["quantization"]
+        assert abs(sc - 1 / 3) < 1e-7
+        return ((it.get_tensor(t["index"]).astype(np.float64) - zp) / 3).astype(np.float32)
+
+    def moved(keras_out, lname):
+        return int(np.sum(np.round(np.asarray(keras_out) * 3) != np.round(levels(lname) * 3)))
+
+    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")(x.astype(np.float32) / 255.0), training=False))
+    bad = {"stage1_block1_in_aq": moved(L("stage1_block1_in_aq")(stem), "stage1_block1_in_aq")}
+    total = 0
+    blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    for i, bl in enumerate(blocks):
+        xin, mid = levels(f"{bl}_in_aq"), levels(f"{bl}_mid_aq")
+        total += xin.size + mid.size
+        bad[f"{bl}_mid_aq"] = moved(L(f"{bl}_mid_aq")(L(f"{bl}_bn1")(L(f"{bl}_conv1")(xin), training=False)),
+                                    f"{bl}_mid_aq")
+        if i + 1 == len(blocks):
+            break
+        y = L(f"{bl}_conv2")(mid)
+        if f"{bl}_add" in merged:
+            y = L(f"{bl}_bn2")(y + L(f"{bl}_proj_conv")(xin), training=False)
+        else:
+            y = L(f"{bl}_bn2")(y, training=False) + xin
+        nb = blocks[i + 1]
+        bad[f"{nb}_in_aq"] = moved(L(f"{nb}_in_aq")(tf.nn.relu(y)), f"{nb}_in_aq")
+    assert sum(bad.values()) <= 1e-4 * total, bad

@@ -202,3 +202,35 @@ def test_forward_pass_and_gradients_small_models():
             loss = tf.reduce_sum(m(x, training=True) ** 2)
         grads = tape.gradient(loss, m.trainable_variables)
         assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_int8_exact_variant_flags(tmp_path):
+    """Opt-in exact_stem / shared_proj_bn: defaults unchanged; stem kernel on a per-channel int8
+    grid (straight-through gradient); projection blocks BN(conv2 + proj); saved and reloaded."""
+    base = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
+    assert "int8_weights" not in base.get_layer("stem_conv").get_config()
+    assert "stage2_block1_proj_bn" in {l.name for l in base.layers}
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, exact_stem=True, shared_proj_bn=True)
+    names = {l.name for l in m.layers}
+    assert not any(n.endswith("_proj_bn") for n in names) and "stage3_block1_proj_conv" in names
+    assert m.get_layer("stage2_block1_bn2").input._keras_history.operation.name == "stage2_block1_add"
+    assert m.count_params() < base.count_params()
+    stem = m.get_layer("stem_conv")
+    k = stem.dorefa_kernel().numpy().astype(np.float64)
+    s = np.max(np.abs(k.reshape(-1, k.shape[-1])), 0) / 127.0
+    q = k / s
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+    assert np.max(np.abs(np.round(q))) == 127
+    x = tf.random.normal((2, 32, 32, 3))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(m(x, training=True))
+    g = tape.gradient(loss, stem.kernel)
+    assert g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+    m.save(tmp_path / "m.keras")
+    m2 = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert m2.get_layer("stem_conv").int8_weights
+    np.testing.assert_allclose(m2(x).numpy(), m(x).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError):
+        build_model("preresnet20", num_classes=10, exact_stem=True)
+    with pytest.raises(ModelError):
+        QuantConv2D(4, 3, w_bits=2, int8_weights=True)
