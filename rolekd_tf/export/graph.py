@@ -630,6 +630,8 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             spread = float(np.max(cmax) / max(float(np.min(cmax)), 1e-30))
             plan[layer.name] = {"kind": "conv" if isinstance(layer, keras.layers.Conv2D) else "dense",
                                 "grid_out": grid_out, "fp_per_channel": wb == 32 and spread > FP_PER_CHANNEL_SPREAD,
+                                "quantiser_only": mode == "int8" and bool(cons) and all(
+                                    isinstance(c, ActivationQuantizer) and int(c.a_bits) < 32 for c in cons),
                                 "channel_spread": spread,
                                 "w_bits": wb, "folded_bn": bn.name if bn is not None else None,
                                 "scale": None if scale is None else scale.tolist(),

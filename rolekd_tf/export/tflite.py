@@ -227,6 +227,11 @@ def latency_ms(interp, pixel: np.ndarray, *, repeats: int = 50, warmup: int = 5)
 
 
 # ---------------------------------------------------------------------- exact int8 weights
+#: opt-in (exp6): a DoReFa conv whose output feeds only k-bit quantisers (clip to [0, 1]) needs only
+#: the n thresholds (i + ½)/n, i < n, kept by its integer bias, not the 2n + 4 of a residual input
+QUANTISER_ONLY_THRESHOLDS = bool(int(os.environ.get("ROLEKD_QUANTISER_ONLY_THRESHOLDS", "0") or 0))
+
+
 def _to_tflite_layout(kernel: np.ndarray) -> np.ndarray:
     if kernel.ndim == 4:  # HWIO -> OHWI
         return np.transpose(kernel, (3, 0, 1, 2))
@@ -336,7 +341,15 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
                     if ot.quantization is not None and ot.quantization.scale is not None:
                         s_out = float(ot.quantization.scale[0])
                         step0 = s_out / sb
-                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out)
+                        qonly = {}
+                        if info.get("kind") == "exact_stem" or (QUANTISER_ONLY_THRESHOLDS and info.get("quantiser_only")):
+                            # int8-exact stem: integer weights with gcd 1 (every accumulator value is
+                            # reachable) and only quantisers downstream: keep the decisions of the
+                            # quantiser's thresholds (i + ½)/n, i < n, on the integer lattice
+                            nq = int(round(1.0 / s_out))
+                            qonly = {"halves": np.arange(nq) + 0.5,
+                                     "min_g": 1 if info.get("kind") == "exact_stem" else 2}
+                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out, **qonly)
                         adj = new_step != step0
                         if np.any(adj):  # per-channel scale nudged so an integer bias fits (see _grid_bias)
                             ws = np.where(adj, s_out / (s_in * new_step), ws).astype(np.float32).astype(np.float64)
@@ -390,7 +403,7 @@ def _merged_ints(plan: dict, info: dict):
     return q, st, float(worst)
 
 
-def _grid_bias(beta, wq, step, s_out: float):
+def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2):
     """Integer biases (and, where needed, a slightly changed output step) that keep every rounding
     decision of the exact real bias ``beta``.
 
@@ -405,6 +418,10 @@ def _grid_bias(beta, wq, step, s_out: float):
     step is changed too (a relative change ~g/step, i.e. ~1e-3: the weights' per-channel scale
     moves by that, the decisions on the reachable accumulators do not), choosing the ``(B, step')``
     with the widest margin. Returns ``(B, step', channels moved)``.
+
+    ``halves`` (default: every ``i + ½`` in the range above) overrides the thresholds, in output
+    steps; channels whose weight gcd is below ``min_g`` (default 2: gcd 1 is left to plain rounding)
+    are skipped.
     """
     beta = np.asarray(beta, np.float64).reshape(-1)
     step = np.broadcast_to(np.asarray(step, np.float64).reshape(-1), beta.shape).copy()
@@ -414,10 +431,12 @@ def _grid_bias(beta, wq, step, s_out: float):
     lv = int(np.ceil(1.0 / s_out)) + 2
     half = np.arange(-lv, lv) + 0.5
     half = half[np.abs(half * s_out) <= 1.0 + 1.5 * s_out]
+    if halves is not None:
+        half = np.asarray(halves, np.float64)
     moved = 0
     for j in range(len(beta)):
         g = int(np.gcd.reduce(w2[j])) if w2[j].any() else 0
-        if g <= 1 or not np.isfinite(step[j]) or step[j] <= 0:
+        if g < max(int(min_g), 1) or not np.isfinite(step[j]) or step[j] <= 0:
             continue
         pos = half * step[j] - beta[j]          # Keras' threshold positions on the accumulator
         base = np.floor(pos / g) * g            # lattice point below each
@@ -432,7 +451,8 @@ def _grid_bias(beta, wq, step, s_out: float):
             # need P_i < half_i·D − B < P_i + g for all i: for each integer B near beta the
             # feasible D is an interval; take the widest (relative to the gaps) closest to step
             best = None
-            for bb in np.round(beta[j]) + np.arange(-(g // 2) - 1, g // 2 + 2):
+            span = g // 2 + 1 if g > 1 else 64  # gcd 1 (exact stem): search more integer biases
+            for bb in np.round(beta[j]) + np.arange(-span, span + 1):
                 lo_d, hi_d = -np.inf, np.inf
                 for h, p in zip(half, base):
                     a_, b_ = (p + bb) / h, (p + g + bb) / h
