@@ -14,6 +14,7 @@ Re-running the same command resumes from the last checkpoint; a different config
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -80,6 +81,20 @@ def load_run_model(run_dir: str | os.PathLike):
         raise CheckpointError(f"cannot load {str(path)!r}: {type(e).__name__}: {str(e)[:200]}")
 
 
+def _check_same_stem(model, exact_stem: bool, what: str) -> None:
+    """Teacher/init runs must take the same input as the configured model (pixels/255 for the
+    ``exact_stem`` variant, mean/std-normalised otherwise): one batch feeds both networks."""
+    from rolekd_tf.export.graph import has_exact_stem
+
+    theirs = has_exact_stem(model)
+    if theirs != bool(exact_stem):
+        raise ConfigError(
+            f"{what} has model.exact_stem={str(theirs).lower()} but this config has "
+            f"model.exact_stem={str(bool(exact_stem)).lower()}; teacher, --init run and student must "
+            "take the same input (set model.exact_stem the same for all of them)"
+        )
+
+
 def read_run_config(run_dir: str | os.PathLike) -> Config:
     p = Path(run_dir) / "config.yaml"
     if not p.is_file():
@@ -136,6 +151,9 @@ class Task:
             )
         self.splits = splits
         self.info = splits.info
+        if cfg.model.exact_stem:
+            # the int8-exact stem takes pixels/255: the data pipelines normalise with mean 0, std 1
+            self.info = dataclasses.replace(splits.info, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         n = len(splits.x_train)
         if n < cfg.train.batch_size:
             raise ConfigError(
@@ -170,6 +188,7 @@ class Task:
                 f"teacher {self.teacher_dir!r} takes input {shape} but the dataset images are "
                 f"{tuple(self.info.image_shape)}"
             )
+        _check_same_stem(teacher, self.cfg.model.exact_stem, f"teacher {self.teacher_dir!r}")
         teacher.trainable = False
         return teacher
 
@@ -184,6 +203,8 @@ class Task:
             a_bits=m.a_bits,
             input_shape=tuple(self.info.image_shape),
             bn_momentum=m.bn_momentum,
+            exact_stem=m.exact_stem,
+            shared_proj_bn=m.shared_proj_bn,
         )
 
     def build(self):
@@ -194,7 +215,9 @@ class Task:
         if self.init_dir:
             from rolekd_tf.models import copy_trainable_weights
 
-            copy_trainable_weights(load_run_model(self.init_dir), student)
+            src = load_run_model(self.init_dir)
+            _check_same_stem(src, self.cfg.model.exact_stem, f"--init run {self.init_dir!r}")
+            copy_trainable_weights(src, student)
         d = self.cfg.distill
         kd = d.kd if self.teacher is not None else "none"
         model = Distiller(
