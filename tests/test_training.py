@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +118,30 @@ def test_deterministic_runs_are_bitwise_identical(tmp_path):
     b = np.load(tmp_path / "b" / "checkpoints" / "state.npz")
     keys = [k for k in a.files if k != "meta"]
     assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
+
+
+def test_exact_stem_variant_trains_on_pixels_over_255_and_refuses_mismatched_teacher(tmp_path):
+    """model.exact_stem: the data path feeds pixels/255 (mean 0, std 1), the built model has the
+    int8 stem, and a student whose input differs from its teacher's is refused in one line."""
+    from rolekd_tf.config import load_config
+    from rolekd_tf.export.graph import has_exact_stem
+    from rolekd_tf.training import Task, load_run_model
+
+    sets = [a for a in TINY if a != "--set"]
+    cfg = load_config(ROOT / "configs/quickstart.yaml", sets + ["model.exact_stem=true", "model.shared_proj_bn=true"])
+    task = Task(cfg)
+    assert task.info.mean == (0.0, 0.0, 0.0) and task.info.std == (1.0, 1.0, 1.0)
+    x, _ = next(iter(task.eval_dataset("val")))
+    np.testing.assert_allclose(x.numpy(), task.splits.x_val[: len(x)] / 255.0, atol=1e-6)
+    assert has_exact_stem(task.build_network())
+
+    t = tmp_path / "t"
+    train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=1", "--set", "model.exact_stem=true",
+          "--set", "model.shared_proj_bn=true", "--out", str(t))
+    assert has_exact_stem(load_run_model(t))
+    p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=1", "--set", "model.w_bits=2",
+              "--set", "model.a_bits=2", "--teacher", str(t), "--kd", "ii", "--out", str(tmp_path / "s"), check=False)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "model.exact_stem=true" in err[0] and "model.exact_stem=false" in err[0], p.stderr
+    assert not (tmp_path / "s" / "model.keras").exists()
