@@ -128,7 +128,7 @@ def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, 
     from tests.export._tiny_run import recalibrate_bn
 
     cfg = config_from_dict({"name": run_dir.name, "seed": seed, "data": data,
-                            "model": {"name": "resnet20", "w_bits": w_bits, "a_bits": a_bits},
+                            "model": {"name": "resnet20", "w_bits": w_bits, "a_bits": a_bits, **(variant or {})},
                             "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05}})
     s = load_splits(data["dataset"], train_size=data["train_size"], val_size=data["val_size"],
                     holdout_size=data["holdout_size"], seed=seed)
@@ -178,11 +178,19 @@ def main(argv=None) -> int:
                    help="int8-exact variant: stem on pixels/255 with an int8 fake-quantised kernel (trainer fit)")
     p.add_argument("--shared-proj-bn", action="store_true",
                    help="int8-exact variant: projection blocks compute BN(conv2 + proj) (trainer fit)")
+    p.add_argument("--shortcut", choices=("projection", "zero_pad"), default="projection",
+                   help="shortcut where a block changes shape: 1×1 projection (default) or zero_pad "
+                        "(option A: subsampled, channel-zero-padded quantised input; trainer fit)")
+    p.add_argument("--exact-tail", action="store_true",
+                   help="int8-exact tail: k-bit last block output, int8-grid logits kernel (trainer fit)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    variant = {k: True for k, v in (("exact_stem", args.exact_stem), ("shared_proj_bn", args.shared_proj_bn)) if v}
+    variant = {k: True for k, v in (("exact_stem", args.exact_stem), ("shared_proj_bn", args.shared_proj_bn),
+                                    ("exact_tail", args.exact_tail)) if v}
+    if args.shortcut != "projection":
+        variant["shortcut"] = args.shortcut
     if variant and args.trainer != "fit":
-        p.error("--exact-stem/--shared-proj-bn need --trainer fit")
+        p.error("--exact-stem/--shared-proj-bn/--shortcut/--exact-tail need --trainer fit")
     from rolekd_tf.export import export_run
     from rolekd_tf.export.report import markdown_table
 

@@ -22,6 +22,7 @@ ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
 UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum")
 OPTIMIZERS = ("sgd", "adam")
+SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
 
 
 @dataclass
@@ -50,6 +51,14 @@ class ModelConfig:
     #: int8-exact variant: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the
     #: add), so the int8 export merges both convs into one exact accumulator.
     shared_proj_bn: bool = False
+    #: where a ResNet block changes shape: ``projection`` (1×1 conv + BN, option B) or
+    #: ``zero_pad`` (subsampled, channel-zero-padded quantised input, He et al.'s option A: no
+    #: weights, and the int8 export's residual add is exact)
+    shortcut: str = "projection"
+    #: int8-exact tail: the last block's output is the a_bits quantiser (not an FP ReLU) and the
+    #: ``logits`` kernel is fake-quantised on a per-channel int8 grid, so the int8 export's last
+    #: add, global average pool and logits accumulator are exact
+    exact_tail: bool = False
 
 
 @dataclass
@@ -230,6 +239,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"model.{what}={bits} is out of range; allowed: 1..8 or 32")
     if not 0 <= cfg.model.bn_momentum < 1:
         raise ConfigError(f"model.bn_momentum={cfg.model.bn_momentum} must be in [0, 1)")
+    _check_choice("model.shortcut", cfg.model.shortcut, SHORTCUTS)
+    if cfg.model.shared_proj_bn and cfg.model.shortcut != "projection":
+        raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {cfg.model.shortcut!r})")
     t = cfg.train
     if t.epochs < 1:
         raise ConfigError(f"train.epochs={t.epochs} must be >= 1")

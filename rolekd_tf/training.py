@@ -205,6 +205,8 @@ class Task:
             bn_momentum=m.bn_momentum,
             exact_stem=m.exact_stem,
             shared_proj_bn=m.shared_proj_bn,
+            shortcut=m.shortcut,
+            exact_tail=m.exact_tail,
         )
 
     def build(self):

@@ -20,6 +20,13 @@ def test_overrides_parse_yaml_values():
     assert cfg.model.w_bits == 2 and cfg.name == "x"
 
 
+def test_model_variant_options():
+    cfg = config_from_dict({})
+    assert cfg.model.shortcut == "projection" and not cfg.model.exact_tail
+    cfg = config_from_dict(apply_overrides({}, ["model.shortcut=zero_pad", "model.exact_tail=true"]))
+    assert cfg.model.shortcut == "zero_pad" and cfg.model.exact_tail is True
+
+
 @pytest.mark.parametrize(
     "raw, needle",
     [
@@ -35,6 +42,8 @@ def test_overrides_parse_yaml_values():
         ({"search": {"population": 1}}, "search.population=1"),
         ({"search": {"ready_interval": 9, "epochs": 4}}, "longer than search.epochs=4"),
         ({"model": "resnet20"}, "must be a mapping"),
+        ({"model": {"shortcut": "zeropad"}}, "model.shortcut='zeropad'"),
+        ({"model": {"shortcut": "zero_pad", "shared_proj_bn": True}}, "model.shared_proj_bn"),
     ],
 )
 def test_bad_values_name_the_culprit(raw, needle):

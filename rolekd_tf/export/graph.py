@@ -41,6 +41,16 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   an ``Add([conv2(mid), proj(x_q)])`` followed by one BN (:func:`_shared_bn_merges`) becomes a
   :class:`MergedConvAdd` with both kernels scaled by the *same* BN factor, so ``_merged_ints`` finds
   the ratio 1 exactly (``M = P = ⌊127/n⌋``).
+* Opt-in ``shortcut="zero_pad"`` (:class:`~rolekd_tf.models.layers.ZeroPadShortcut`): lowered by
+  the converter to STRIDED_SLICE + PAD on the entry quantiser's int8 tensor; both keep its scale
+  1/n and zero point −128 (PAD fills with the zero point = level 0), so :func:`_grid_add_bits`
+  (through :func:`_grid_source_bits`) counts it as on-grid and the residual add is a
+  :class:`GridAdd` — exact, no weights.
+* Opt-in ``exact_tail``: the last add feeds a k-bit quantiser (a GridAdd); a global average pool
+  of a k-bit quantiser output becomes :class:`GridMean` (MEAN with output scale ``m/(n·H·W)``,
+  exact when ``n·H·W ≤ 255``); a ``QuantDense(int8_weights=True)`` stores its fake-quantised
+  integers with per-channel scale ``s_j`` (plan ``kind="exact_dense"``), so only the bias
+  rounding (``≤ ½·s_in·s_j``) and the int8 rounding of the logits remain.
 """
 from __future__ import annotations
 
@@ -268,6 +278,22 @@ def _export_layer_classes():
             y = tf.nn.conv2d(tf.concat([a, b], -1), tf.constant(self.kernel_c), strides=1, padding="SAME")
             return tf.nn.bias_add(y, tf.constant(self.bias_c))
 
+    class GridMean(keras.layers.Layer):
+        """int8 view of a global average pool over a k-bit quantiser output (the ``exact_tail``
+        variant): the mean of H·W values on the 1/n grid is a multiple of 1/(n·H·W); its int8
+        output gets the scale ``m/(n·H·W)`` (``m = ⌈n·H·W/255⌉``), zero point −128, so for
+        ``n·H·W ≤ 255`` (2 bits, 8×8: 192) every mean is stored exactly (input scale/output
+        scale/(H·W) = 1: the MEAN op only sums)."""
+
+        def __init__(self, src, n, hw, **kw):
+            super().__init__(name=src.name, **kw)
+            self.n, self.hw = int(n), int(hw)
+            self.step = float(-(-self.n * self.hw // 255)) / (self.n * self.hw)
+
+        def call(self, x, training=None, mask=None):
+            y = tf.reduce_mean(x, axis=[1, 2])
+            return tf.quantization.fake_quant_with_min_max_args(y, min=0.0, max=255.0 * self.step, num_bits=8)
+
     class Passthrough(keras.layers.Layer):
         def __init__(self, src, **kw):
             super().__init__(name=src.name, **kw)
@@ -279,7 +305,8 @@ def _export_layer_classes():
         def call(self, x, training=None, mask=None):
             return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
 
-    return ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample, MergedConvAdd
+    return (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
+            MergedConvAdd, GridMean)
 
 
 def _producer(layer):
@@ -337,8 +364,24 @@ def _grid_add_bits(layer) -> int | None:
         producers = [t._keras_history.operation for t in layer.input]
     except Exception:
         return None
-    off_grid = [p for p in producers if not (isinstance(p, ActivationQuantizer) and int(p.a_bits) == k)]
+    off_grid = [p for p in producers if _grid_source_bits(p) != k]
     return k if len(off_grid) <= 1 else None
+
+
+def _grid_source_bits(op) -> int | None:
+    """k if ``op``'s output is on a k-bit grid: a k-bit (k < 32) ActivationQuantizer, possibly
+    through :class:`~rolekd_tf.models.layers.ZeroPadShortcut` layers (subsample + zero channels:
+    values are copied or 0, so they stay on the grid)."""
+    from rolekd_tf.models.layers import ZeroPadShortcut
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    seen = 0
+    while isinstance(op, ZeroPadShortcut) and seen < 16:
+        seen += 1
+        op = _producer(op)
+    if isinstance(op, ActivationQuantizer) and int(op.a_bits) < 32:
+        return int(op.a_bits)
+    return None
 
 
 def _add_out_bits(layer):
@@ -450,6 +493,19 @@ def _shared_bn_merges(model) -> dict:
     return out
 
 
+def _gap_grid_bits(layer) -> int | None:
+    """k if ``layer`` is a channels_last GlobalAveragePooling2D (no keepdims) of a k-bit quantiser
+    output (through Identity layers, e.g. a KD tap): the ``exact_tail`` variant."""
+    keras = _keras()
+    if not isinstance(layer, keras.layers.GlobalAveragePooling2D) or layer.data_format != "channels_last" \
+            or getattr(layer, "keepdims", False):
+        return None
+    p = _producer(layer)
+    while isinstance(p, keras.layers.Identity):
+        p = _producer(p)
+    return _grid_source_bits(p)
+
+
 def _relu_before_quantizers(layer) -> bool:
     """A plain ReLU whose every consumer is a k-bit (k < 32) ActivationQuantizer."""
     from rolekd_tf.quant.layers import ActivationQuantizer
@@ -556,7 +612,7 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ExportError(f"model {getattr(model, 'name', model)!r} is not a functional Keras model; only functional models can be exported")
     (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
-     MergedConvAdd) = _export_layer_classes()
+     MergedConvAdd, GridMean) = _export_layer_classes()
 
     mean, std = model_normalisation(model, mean, std)
     # BN folding plan: conv (sole consumer = this BN) -> BN
@@ -654,6 +710,13 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
                                             or (isinstance(q, keras.layers.ReLU) and _relu_before_quantizers(q))
                                             for q in cons))
                 return ConstConv2D(layer, k255, b, None)
+            if mode == "int8" and getattr(layer, "int8_weights", False) and isinstance(layer, keras.layers.Dense) \
+                    and bn is None:
+                # int8-grid dense (exact_tail logits): K = s_j·q, q integer |q| ≤ 127 per output
+                # channel, stored exactly with scale s_j
+                kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
+                s_j = np.maximum(np.max(np.abs(kq.reshape(-1, cout)), axis=0), 1e-30) / 127.0
+                plan[layer.name].update(kind="exact_dense", scale=s_j.tolist(), int_step=1, fp_per_channel=False)
             if stem is not None and layer is stem:
                 b = np.zeros(cout) if b is None else b
                 kall, tiled, b = stem_kernel(k, b, mean, std, copies)
@@ -699,9 +762,16 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             k = _grid_add_bits(layer)
             if k is not None:
                 plan[layer.name] = {"kind": "grid_add", "a_bits": k}
-                on_grid = [isinstance(t._keras_history.operation, ActivationQuantizer)
-                           and int(t._keras_history.operation.a_bits) == k for t in layer.input]
+                on_grid = [_grid_source_bits(t._keras_history.operation) == k for t in layer.input]
                 return GridAdd(layer, k, on_grid)
+        if mode == "int8" and isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            k = _gap_grid_bits(layer)
+            if k is not None:
+                hw = int(np.prod([int(d) for d in layer.input.shape[1:3]]))
+                gm = GridMean(layer, 2**k - 1, hw)
+                plan[layer.name] = {"kind": "grid_mean", "a_bits": k, "hw": hw, "scale_out": gm.step,
+                                    "exact": (2**k - 1) * hw <= 255}
+                return gm
         if isinstance(layer, ActivationQuantizer):
             plan[layer.name] = {"kind": "act", "a_bits": int(layer.a_bits)}
             p = _producer(layer)

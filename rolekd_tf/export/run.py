@@ -222,6 +222,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
             merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
             if merged:
                 entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]
+            tail = {k: v for k, v in plan.items() if v.get("kind") in ("grid_mean", "exact_dense")}
+            if tail:  # exact_tail variant: pool scale 1/(n·H·W) (exact if n·H·W ≤ 255), int8-grid logits
+                entry["exact_tail"] = {k: ({"pool_scale": v["scale_out"], "exact": v["exact"]} if v["kind"] == "grid_mean"
+                                           else {"int8_grid_kernel": True}) for k, v in tail.items()}
         if fmt == "w4":
             entry["note"] = ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "
                              "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")

@@ -1,6 +1,7 @@
 """Model zoo: CIFAR ResNets, PreResNets, WRNs and AlexNet, full precision or DoReFa k-bit, with
 named KD feature taps (``tap_1 … tap_n``, ``logits``)."""
 from rolekd_tf.models.device import choose_jit_compile
+from rolekd_tf.models.layers import ZeroPadShortcut
 from rolekd_tf.models.registry import (
     MODELS,
     available_models,
@@ -13,6 +14,7 @@ from rolekd_tf.models.weights import copy_trainable_weights, kernel_variables
 
 __all__ = [
     "MODELS",
+    "ZeroPadShortcut",
     "available_models",
     "build_model",
     "choose_jit_compile",

@@ -30,8 +30,12 @@ def conv(x, filters: int, kernel_size: int, stride: int, name: str, w_bits: int,
     )(x)
 
 
-def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True):
-    return QuantDense(units, use_bias=use_bias, w_bits=w_bits, name=name)(x)
+def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True, int8_weights: bool = False,
+          kernel_gain: float = 1.0):
+    extra = {"int8_weights": True} if int8_weights else {}
+    if kernel_gain != 1.0:
+        extra["kernel_gain"] = float(kernel_gain)
+    return QuantDense(units, use_bias=use_bias, w_bits=w_bits, name=name, **extra)(x)
 
 
 _BN_MOMENTUM = contextvars.ContextVar("bn_momentum", default=BN_MOMENTUM)
@@ -66,7 +70,9 @@ def tap(x, index: int):
     return keras.layers.Identity(name=f"tap_{index}")(x)
 
 
-def head(x, num_classes: int, use_bias: bool = True):
-    """Global average pool + full-precision dense ``logits`` (no softmax)."""
+def head(x, num_classes: int, use_bias: bool = True, int8_weights: bool = False, kernel_gain: float = 1.0):
+    """Global average pool + full-precision dense ``logits`` (no softmax); ``int8_weights``: its
+    kernel fake-quantised on a per-channel int8 grid (the ``exact_tail`` variant)."""
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias)
+    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias, int8_weights=int8_weights,
+                 kernel_gain=kernel_gain)

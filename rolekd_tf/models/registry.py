@@ -91,7 +91,8 @@ def get_builder(name: str) -> Builder:
 
 def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 32,
                 input_shape=(32, 32, 3), bn_momentum: float = 0.99, exact_stem: bool = False,
-                shared_proj_bn: bool = False) -> keras.Model:
+                shared_proj_bn: bool = False, shortcut: str = "projection",
+                exact_tail: bool = False) -> keras.Model:
     """Build model ``name`` as a functional Keras model taking normalised float32 NHWC images and
     returning logits (no softmax). Layers ``tap_1 … tap_n`` and ``logits`` are the KD taps.
 
@@ -100,6 +101,8 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
 
     ``exact_stem`` / ``shared_proj_bn`` (opt-in, ResNet-18 / CIFAR ResNets only): the int8-exact
     variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``pixels/255``).
+    ``shortcut`` (``"projection"`` default | ``"zero_pad"``, option A) and ``exact_tail`` (k-bit last
+    block output, int8-grid logits kernel): same models only, see :mod:`rolekd_tf.models.resnet`.
     """
     if not 0.0 <= float(bn_momentum) < 1.0:
         raise ModelError(f"bn_momentum={bn_momentum!r} is invalid; allowed: 0 <= momentum < 1")
@@ -117,7 +120,14 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
                          "channels) of positive integers")
     from rolekd_tf.models._blocks import bn_momentum as _bn_momentum
 
-    variant = {k: True for k, v in (("exact_stem", exact_stem), ("shared_proj_bn", shared_proj_bn)) if v}
+    variant = {k: True for k, v in (("exact_stem", exact_stem), ("shared_proj_bn", shared_proj_bn),
+                                    ("exact_tail", exact_tail)) if v}
+    from rolekd_tf.models.resnet import SHORTCUTS
+
+    if shortcut not in SHORTCUTS:
+        raise ModelError(f"shortcut={shortcut!r} is not allowed; allowed: {', '.join(SHORTCUTS)}")
+    if shortcut != "projection":  # passed only when not the default: builders stay unchanged
+        variant["shortcut"] = shortcut
     if variant and not (name == "resnet18" or str(name).startswith("resnet")):
         raise ModelError(f"{', '.join(variant)} is only implemented for the post-activation ResNets, not {name!r}")
     with _bn_momentum(bn_momentum):

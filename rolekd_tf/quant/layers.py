@@ -78,17 +78,28 @@ class QuantDense(keras.layers.Dense):
     Forward: ``y = x · Q_w(kernel) + bias``; backward as :class:`QuantConv2D`.
     """
 
-    def __init__(self, units, *, w_bits: int = 32, **kwargs):
+    def __init__(self, units, *, w_bits: int = 32, int8_weights: bool = False, kernel_gain: float = 1.0, **kwargs):
         super().__init__(units, **kwargs)
         self.w_bits = validate_bits(w_bits, "w_bits")
+        self.int8_weights = bool(int8_weights)
+        self.kernel_gain = float(kernel_gain)
+        if not self.kernel_gain > 0:
+            raise ModelError(f"layer {kwargs.get('name')!r}: kernel_gain={kernel_gain!r} must be > 0")
+        if self.int8_weights and self.w_bits != 32:
+            raise ModelError(f"layer {kwargs.get('name')!r}: int8_weights=True needs w_bits=32 (got {self.w_bits})")
 
     @property
     def is_quantized(self) -> bool:
         return self.w_bits < 32
 
     def dorefa_kernel(self):
-        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``."""
-        return quantize_weight(self.kernel, self.w_bits)
+        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``, or
+        with ``int8_weights`` (opt-in, full precision only; the ``exact_tail`` logits) the
+        per-output-channel symmetric int8 fake quantisation; times ``kernel_gain`` (a constant,
+        default 1: a larger effective learning rate for a head whose inputs are small, e.g. in
+        [0, 1] — the product is still on a per-channel int8 grid)."""
+        k = quantize_int8_per_channel(self.kernel) if self.int8_weights else quantize_weight(self.kernel, self.w_bits)
+        return k if self.kernel_gain == 1.0 else k * self.kernel_gain
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.dorefa_kernel())
@@ -101,6 +112,10 @@ class QuantDense(keras.layers.Dense):
     def get_config(self):
         config = super().get_config()
         config["w_bits"] = self.w_bits
+        if self.int8_weights:  # only when set: configs of default layers are unchanged
+            config["int8_weights"] = True
+        if self.kernel_gain != 1.0:
+            config["kernel_gain"] = self.kernel_gain
         return config
 
 

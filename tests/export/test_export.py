@@ -555,3 +555,101 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
         nb = blocks[i + 1]
         bad[f"{nb}_in_aq"] = moved(L(f"{nb}_in_aq")(tf.nn.relu(y)), f"{nb}_in_aq")
     assert sum(bad.values()) <= 1e-4 * total, bad
+
+
+@pytest.fixture(scope="session")
+def zero_pad_tail_run(tmp_path_factory):
+    """ResNet-20 w2a2 with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
+    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "zptail", w_bits=2, a_bits=2, epochs=1,
+                          train_size=512, val_size=300,
+                          variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
+    return rd, splits
+
+
+def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
+    """shortcut="zero_pad": the shortcut is STRIDED_SLICE + PAD on the entry quantiser's int8 tensor
+    (scale 1/n, zero point −128, so the padding is the level 0) and every residual add is a GridAdd
+    (no projection, no merged conv). exact_tail: the last add feeds the 2-bit quantiser, the MEAN
+    output has scale 1/(n·8·8) = 1/192 (every mean of 2-bit levels exact), the logits kernel stores
+    the int8 integers of the fake-quantised Keras kernel. Given its own inputs every quantiser
+    reproduces Keras (float32 ties: ≤ 1e-4), the pool is exact and the logits differ from Keras
+    only by their final int8 rounding."""
+    import tensorflow as tf
+
+    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.training import load_run_model
+
+    rd, splits = zero_pad_tail_run
+    model = load_run_model(rd)
+    view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
+    adds = sorted(k for k, v in plan.items() if v.get("kind") == "grid_add")
+    assert len(adds) == 9 and "stage3_block3_add" in adds and "stage2_block1_add" in adds
+    assert not any(v.get("kind") == "merged_conv" for v in plan.values())
+    assert plan["gap"]["kind"] == "grid_mean" and plan["gap"]["exact"] and plan["gap"]["hw"] == 64
+    assert plan["logits"]["kind"] == "exact_dense"
+    rep = splits.x_train[:200].astype(np.float32)
+    data, fixes = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    byl = {f["layer"]: f for f in fixes if f["layer"]}
+    assert byl["logits"]["exact_weights"] and byl["stem_conv"]["exact_weights"]
+    assert len(byl["logits"]["int_values"]) > 3 and max(map(abs, byl["logits"]["int_values"])) == 127
+
+    x = splits.x_val[:64]
+    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    dets = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    by_type = {}
+    for o in ops:
+        by_type.setdefault(o["op_name"], []).append(o)
+    assert len(by_type["STRIDED_SLICE"]) == 2 and len(by_type["PAD"]) == 2 and "PADV2" not in by_type
+    for o in by_type["STRIDED_SLICE"] + by_type["PAD"]:
+        for i in (o["inputs"][0], o["outputs"][0]):
+            sc, zp = dets[i]["quantization"]
+            assert abs(sc - 1 / 3) < 1e-7 and zp == -128 and dets[i]["dtype"] == np.int8
+    (mean_op,) = by_type["MEAN"]
+    gsc, gzp = dets[mean_op["outputs"][0]]["quantization"]
+    assert abs(gsc - 1 / 192) < 1e-9 and gzp == -128
+    out_t = dets[mean_op["inputs"][0]]
+    osc, ozp = out_t["quantization"]
+    assert abs(osc - 1 / 3) < 1e-7
+    last = (it.get_tensor(out_t["index"]).astype(np.int64) - ozp)          # levels 0..3 of the tail quantiser
+    pool = (it.get_tensor(mean_op["outputs"][0]).astype(np.int64) - gzp)   # in units of 1/192
+    np.testing.assert_array_equal(pool, last.sum(axis=(1, 2)))           # the MEAN op only sums: exact
+    L = model.get_layer
+    (fc,) = by_type["FULLY_CONNECTED"]
+    lsc, lzp = dets[fc["outputs"][0]]["quantization"]
+    logits8 = (it.get_tensor(fc["outputs"][0]).astype(np.float64) - lzp) * lsc
+    ref = L("logits")(L("gap")((last / 3.0).astype(np.float32))).numpy()
+    assert np.max(np.abs(logits8 - ref)) <= 0.5 * lsc + 1e-3 * lsc + 1e-5
+
+    def levels(lname):
+        shape = tuple(L(lname).output.shape[1:])
+        t = [t for t in dets.values() if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
+             and tuple(t["shape"][1:]) == shape and t["dtype"] == np.int8][-1]
+        sc, zp = t["quantization"]
+        assert abs(sc - 1 / 3) < 1e-7
+        return ((it.get_tensor(t["index"]).astype(np.float64) - zp) / 3).astype(np.float32)
+
+    def moved(keras_out, lv):
+        return int(np.sum(np.round(np.asarray(keras_out) * 3) != np.round(lv * 3)))
+
+    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")(x.astype(np.float32) / 255.0), training=False))
+    bad = {"stage1_block1_in_aq": moved(L("stage1_block1_in_aq")(stem), levels("stage1_block1_in_aq"))}
+    total = 0
+    blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    for i, bl in enumerate(blocks):
+        xin, mid = levels(f"{bl}_in_aq"), levels(f"{bl}_mid_aq")
+        total += xin.size + mid.size
+        bad[f"{bl}_mid_aq"] = moved(L(f"{bl}_mid_aq")(L(f"{bl}_bn1")(L(f"{bl}_conv1")(xin), training=False)), mid)
+        sc = L(f"{bl}_pad_shortcut")(xin) if f"{bl}_pad_shortcut" in {l.name for l in model.layers} else xin
+        y = L(f"{bl}_bn2")(L(f"{bl}_conv2")(mid), training=False) + sc
+        if i + 1 == len(blocks):
+            bad[f"{bl}_out"] = moved(L(f"{bl}_out")(y), (last / 3.0).astype(np.float32))
+        else:
+            nb = blocks[i + 1]
+            bad[f"{nb}_in_aq"] = moved(L(f"{nb}_in_aq")(tf.nn.relu(y)), levels(f"{nb}_in_aq"))
+    assert sum(bad.values()) <= 1e-4 * total, bad

@@ -234,3 +234,59 @@ def test_int8_exact_variant_flags(tmp_path):
         build_model("preresnet20", num_classes=10, exact_stem=True)
     with pytest.raises(ModelError):
         QuantConv2D(4, 3, w_bits=2, int8_weights=True)
+
+
+def test_zero_pad_shortcut_and_exact_tail_flags(tmp_path):
+    """Opt-in shortcut="zero_pad" (option A) / exact_tail: defaults unchanged; the shortcut is the
+    block's quantised input subsampled and channel-zero-padded (no weights); the last block output
+    is the a_bits quantiser and the logits kernel lies on a per-channel int8 grid; saved and
+    reloaded without custom objects; config / builder errors."""
+    from rolekd_tf.models import ZeroPadShortcut
+    from rolekd_tf.models.resnet import EXACT_TAIL_GAIN
+    from rolekd_tf.quant import ActivationQuantizer, QuantDense
+
+    base = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
+    assert "int8_weights" not in base.get_layer("logits").get_config()
+    assert isinstance(base.get_layer("stage3_block3_out"), keras.layers.ReLU)
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, shortcut="zero_pad", exact_tail=True)
+    names = {l.name for l in m.layers}
+    assert not any("proj" in n for n in names)
+    assert m.count_params() < base.count_params()
+    pad = m.get_layer("stage2_block1_pad_shortcut")
+    assert isinstance(pad, ZeroPadShortcut) and not pad.weights
+    assert pad.input._keras_history.operation.name == "stage2_block1_in_aq"
+    out = m.get_layer("stage3_block3_out")
+    assert isinstance(out, ActivationQuantizer) and out.a_bits == 2
+    assert isinstance(m.get_layer("stage3_block2_out"), keras.layers.ReLU)
+    # ZeroPadShortcut: rows/cols 0, 2, 4, … (as a stride-2 1×1 'same' conv), zeros around
+    x = tf.random.uniform((2, 7, 7, 4))
+    y = ZeroPadShortcut(8, 2)(x).numpy()
+    assert y.shape == (2, 4, 4, 8)
+    np.testing.assert_array_equal(y[..., 2:6], x.numpy()[:, ::2, ::2, :])
+    assert not y[..., :2].any() and not y[..., 6:].any()
+    lg = m.get_layer("logits")
+    assert isinstance(lg, QuantDense) and lg.int8_weights and lg.kernel_gain == EXACT_TAIL_GAIN > 1
+    assert "kernel_gain" not in base.get_layer("logits").get_config()
+    k = lg.dorefa_kernel().numpy().astype(np.float64)
+    q = k / (np.max(np.abs(k), 0) / 127.0)
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+    xi = tf.random.normal((2, 32, 32, 3))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(m(xi, training=True) ** 2)
+    g = tape.gradient(loss, lg.kernel)
+    assert g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+    m.save(tmp_path / "m.keras")
+    m2 = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert isinstance(m2.get_layer("stage3_block1_pad_shortcut"), ZeroPadShortcut)
+    assert m2.get_layer("logits").int8_weights and m2.get_layer("logits").kernel_gain == EXACT_TAIL_GAIN
+    np.testing.assert_allclose(m2(xi).numpy(), m(xi).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError):
+        build_model("resnet20", num_classes=10, shortcut="option_a")
+    with pytest.raises(ModelError):
+        build_model("resnet20", num_classes=10, shortcut="zero_pad", shared_proj_bn=True)
+    with pytest.raises(ModelError):
+        build_model("preresnet20", num_classes=10, exact_tail=True)
+    with pytest.raises(ModelError):
+        QuantDense(4, w_bits=2, int8_weights=True)
+    with pytest.raises(ModelError):
+        QuantDense(4, kernel_gain=0.0)
