@@ -622,9 +622,14 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     L = model.get_layer
     (fc,) = by_type["FULLY_CONNECTED"]
     lsc, lzp = dets[fc["outputs"][0]]["quantization"]
-    logits8 = (it.get_tensor(fc["outputs"][0]).astype(np.float64) - lzp) * lsc
+    q8 = it.get_tensor(fc["outputs"][0]).astype(np.int64)
+    logits8 = (q8 - lzp) * lsc
     ref = L("logits")(L("gap")((last / 3.0).astype(np.float32))).numpy()
-    assert np.max(np.abs(logits8 - ref)) <= 0.5 * lsc + 1e-3 * lsc + 1e-5
+    inside = (q8 > -128) & (q8 < 127)  # the calibrated logits range may clip (val images)
+    assert inside.mean() > 0.9
+    assert np.max(np.abs(logits8 - ref)[inside]) <= 0.5 * lsc + 1e-3 * lsc + 1e-5
+    assert np.all(np.where(q8 == 127, ref >= logits8 - 0.5 * lsc, True))
+    assert np.all(np.where(q8 == -128, ref <= logits8 + 0.5 * lsc, True))
 
     def levels(lname):
         shape = tuple(L(lname).output.shape[1:])
