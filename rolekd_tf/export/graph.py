@@ -407,6 +407,16 @@ def _add_out_bits(layer):
     return bits.pop()
 
 
+def _main_and_projection(convs):
+    """``(m, p)`` indices into the two convs of a residual add: ``m`` a stride-1 'same' odd square
+    kernel (conv2), ``p`` a 1×1 (the projection); None if the pair is not of that shape."""
+    ks = [tuple(c.kernel_size) for c in convs]
+    main = [i for i in (0, 1) if ks[i][0] % 2 == 1 and ks[i][0] == ks[i][1] and tuple(convs[i].strides) == (1, 1)
+            and convs[i].padding == "same" and tuple(convs[i].dilation_rate) == (1, 1)]
+    proj = [i for i in (0, 1) if ks[i] == (1, 1)]
+    return next(((m, p) for m in main for p in proj if m != p), None)
+
+
 def _projection_merges(model, fold) -> dict:
     """Residual adds ``Add([bn2(conv2(q1)), bn_p(proj(q0))])`` feeding only k-bit quantisers, with
     conv2 a stride-1 'same' odd-sized DoReFa conv, proj a 1×1 DoReFa conv, both BN-folded and both
@@ -434,11 +444,7 @@ def _projection_merges(model, fold) -> dict:
         wbs = [int(getattr(c, "w_bits", 32)) for c in convs]
         if not all(2 <= wb and 2**wb - 1 <= 127 for wb in wbs):
             continue
-        ks = [tuple(c.kernel_size) for c in convs]
-        main = [i for i in (0, 1) if ks[i][0] % 2 == 1 and ks[i][0] == ks[i][1] and tuple(convs[i].strides) == (1, 1)
-                and convs[i].padding == "same" and tuple(convs[i].dilation_rate) == (1, 1)]
-        proj = [i for i in (0, 1) if ks[i] == (1, 1)]
-        pick = next(((m, p) for m in main for p in proj if m != p), None)
+        pick = _main_and_projection(convs)
         if pick is None:
             continue
         m, p = pick
@@ -480,11 +486,7 @@ def _shared_bn_merges(model) -> dict:
         wb = int(convs[0].w_bits)
         if not (2 <= wb and 2**wb - 1 <= 127):
             continue
-        ks = [tuple(c.kernel_size) for c in convs]
-        main = [i for i in (0, 1) if ks[i][0] % 2 == 1 and ks[i][0] == ks[i][1] and tuple(convs[i].strides) == (1, 1)
-                and convs[i].padding == "same" and tuple(convs[i].dilation_rate) == (1, 1)]
-        proj = [i for i in (0, 1) if ks[i] == (1, 1)]
-        pick = next(((m, p) for m in main for p in proj if m != p), None)
+        pick = _main_and_projection(convs)
         if pick is None:
             continue
         m, p = pick

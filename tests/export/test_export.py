@@ -313,6 +313,19 @@ def test_compaction_is_output_identical(w2a2_run, w2a2_uncompacted):
     np.testing.assert_array_equal(T.run(T.interpreter(small), x, batch=8), T.run(T.interpreter(data), x, batch=8))
 
 
+def _invoke_keeping_tensors(data: bytes, x):
+    """Run a TFLite flatbuffer on batch ``x`` keeping every intermediate tensor: (interpreter, details)."""
+    import tensorflow as tf
+
+    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    return it, it.get_tensor_details()
+
+
 def test_int8_blocks_exact(w2a2_run, w2a2_uncompacted):
     """Given the int8 model's own input levels, every block without a projection reproduces the
     Keras 2-bit levels of its two quantisers exactly (all elements, 100 images)."""
@@ -321,13 +334,7 @@ def test_int8_blocks_exact(w2a2_run, w2a2_uncompacted):
     model, data = w2a2_uncompacted
     rd, splits, _ = w2a2_run
     x = splits.x_val[:100]
-    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
-    d = it.get_input_details()[0]
-    it.resize_tensor_input(d["index"], list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(d["index"], x)
-    it.invoke()
-    dets = it.get_tensor_details()
+    it, dets = _invoke_keeping_tensors(data, x)
 
     def levels(lname, shape):
         c = [t for t in dets if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
@@ -516,13 +523,7 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
         assert set(byl[k]["int_values"]) <= {-126, -42, 0, 42, 126}
 
     x = splits.x_val[:64]
-    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
-    d = it.get_input_details()[0]
-    it.resize_tensor_input(d["index"], list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(d["index"], x)
-    it.invoke()
-    dets = it.get_tensor_details()
+    it, dets = _invoke_keeping_tensors(data, x)
     L = model.get_layer
 
     def levels(lname):
@@ -594,13 +595,8 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     assert len(byl["logits"]["int_values"]) > 3 and max(map(abs, byl["logits"]["int_values"])) == 127
 
     x = splits.x_val[:64]
-    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
-    d = it.get_input_details()[0]
-    it.resize_tensor_input(d["index"], list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(d["index"], x)
-    it.invoke()
-    dets = {t["index"]: t for t in it.get_tensor_details()}
+    it, dets = _invoke_keeping_tensors(data, x)
+    dets = {t["index"]: t for t in dets}
     ops = it._get_ops_details()
     by_type = {}
     for o in ops:
