@@ -45,8 +45,8 @@ class ModelConfig:
     #: ~0.9 or the inference-mode statistics lag far behind the weights.
     bn_momentum: float = 0.99
     #: int8-exact variant (post-activation ResNets): the first conv's kernel is fake-quantised on a
-    #: per-channel int8 grid and the model takes ``pixels/255`` (no per-channel mean/std), so the
-    #: int8 TFLite reproduces it exactly (README, "Export"). Teacher and student must agree.
+    #: per-channel int8 grid and the model takes ``(pixels − 128)/64`` (no per-channel mean/std), so
+    #: the int8 TFLite reproduces it exactly (README, "Export"). Teacher and student must agree.
     exact_stem: bool = False
     #: int8-exact variant: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the
     #: add), so the int8 export merges both convs into one exact accumulator.

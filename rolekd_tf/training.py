@@ -82,8 +82,8 @@ def load_run_model(run_dir: str | os.PathLike):
 
 
 def _check_same_stem(model, exact_stem: bool, what: str) -> None:
-    """Teacher/init runs must take the same input as the configured model (pixels/255 for the
-    ``exact_stem`` variant, mean/std-normalised otherwise): one batch feeds both networks."""
+    """Teacher/init runs must take the same input as the configured model ((pixels − 128)/64 for
+    the ``exact_stem`` variant, mean/std-normalised otherwise): one batch feeds both networks."""
     from rolekd_tf.export.graph import has_exact_stem
 
     theirs = has_exact_stem(model)
@@ -152,8 +152,12 @@ class Task:
         self.splits = splits
         self.info = splits.info
         if cfg.model.exact_stem:
-            # the int8-exact stem takes pixels/255: the data pipelines normalise with mean 0, std 1
-            self.info = dataclasses.replace(splits.info, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+            # the int8-exact stem takes (pixels − 128)/64 whatever the dataset: the data pipelines
+            # normalise with that fixed mean/std
+            from rolekd_tf.export.graph import exact_stem_normalisation
+
+            mean, std = exact_stem_normalisation()
+            self.info = dataclasses.replace(splits.info, mean=mean, std=std)
         n = len(splits.x_train)
         if n < cfg.train.batch_size:
             raise ConfigError(

@@ -120,8 +120,8 @@ def test_deterministic_runs_are_bitwise_identical(tmp_path):
     assert keys and all(np.array_equal(a[k], b[k]) for k in keys)
 
 
-def test_exact_stem_variant_trains_on_pixels_over_255_and_refuses_mismatched_teacher(tmp_path):
-    """model.exact_stem: the data path feeds pixels/255 (mean 0, std 1), the built model has the
+def test_exact_stem_variant_trains_on_centred_pixels_and_refuses_mismatched_teacher(tmp_path):
+    """model.exact_stem: the data path feeds (pixels − 128)/64, the built model has the
     int8 stem, and a student whose input differs from its teacher's is refused in one line."""
     from rolekd_tf.config import load_config
     from rolekd_tf.export.graph import has_exact_stem
@@ -130,9 +130,9 @@ def test_exact_stem_variant_trains_on_pixels_over_255_and_refuses_mismatched_tea
     sets = [a for a in TINY if a != "--set"]
     cfg = load_config(ROOT / "configs/quickstart.yaml", sets + ["model.exact_stem=true", "model.shared_proj_bn=true"])
     task = Task(cfg)
-    assert task.info.mean == (0.0, 0.0, 0.0) and task.info.std == (1.0, 1.0, 1.0)
+    assert task.info.mean == (128 / 255,) * 3 and task.info.std == (64 / 255,) * 3
     x, _ = next(iter(task.eval_dataset("val")))
-    np.testing.assert_allclose(x.numpy(), task.splits.x_val[: len(x)] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(x.numpy(), (task.splits.x_val[: len(x)] - 128.0) / 64.0, atol=1e-5)
     assert has_exact_stem(task.build_network())
 
     t = tmp_path / "t"

@@ -35,9 +35,10 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
 * Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, flags ``exact_stem`` /
-  ``shared_proj_bn``): a first conv with ``int8_weights`` (the model then takes ``pixels/255``,
-  :func:`model_normalisation`) becomes, in ``mode="int8"``, a plain conv on the pixels with kernel
-  ``K_int8·c_j/255`` — integers ``sign(c_j)·q`` with scale ``|c_j|·s_j/255``, exact (plan ``scale``);
+  ``shared_proj_bn``): a first conv with ``int8_weights`` (the model then takes ``(pixels −
+  128)/64``, :func:`model_normalisation`) becomes, in ``mode="int8"``, a plain conv on ``pixels −
+  128`` (int8, zero point 0, so its zero padding is the pixel 128 as in Keras) with kernel
+  ``K_int8·c_j/64`` — integers ``sign(c_j)·q`` with scale ``|c_j|·s_j/64``, exact (plan ``scale``);
   an ``Add([conv2(mid), proj(x_q)])`` followed by one BN (:func:`_shared_bn_merges`) becomes a
   :class:`MergedConvAdd` with both kernels scaled by the *same* BN factor, so ``_merged_ints`` finds
   the ratio 1 exactly (``M = P = ⌊127/n⌋``).
@@ -88,16 +89,30 @@ def preprocessing_layer(mean, std, name: str = "preprocess"):
 
 def has_exact_stem(model) -> bool:
     """True if the first conv of ``model`` reads the input with an int8 fake-quantised kernel
-    (``QuantConv2D(int8_weights=True)``, the opt-in ``exact_stem`` variant: input ``pixels/255``)."""
+    (``QuantConv2D(int8_weights=True)``, the opt-in ``exact_stem`` variant: input ``(pixels − 128)/64``)."""
     st = _stem_layer(model)
     return st is not None and bool(getattr(st, "int8_weights", False))
 
 
+#: the ``exact_stem`` variant's input is ``(pixels − EXACT_STEM_CENTRE)/EXACT_STEM_SCALE`` (≈ the
+#: dataset normalisation of CIFAR-10, mean ≈ 114–125, std ≈ 62–67 pixel units): its zero padding is
+#: the pixel value 128, which the int8 file reproduces exactly by feeding the first conv ``pixels −
+#: 128`` as int8 with zero point 0 (TFLite pads a conv input with its zero point)
+EXACT_STEM_CENTRE = 128
+EXACT_STEM_SCALE = 64
+
+
+def exact_stem_normalisation():
+    """``(mean, std)`` per channel, in the ``x/255`` units of :func:`preprocessing_layer`, that give
+    the ``exact_stem`` input ``(pixels − 128)/64`` (exactly: scale 1/64, offset −2)."""
+    return (EXACT_STEM_CENTRE / 255.0,) * 3, (EXACT_STEM_SCALE / 255.0,) * 3
+
+
 def model_normalisation(model, mean, std):
-    """The ``(mean, std)`` the model's input expects: the dataset's, or ``0``/``1`` (input
-    ``pixels/255``) for the ``exact_stem`` variant."""
+    """The ``(mean, std)`` the model's input expects: the dataset's, or those of
+    :func:`exact_stem_normalisation` (input ``(pixels − 128)/64``) for the ``exact_stem`` variant."""
     if has_exact_stem(model):
-        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return exact_stem_normalisation()
     return mean, std
 
 
@@ -305,8 +320,16 @@ def _export_layer_classes():
         def call(self, x, training=None, mask=None):
             return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
 
+    class CentrePixels(keras.layers.Layer):
+        """``pixels − 128`` as int8 with scale 1 and zero point 0 (the SUB only relabels the zero
+        point: the int8 values are unchanged), so an exact-stem conv pads with pixel value 128."""
+
+        def call(self, x, training=None, mask=None):
+            y = x - float(EXACT_STEM_CENTRE)
+            return tf.quantization.fake_quant_with_min_max_args(y, min=-128.0, max=127.0, num_bits=8)
+
     return (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
-            MergedConvAdd, GridMean)
+            MergedConvAdd, GridMean, CentrePixels)
 
 
 def _producer(layer):
@@ -614,7 +637,7 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ExportError(f"model {getattr(model, 'name', model)!r} is not a functional Keras model; only functional models can be exported")
     (ConstConv2D, ConstDense, Affine, ActQ, Passthrough, InputFakeQuant, GridAdd, StemConv, Subsample,
-     MergedConvAdd, GridMean) = _export_layer_classes()
+     MergedConvAdd, GridMean, CentrePixels) = _export_layer_classes()
 
     mean, std = model_normalisation(model, mean, std)
     # BN folding plan: conv (sole consumer = this BN) -> BN
@@ -698,20 +721,21 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
                                 "sign": np.sign(c).tolist(),
                                 "kernel": k.astype(np.float32), "bias": None if b is None else np.asarray(b, np.float32)}
             if exact_stem is not None and layer is exact_stem:
-                # int8-exact stem: K = s_j·q (q integer, |q| ≤ 127) per output channel, input pixels/255
-                # folded into the kernel: integers sign(c_j)·q with scale |c_j|·s_j/255 (exact)
+                # int8-exact stem: K = s_j·q (q integer, |q| ≤ 127) per output channel; its input
+                # (pixels − 128)/64 arrives as the int8 values pixels − 128 (CentrePixels), so the
+                # 1/64 is folded into the kernel: integers sign(c_j)·q with scale |c_j|·s_j/64 (exact)
                 kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
                 s_j = np.maximum(np.max(np.abs(kq.reshape(-1, cout)), axis=0), 1e-30) / 127.0
                 b = np.zeros(cout) if b is None else b
-                k255 = k / 255.0
-                plan[layer.name].update(kind="exact_stem", kernel=k255.astype(np.float32),
-                                        scale=(np.abs(c) * s_j / 255.0).tolist(), int_step=1,
+                kc = k / float(EXACT_STEM_SCALE)
+                plan[layer.name].update(kind="exact_stem", kernel=kc.astype(np.float32),
+                                        scale=(np.abs(c) * s_j / float(EXACT_STEM_SCALE)).tolist(), int_step=1,
                                         bias=np.asarray(b, np.float32),
                                         grid_out=bool(cons) and all(
                                             (isinstance(q, ActivationQuantizer) and int(q.a_bits) < 32)
                                             or (isinstance(q, keras.layers.ReLU) and _relu_before_quantizers(q))
                                             for q in cons))
-                return ConstConv2D(layer, k255, b, None)
+                return ConstConv2D(layer, kc, b, None)
             if mode == "int8" and getattr(layer, "int8_weights", False) and isinstance(layer, keras.layers.Dense) \
                     and bn is None:
                 # int8-grid dense (exact_tail logits): K = s_j·q, q integer |q| ≤ 127 per output
@@ -802,6 +826,8 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
         x = inputs
         if mode == "int8":
             x = InputFakeQuant(name="pixels_fq")(x)
+        if exact_stem is not None:
+            x = CentrePixels(name="pixels_centred")(x)
         if stem is None and exact_stem is None:
             x = preprocessing_layer(mean, std)(x)
         inner = keras.models.clone_model(model, clone_function=clone_fn)

@@ -116,7 +116,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         what = "the run's dataset"
     _check_data(model, splits, what)
     info = splits.info
-    mean, std = graph.model_normalisation(model, info.mean, info.std)  # exact_stem variant: pixels/255
+    mean, std = graph.model_normalisation(model, info.mean, info.std)  # exact_stem: (pixels − 128)/64
 
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                   "params": int(model.count_params())},
         "input": {"layout": "NHWC RGB", "shape": [None, *[int(v) for v in model.input_shape[1:]]],
                   "range": [0, 255], "dtype": {"keras/saved_model/fp32": "float32", "int8": "uint8"},
-                  "normalisation": ("x/255 inside the graph (int8-exact stem variant)" if graph.has_exact_stem(model)
+                  "normalisation": ("(x − 128)/64 inside the graph (int8-exact stem variant)" if graph.has_exact_stem(model)
                                     else "(x/255 - mean)/std inside the graph"), "mean": list(mean), "std": list(std)},
         "output": {"name": "logits", "classes": list(info.class_names),
                    "class_order": "index i = line i of labels.txt = DatasetInfo.class_names[i]"

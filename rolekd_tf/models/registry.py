@@ -100,7 +100,7 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
     a few hundred steps need a faster one, e.g. 0.9, or inference-mode BN lags behind).
 
     ``exact_stem`` / ``shared_proj_bn`` (opt-in, ResNet-18 / CIFAR ResNets only): the int8-exact
-    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``pixels/255``).
+    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``(pixels − 128)/64``).
     ``shortcut`` (``"projection"`` default | ``"zero_pad"``, option A) and ``exact_tail`` (k-bit last
     block output, int8-grid logits kernel): same models only, see :mod:`rolekd_tf.models.resnet`.
     """

@@ -9,7 +9,7 @@ import numpy as np
 def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_size=1200,
              val_size=400, holdout_size=0, batch_size=64, seed=0, lr=0.05, verbose=0, variant=None):
     """Train ``model`` briefly on embedded:digits (plain ``fit``) and write a run directory.
-    ``variant``: ``build_model`` flags (``exact_stem`` → the model is trained on pixels/255)."""
+    ``variant``: ``build_model`` flags (``exact_stem`` → the model is trained on (pixels − 128)/64)."""
     import keras
 
     import rolekd_tf  # noqa: F401
@@ -31,7 +31,9 @@ def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_s
     mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
     variant = dict(variant or {})
     if variant.get("exact_stem"):
-        mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+        from rolekd_tf.export.graph import exact_stem_normalisation
+
+        mean, std = (np.asarray(v, np.float32) for v in exact_stem_normalisation())
     norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
     keras.utils.set_random_seed(seed)
     m = build_model(model, num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,

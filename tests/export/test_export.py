@@ -508,7 +508,7 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
     model = load_run_model(rd)
     assert graph.has_exact_stem(model)
     mean, std = graph.model_normalisation(model, splits.info.mean, splits.info.std)
-    assert mean == (0.0, 0.0, 0.0) and std == (1.0, 1.0, 1.0)
+    assert mean == (128 / 255,) * 3 and std == (64 / 255,) * 3  # input (pixels − 128)/64
     view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
     assert plan["stem_conv"]["kind"] == "exact_stem" and plan["stem_conv"]["grid_out"]
     merged = {k: v for k, v in plan.items() if v.get("kind") == "merged_conv"}
@@ -537,7 +537,13 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
     def moved(keras_out, lname):
         return int(np.sum(np.round(np.asarray(keras_out) * 3) != np.round(levels(lname) * 3)))
 
-    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")(x.astype(np.float32) / 255.0), training=False))
+    # the int8 conv reads pixels − 128 with zero point 0: it zero-pads with the pixel 128, as Keras
+    # zero-pads (pixels − 128)/64
+    (conv0,) = [o for o in it._get_ops_details() if o["op_name"] == "CONV_2D"][:1]
+    inq = [t for t in dets if t["index"] == conv0["inputs"][0]][0]
+    assert inq["dtype"] == np.int8 and inq["quantization"] == (1.0, 0)
+    np.testing.assert_array_equal(it.get_tensor(inq["index"]).astype(np.int64), x.astype(np.int64) - 128)
+    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")((x.astype(np.float32) - 128.0) / 64.0), training=False))
     bad = {"stage1_block1_in_aq": moved(L("stage1_block1_in_aq")(stem), "stage1_block1_in_aq")}
     total = 0
     blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
@@ -638,7 +644,13 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     def moved(keras_out, lv):
         return int(np.sum(np.round(np.asarray(keras_out) * 3) != np.round(lv * 3)))
 
-    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")(x.astype(np.float32) / 255.0), training=False))
+    # the int8 conv reads pixels − 128 with zero point 0: it zero-pads with the pixel 128, as Keras
+    # zero-pads (pixels − 128)/64
+    (conv0,) = [o for o in it._get_ops_details() if o["op_name"] == "CONV_2D"][:1]
+    inq = dets[conv0["inputs"][0]]
+    assert inq["dtype"] == np.int8 and inq["quantization"] == (1.0, 0)
+    np.testing.assert_array_equal(it.get_tensor(inq["index"]).astype(np.int64), x.astype(np.int64) - 128)
+    stem = L("stem_relu")(L("stem_bn")(L("stem_conv")((x.astype(np.float32) - 128.0) / 64.0), training=False))
     bad = {"stage1_block1_in_aq": moved(L("stage1_block1_in_aq")(stem), levels("stage1_block1_in_aq"))}
     total = 0
     blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
