@@ -134,8 +134,10 @@ def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, 
                     holdout_size=data["holdout_size"], seed=seed)
     variant = dict(variant or {})
     mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
-    if variant.get("exact_stem"):  # the int8-exact stem takes pixels/255 (no per-channel mean/std)
-        mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    if variant.get("exact_stem"):  # the int8-exact stem takes (pixels − 128)/64 (no per-channel mean/std)
+        from rolekd_tf.export.graph import exact_stem_normalisation
+
+        mean, std = (np.asarray(v, np.float32) for v in exact_stem_normalisation())
     norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
     keras.utils.set_random_seed(seed)
     m = build_model("resnet20", num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,
@@ -175,7 +177,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "export.md"))
     p.add_argument("--only", nargs="*", default=None, help="subset of " + ", ".join(m[0] for m in MODELS))
     p.add_argument("--exact-stem", action="store_true",
-                   help="int8-exact variant: stem on pixels/255 with an int8 fake-quantised kernel (trainer fit)")
+                   help="int8-exact variant: stem on (pixels − 128)/64 with an int8 fake-quantised kernel (trainer fit)")
     p.add_argument("--shared-proj-bn", action="store_true",
                    help="int8-exact variant: projection blocks compute BN(conv2 + proj) (trainer fit)")
     p.add_argument("--shortcut", choices=("projection", "zero_pad"), default="projection",
