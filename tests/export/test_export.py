@@ -53,10 +53,11 @@ def w2a32_run(tmp_path_factory):
 
 
 def _keras_pixels_model(rd, splits):
-    from rolekd_tf.export.graph import wrap_with_preprocessing
+    from rolekd_tf.export.graph import model_normalisation, wrap_with_preprocessing
     from rolekd_tf.training import load_run_model
 
-    return wrap_with_preprocessing(load_run_model(rd), splits.info.mean, splits.info.std)
+    model = load_run_model(rd)
+    return wrap_with_preprocessing(model, *model_normalisation(model, splits.info.mean, splits.info.std))
 
 
 # ----------------------------------------------------------------------------- formats
@@ -666,3 +667,32 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
             nb = blocks[i + 1]
             bad[f"{nb}_in_aq"] = moved(L(f"{nb}_in_aq")(tf.nn.relu(y)), levels(f"{nb}_in_aq"))
     assert sum(bad.values()) <= 1e-4 * total, bad
+
+
+def test_int8_agreement_99_exact_variant(zero_pad_tail_run):
+    """The issue's int8 agreement test (≥ 99 % top-1 agreement with Keras on a validation batch)
+    holds for the int8-exact variant with an exact tail (exact_stem + zero_pad + exact_tail; the
+    default architecture: test_int8_agreement_99, xfail; without the exact tail this 1-epoch model
+    measured far lower: its calibrated int8 GAP/logits round logits whose top-2 gaps are ~0.01).
+    Its body and tail accumulators are exact, so a disagreement needs a Keras top-2 logit gap
+    below two int8 logits steps: every one is checked to be such a near-tie."""
+    from rolekd_tf.export import export_run, tflite as T
+
+    rd, splits = zero_pad_tail_run
+    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False)
+    ev = rep["files"]["model_int8.tflite"]["eval"]
+    assert rep["reference"]["images"] == len(splits.x_val) == 300
+    x = splits.x_val
+    got = T.run(T.interpreter(rd / "export" / "model_int8.tflite"), x, batch=100)
+    ref = np.asarray(_keras_pixels_model(rd, splits)(x.astype(np.float32)))
+    dis = np.flatnonzero(got.argmax(1) != ref.argmax(1))
+    assert abs(ev["top1_agreement"] - (1 - len(dis) / len(x))) < 1e-9
+    top2 = np.sort(ref, 1)[:, -2:]
+    gaps = top2[:, 1] - top2[:, 0]
+    it = T.interpreter(rd / "export" / "model_int8.tflite")
+    it.allocate_tensors()
+    (fc,) = [o for o in it._get_ops_details() if o["op_name"] == "FULLY_CONNECTED"]
+    step = {t["index"]: t for t in it.get_tensor_details()}[fc["outputs"][0]]["quantization"][0]
+    assert np.all(gaps[dis] < 2 * step), (gaps[dis].tolist(), step)
+    print(f"agreement {ev['top1_agreement']:.4f}; disagreeing top-2 gaps {gaps[dis].tolist()}; logits step {step:.4g}")
+    assert ev["top1_agreement"] >= 0.99, (ev["top1_agreement"], gaps[dis].tolist(), step)
