@@ -556,6 +556,46 @@ def _bn_affine(bn):
     return c, beta.astype(np.float64) - mean * c
 
 
+def int8_exactness(model, plan: dict) -> dict:
+    """Which parts of the int8 export view (``plan`` of :func:`build_export_view`, ``mode="int8"``)
+    round differently from Keras, and the opt-in model flags that make them exact.
+
+    Returns ``{"exact_body": bool, "inexact": [{"part", "layers", "why", "fix"}...], "always": str}``.
+    ``exact_body`` means every k-bit quantiser and the tail accumulators reproduce Keras given
+    exact arithmetic (only the final int8 rounding of the logits, and float32 ties in Keras, remain).
+    """
+    keras = _keras()
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    always = "the logits are rounded to int8 once (images whose top-2 logit gap is below that step can flip)"
+    quantised = [l for l in model.layers if isinstance(l, ActivationQuantizer) and int(l.a_bits) < 32]
+    if not quantised:
+        return {"exact_body": False, "always": always,
+                "inexact": [{"part": "activations", "layers": [], "fix": None,
+                             "why": "full-precision activations: the int8 file is post-training quantised"}]}
+    inexact = []
+    stems = [k for k, v in plan.items() if v.get("kind") == "stem"]
+    if stems:
+        inexact.append({"part": "stem", "layers": stems, "fix": "model.exact_stem=true",
+                        "why": "full-precision first conv: its int8 filter rounds the float kernel"})
+    adds = [l.name for l in model.layers if isinstance(l, keras.layers.Add)
+            and plan.get(l.name, {}).get("kind") not in ("grid_add", "merged_conv")]
+    proj = [a for a in adds if _add_out_bits(model.get_layer(a)) is not None]
+    if proj:
+        inexact.append({"part": "projection adds", "layers": proj,
+                        "fix": "model.shortcut=zero_pad or model.shared_proj_bn=true",
+                        "why": "two BN-scaled branches are each rounded to int8 before the add"})
+    tail = [a for a in adds if a not in proj]
+    if not any(v.get("kind") == "grid_mean" for v in plan.values()):
+        tail += [l.name for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D)]
+    if not any(v.get("kind") == "exact_dense" for v in plan.values()):
+        tail += [k for k, v in plan.items() if v.get("kind") == "dense" and v.get("w_bits") == 32]
+    if tail:
+        inexact.append({"part": "tail", "layers": tail, "fix": "model.exact_tail=true",
+                        "why": "full-precision block output, pooling and logits on calibrated int8 scales"})
+    return {"exact_body": not inexact, "inexact": inexact, "always": always}
+
+
 def weight_grid(layer):
     """``(w_bits, n, levels)`` of a QuantConv2D/QuantDense's effective kernel (``n = 0`` for FP)."""
     wb = int(getattr(layer, "w_bits", 32))

@@ -104,6 +104,15 @@ def format_table(report: dict) -> str:
             lines.append(f"{name}: {desc}")
     for name, why in report.get("skipped", {}).items():
         lines.append(f"{name}: skipped — {why}")
+    for name, f in report["files"].items():
+        ex = f.get("exactness")
+        if ex:
+            if ex["exact_body"]:
+                lines.append(f"{name} exactness: every quantiser, pool and logits accumulator as in Keras; {ex['always']}")
+            else:
+                parts = "; ".join(f"{p['part']} ({p['why']}" + (f"; exact with {p['fix']})" if p["fix"] else ")")
+                                  for p in ex["inexact"])
+                lines.append(f"{name} exactness: not exact: {parts}")
     return "\n".join(lines)
 
 

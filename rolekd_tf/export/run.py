@@ -216,9 +216,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
             entry["compacted_bytes"] = compacted
             entry["stem"] = next(({"layer": k, "copies": v["copies"], "normalisation": "folded into the first conv"}
                                   for k, v in plan.items() if v.get("kind") == "stem"),
-                                 None) or next(({"layer": k, "normalisation": "x/255 folded into the exact int8 first conv"}
+                                 None) or next(({"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"}
                                                 for k, v in plan.items() if v.get("kind") == "exact_stem"),
                                  {"normalisation": "in-graph MUL/ADD before the first conv"})
+            entry["exactness"] = graph.int8_exactness(model, plan)
             merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
             if merged:
                 entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]
