@@ -182,6 +182,25 @@ def test_int8_exactness_report(w2a2_run):
     assert len(line) == 1 and "model.exact_tail=true" in line[0] and "model.shortcut=zero_pad" in line[0]
 
 
+def test_int8_exactness_flags_and_bit_widths():
+    """exactness of freshly built models (no training needed): the full variant at 2 bits has an
+    exact body; at 4 bits the integer bias lattice is reported; FP activations are PTQ."""
+    from rolekd_tf.export import graph
+    from rolekd_tf.models import build_model
+
+    flags = {"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True}
+    m2 = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, **flags)
+    ex = graph.int8_exactness(m2, graph.build_export_view(m2, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
+    assert ex["exact_body"] and ex["inexact"] == []
+    m4 = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, **flags)
+    ex = graph.int8_exactness(m4, graph.build_export_view(m4, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
+    assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["integer bias lattice"]
+    assert len(ex["inexact"][0]["layers"]) == 19
+    fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
+    ex = graph.int8_exactness(fp, graph.build_export_view(fp, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
+    assert [p["part"] for p in ex["inexact"]] == ["activations"]
+
+
 @pytest.mark.xfail(reason="2-bit activations: the int8 full-precision first conv and the projection-block residual "
                           "adds move a few 2-bit levels, which cascade through 18 quantisers (measured 2026-11-25: "
                           "this 2-epoch model, Keras accuracy 22 %, 73.3 %; the 6-epoch benchmark w2a2 95.3 %, "
