@@ -445,8 +445,6 @@ def _projection_merges(model, fold) -> dict:
     conv2 a stride-1 'same' odd-sized DoReFa conv, proj a 1×1 DoReFa conv, both BN-folded and both
     reading k'-bit quantiser outputs: add name → dict(main=conv2, proj=proj conv, n_in, main_first)."""
     keras = _keras()
-    from rolekd_tf.quant.layers import ActivationQuantizer
-
     bn_of = {bn.name: conv for conv, bn in ((model.get_layer(c), b) for c, b in fold.items())}
     out = {}
     for layer in model.layers:
@@ -458,22 +456,30 @@ def _projection_merges(model, fold) -> dict:
             continue
         if len(prods) != 2 or any(p.name not in bn_of for p in prods):
             continue
-        convs = [bn_of[p.name] for p in prods]
-        ins = [_producer(c) for c in convs]
-        if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
-            continue
-        if len({int(i.a_bits) for i in ins}) != 1:
-            continue
-        wbs = [int(getattr(c, "w_bits", 32)) for c in convs]
-        if not all(2 <= wb and 2**wb - 1 <= 127 for wb in wbs):
-            continue
-        pick = _main_and_projection(convs)
-        if pick is None:
-            continue
-        m, p = pick
-        out[layer.name] = {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1,
-                           "main_first": m == 0}
+        entry = _merge_entry([bn_of[p.name] for p in prods])
+        if entry is not None:
+            out[layer.name] = entry
     return out
+
+
+def _merge_entry(convs) -> dict | None:
+    """dict(main, proj, n_in, main_first) if the two ``convs`` of a residual add are a mergeable
+    DoReFa conv2 + 1×1 projection pair (both reading same-width k-bit quantiser outputs, 2..7-bit
+    weights), else None."""
+    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    ins = [_producer(c) for c in convs]
+    if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
+        return None
+    if len({int(i.a_bits) for i in ins}) != 1:
+        return None
+    if not all(2 <= wb and 2**wb - 1 <= 127 for wb in (int(getattr(c, "w_bits", 32)) for c in convs)):
+        return None
+    pick = _main_and_projection(convs)
+    if pick is None:
+        return None
+    m, p = pick
+    return {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1, "main_first": m == 0}
 
 
 def _shared_bn_merges(model) -> dict:
@@ -482,7 +488,7 @@ def _shared_bn_merges(model) -> dict:
     'same' odd-sized DoReFa conv and proj a 1×1 DoReFa conv, each the add's sole input from it and
     reading k'-bit quantiser outputs: add name → dict(main, proj, n_in, main_first, bn)."""
     keras = _keras()
-    from rolekd_tf.quant.layers import ActivationQuantizer, QuantConv2D
+    from rolekd_tf.quant.layers import QuantConv2D
 
     out = {}
     for layer in model.layers:
@@ -501,20 +507,11 @@ def _shared_bn_merges(model) -> dict:
         if len(convs) != 2 or not all(isinstance(c, QuantConv2D) and _consumer_count(c) == 1 and c.bias is None
                                       and c.activation in (None, keras.activations.linear) for c in convs):
             continue
-        ins = [_producer(c) for c in convs]
-        if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
+        if len({int(c.w_bits) for c in convs}) != 1:  # one shared BN factor: same weight grid
             continue
-        if len({int(i.a_bits) for i in ins}) != 1 or len({int(c.w_bits) for c in convs}) != 1:
-            continue
-        wb = int(convs[0].w_bits)
-        if not (2 <= wb and 2**wb - 1 <= 127):
-            continue
-        pick = _main_and_projection(convs)
-        if pick is None:
-            continue
-        m, p = pick
-        out[layer.name] = {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1,
-                           "main_first": m == 0, "bn": bn.name}
+        entry = _merge_entry(convs)
+        if entry is not None:
+            out[layer.name] = {**entry, "bn": bn.name}
     return out
 
 

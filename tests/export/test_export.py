@@ -201,6 +201,22 @@ def test_int8_exactness_flags_and_bit_widths():
     assert [p["part"] for p in ex["inexact"]] == ["activations"]
 
 
+def test_merge_projections_finds_both_projection_blocks():
+    """merge_projections=True (off by default): both BN-folded conv2 + 1×1 projection adds of a
+    2-bit ResNet-20 become one merged conv each; an FP model has none (no quantiser inputs)."""
+    from rolekd_tf.export import graph
+    from rolekd_tf.models import build_model
+
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
+    _, plan = graph.build_export_view(m, (0.5,) * 3, (0.25,) * 3, mode="int8", merge_projections=True)
+    merged = sorted((k, v["main"], v["proj"]) for k, v in plan.items() if v.get("kind") == "merged_conv")
+    assert merged == [("stage2_block1_add", "stage2_block1_conv2", "stage2_block1_proj_conv"),
+                      ("stage3_block1_add", "stage3_block1_conv2", "stage3_block1_proj_conv")]
+    fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
+    _, plan = graph.build_export_view(fp, (0.5,) * 3, (0.25,) * 3, mode="int8", merge_projections=True)
+    assert not any(v.get("kind") == "merged_conv" for v in plan.values())
+
+
 @pytest.mark.xfail(reason="2-bit activations: the int8 full-precision first conv and the projection-block residual "
                           "adds move a few 2-bit levels, which cascade through 18 quantisers (measured 2026-11-25: "
                           "this 2-epoch model, Keras accuracy 22 %, 73.3 %; the 6-epoch benchmark w2a2 95.3 %, "
