@@ -234,11 +234,12 @@ def main(argv=None) -> int:
                         + markdown_table(rep) + "\n")
         print(format_table(rep), flush=True)
     total = time.time() - t0
-    rows2 = ["| model | int8 bytes | fp32 bytes | int8/fp32 | fp32 without names | int8/that | removed from int8: names / shape signatures / buffers+metadata |",
+    rows2 = ["| model | int8 bytes | fp32 bytes | int8/fp32 | fp32 without names | int8/that | removed from int8: names / shape signatures / buffers+metadata / repeated quantisation vectors |",
              "|---|---|---|---|---|---|---|"]
     for name, b8, b32, b32c, cb in comp:
         rows2.append(f"| {name} | {b8:,} | {b32:,} | {b8 / b32:.4f} | {b32c:,} | {b8 / b32c:.4f} | "
-                     f"{cb.get('tensor_names', 0):,} / {cb.get('shape_signatures', 0):,} / {cb.get('buffers_and_metadata', 0):,} |")
+                     f"{cb.get('tensor_names', 0):,} / {cb.get('shape_signatures', 0):,} / {cb.get('buffers_and_metadata', 0):,} / "
+                     f"{cb.get('shared_quantization_vectors', 0):,} |")
     load = os.getloadavg()
     rows = ["| model | Keras acc % | int8 acc % | Δ points | int8 agree % | int8/fp32 bytes | int8/fp32 latency | w4/fp32 bytes |",
             "|---|---|---|---|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8] [--debug]``."""
+"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8] [--int8-logits] [--debug]``."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval-size", type=int, default=1000, help="images of the holdout/val split evaluated (default 1000)")
     p.add_argument("--representative-size", type=int, default=300, help="training images for int8 calibration")
     p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads for the latency figure")
+    p.add_argument("--int8-logits", action="store_true",
+                   help="keep the logits layer int8 (default: int8 weights, int16 logits; for accelerators "
+                        "that run int8 ops only)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = p.parse_args(argv)
     if args.debug:
@@ -33,7 +36,8 @@ def main(argv=None) -> int:
         raise ExportError("--eval-size must be >= 0, --representative-size and --threads >= 1")
     formats = None if args.formats is None else parse_formats(args.formats)
     export_run(args.run_dir, formats, eval_size=args.eval_size,
-               representative_size=args.representative_size, num_threads=args.threads)
+               representative_size=args.representative_size, num_threads=args.threads,
+               int16_logits=not args.int8_logits)
     return 0
 
 

@@ -83,7 +83,7 @@ def evaluation_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
                eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
-               seed: int = 0, verbose: bool = True) -> dict:
+               seed: int = 0, verbose: bool = True, int16_logits: bool = True) -> dict:
     """Export ``RUN_DIR/model.keras`` into ``RUN_DIR/export/`` and return the report dict.
 
     Files: ``model.keras`` (trainable, pixels → logits), ``saved_model/`` (``serving_default``),
@@ -93,7 +93,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     ``splits``: a :class:`rolekd_tf.data.Splits` to use instead of loading the run's dataset
     (representative set = first ``representative_size`` training images of a seeded permutation,
     evaluation = holdout split if any, else validation split, at most ``eval_size`` images drawn at
-    random with ``seed``).
+    random with ``seed``). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
+    (int8 weights, int16 output; :func:`rolekd_tf.export.tflite.int16_logits`); False keeps int8
+    logits (accelerators that run int8 ops only).
     """
     from rolekd_tf.export import graph, savedmodel, tflite as T
     from rolekd_tf.export import report as R
@@ -187,6 +189,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         elif fmt == "int8":
             data = T.convert_int8(view, rep)
             data, fixes = T.fix_int8_model(data, plan)
+            logits_rec = (T.int16_logits(data) if int16_logits
+                          else (data, {"applied": False, "why": "int8 logits requested"}))
+            data, logits_rec = logits_rec
             data, compacted = T.compact_model(data)
         else:
             if not T.w4_layers(plan) or not _has_quantizer():
@@ -220,6 +225,12 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                                                 for k, v in plan.items() if v.get("kind") == "exact_stem"),
                                  {"normalisation": "in-graph MUL/ADD before the first conv"})
             entry["exactness"] = graph.int8_exactness(model, plan)
+            entry["logits"] = logits_rec
+            if logits_rec["applied"]:
+                entry["exactness"]["always"] = (
+                    f"the logits are rounded once to int16 (step {logits_rec['step']:.3g}; int8 logits would have "
+                    f"step {logits_rec['int8_step']:.3g}): only top-2 gaps below that step can flip")
+            entry["refined_quantiser_inputs"] = sum(1 for f in fixes if f.get("input_multiple"))
             merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
             if merged:
                 entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]

@@ -232,13 +232,18 @@ def latency_ms(interp, pixel: np.ndarray, *, repeats: int = 50, warmup: int = 5)
 QUANTISER_ONLY_THRESHOLDS = bool(int(os.environ.get("ROLEKD_QUANTISER_ONLY_THRESHOLDS", "0") or 0))
 
 
+#: k-bit quantiser outputs with 2^k − 1 ≥ this are re-stored on a finer grid before each conv
+FINE_GRID_MIN_LEVELS = 7
+
+
 def _to_tflite_layout(kernel: np.ndarray) -> np.ndarray:
     if kernel.ndim == 4:  # HWIO -> OHWI
         return np.transpose(kernel, (3, 0, 1, 2))
     return kernel.T  # (in, out) -> (out, in)
 
 
-def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
+def fix_int8_model(model_bytes: bytes, plan: dict, *,
+                   refine_levels: int | None = FINE_GRID_MIN_LEVELS) -> tuple[bytes, list[dict]]:
     """Rewrite the int8 filters and int32 biases of conv/dense ops so that
 
     * every DoReFa layer (``plan[name]["scale"]``) stores ``n·w_dorefa`` (odd integers −n…n) with
@@ -249,8 +254,15 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
 
     Ops are matched to layers by shape and value (the converter's own weights are within half a
     quantisation step of the folded kernel). Returns the new flatbuffer and one record per op.
+
+    ``refine_levels``: first re-store the outputs of quantisers with ≥ this many steps on a finer
+    grid before each conv (:func:`refine_quantiser_grids`; ``None``: no), so that the bias fit
+    below keeps every threshold at 3 and 4 bits too.
     """
     from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    if refine_levels is not None:
+        model_bytes, _ = refine_quantiser_grids(model_bytes, refine_levels)
 
     model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
     names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
@@ -349,7 +361,11 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
                             nq = int(round(1.0 / s_out))
                             qonly = {"halves": np.arange(nq) + 0.5,
                                      "min_g": 1 if info.get("kind") == "exact_stem" else 2}
-                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out, **qonly)
+                        mult = _input_multiple(g, model, names, int(op.inputs[0]))
+                        if mult > 1:
+                            rec["input_multiple"] = mult
+                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out,
+                                                                         in_mult=mult, **qonly)
                         adj = new_step != step0
                         if np.any(adj):  # per-channel scale nudged so an integer bias fits (see _grid_bias)
                             ws = np.where(adj, s_out / (s_in * new_step), ws).astype(np.float32).astype(np.float64)
@@ -364,6 +380,208 @@ def fix_int8_model(model_bytes: bytes, plan: dict) -> tuple[bytes, list[dict]]:
                 rec["bias_fixed"] = True
             records.append(rec)
     return bytes(fbu.convert_object_to_bytearray(model)), records
+
+
+def _grid_levels(t) -> int | None:
+    """n if tensor ``t`` is int8 with scale 1/n (n = 2^k − 1, k ≥ 2) and zero point −128: a k-bit
+    quantiser output as :class:`ActQ` writes it."""
+    q = t.quantization
+    if t.type != 9 or q is None or q.scale is None or len(q.scale) != 1 or q.zeroPoint is None:
+        return None
+    s, zp = float(q.scale[0]), int(q.zeroPoint[0])
+    n = int(round(1.0 / s)) if s > 0 else 0
+    if zp != -128 or n < 3 or (n + 1) & n or abs(s * n - 1.0) > 1e-6:
+        return None
+    return n
+
+
+def refine_quantiser_grids(model_bytes: bytes, min_levels: int = FINE_GRID_MIN_LEVELS) -> tuple[bytes, list[dict]]:
+    """Insert one int8→int8 QUANTIZE between each k-bit quantiser output (scale 1/n, n ≥
+    ``min_levels``) and the CONV_2D / FULLY_CONNECTED ops reading it, storing level i as
+    ``m·i − 128`` with scale ``1/(n·m)``, ``m = ⌊255/n⌋`` (17 at 4 bits).
+
+    Why: the consumer's int32 accumulator then only takes multiples of ``m·g`` (g = gcd of its
+    integer weights), so one integer bias per channel has ``m`` times the resolution relative to
+    the lattice gaps and can keep every threshold decision of a ≥ 3-bit quantiser (at 4 bits with
+    g = 8 alone it cannot, see :func:`_grid_bias`). The requantisation is exact (integer ratio
+    m: no rounding). Residual adds, pads and slices keep reading the 1/n tensor. TF's converter
+    folds a second fake-quant that only requantises, so the op is written into the flatbuffer.
+    Returns the new bytes and one record per refined tensor (``n``, ``m``, consumers).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    schema = _schema()
+    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def opname(op):
+        c = model.operatorCodes[op.opcodeIndex]
+        return names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+
+    records = []
+    qcode = None
+    for g in model.subgraphs:
+        new_ops = []
+        refined = {}  # source tensor -> fine tensor
+        for op in g.operators:
+            if opname(op) in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") and len(op.inputs) > 1:
+                src = int(op.inputs[0])
+                n = _grid_levels(g.tensors[src])
+                if n is not None and n >= min_levels:
+                    if src not in refined:
+                        m = 255 // n
+                        st = g.tensors[src]
+                        ft = schema.TensorT()
+                        ft.shape = np.asarray(st.shape, np.int32).copy()
+                        ft.type = 9
+                        ft.buffer = 0
+                        ft.name = (st.name.decode() if isinstance(st.name, bytes) else str(st.name or "t")) + "/fine_grid"
+                        ft.quantization = schema.QuantizationParametersT()
+                        ft.quantization.scale = [float(np.float32(1.0 / (n * m)))]
+                        ft.quantization.zeroPoint = [-128]
+                        g.tensors.append(ft)
+                        if qcode is None:
+                            found = [i for i, c in enumerate(model.operatorCodes)
+                                     if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.QUANTIZE]
+                            if found:
+                                qcode = found[0]
+                            else:
+                                oc = schema.OperatorCodeT()
+                                oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+                                oc.version = 2
+                                model.operatorCodes.append(oc)
+                                qcode = len(model.operatorCodes) - 1
+                        qop = schema.OperatorT()
+                        qop.opcodeIndex = qcode
+                        qop.inputs = np.asarray([src], np.int32)
+                        qop.outputs = np.asarray([len(g.tensors) - 1], np.int32)
+                        new_ops.append(qop)  # right before its first consumer: topological order holds
+                        refined[src] = len(g.tensors) - 1
+                        records.append({"tensor": int(src), "fine_tensor": refined[src], "n": n, "m": m,
+                                        "consumers": []})
+                    op.inputs = np.asarray(op.inputs, np.int32).copy()
+                    op.inputs[0] = refined[src]
+                    next(r for r in records if r["tensor"] == src)["consumers"].append(opname(op))
+            new_ops.append(op)
+        g.operators = new_ops
+    return bytes(fbu.convert_object_to_bytearray(model)), records
+
+
+#: the int16 logits' range is this many times the calibrated int8 logits range (no clipping)
+LOGITS_INT16_WIDEN = 4.0
+
+
+def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple[bytes, dict]:
+    """Compute the logits layer in 16x8 mode: the FULLY_CONNECTED whose output is dequantised into
+    the float32 model output reads its int8 input through a CAST to int16 (zero point folded into
+    the int64 bias: ``b + (−zp)·Σ_k w_jk``, exact), keeps its int8 weights and writes int16 logits
+    (zero point 0, range ``widen``× the calibrated int8 range).
+
+    Why: an int8 logits tensor has 256 steps; a Keras top-2 gap below one step (weak models: 0.04)
+    can flip the class though every accumulator is exact. int16 makes the step ~32× finer even
+    with the wider range. Cost: ~0.2 kB and one tiny non-XNNPACK op (FC on 1 × C features).
+    Returns ``(bytes, record)``; ``record["applied"]`` is False (bytes unchanged) with a reason when
+    the graph does not end in FULLY_CONNECTED → DEQUANTIZE.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    schema = _schema()
+    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def opname(op):
+        c = model.operatorCodes[op.opcodeIndex]
+        return names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+
+    g = model.subgraphs[0]
+    outs = {int(i) for i in g.outputs}
+    fc = None
+    for op in g.operators:
+        if opname(op) == "DEQUANTIZE" and int(op.outputs[0]) in outs:
+            prod = [o for o in g.operators if int(op.inputs[0]) in [int(i) for i in o.outputs]]
+            readers = [o for o in g.operators if int(op.inputs[0]) in [int(i) for i in o.inputs]]
+            if prod and opname(prod[0]) == "FULLY_CONNECTED" and len(readers) == 1:
+                fc = prod[0]
+    if fc is None:
+        return model_bytes, {"applied": False, "why": "no FULLY_CONNECTED → DEQUANTIZE → output at the end"}
+    xi, wi = int(fc.inputs[0]), int(fc.inputs[1])
+    xt, wt, ot = g.tensors[xi], g.tensors[wi], g.tensors[int(fc.outputs[0])]
+    if xt.type != 9 or wt.type != 9 or ot.type != 9:
+        return model_bytes, {"applied": False, "why": "the logits layer is not int8 → int8"}
+    s_x, zp_x = float(xt.quantization.scale[0]), int(xt.quantization.zeroPoint[0])
+    s_o, zp_o = float(ot.quantization.scale[0]), int(ot.quantization.zeroPoint[0])
+    w = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.int8).reshape(wt.shape).astype(np.int64)
+    if len(fc.inputs) > 2 and int(fc.inputs[2]) >= 0:
+        bt = g.tensors[int(fc.inputs[2])]
+        b = np.frombuffer(bytes(model.buffers[bt.buffer].data), np.int32).astype(np.int64)
+    else:  # no bias: add one (its scale is input scale × weight scale, per channel)
+        bt = schema.TensorT()
+        bt.shape = np.asarray([w.shape[0]], np.int32)
+        ws = np.broadcast_to(np.asarray(wt.quantization.scale, np.float64), (w.shape[0],))
+        bt.quantization = schema.QuantizationParametersT()
+        bt.quantization.scale = (s_x * ws).astype(np.float32).tolist()
+        bt.quantization.zeroPoint = [0] * w.shape[0]
+        g.tensors.append(bt)
+        fc.inputs = np.asarray(list(fc.inputs[:2]) + [len(g.tensors) - 1], np.int32)
+        b = np.zeros(w.shape[0], np.int64)
+    b64 = b - zp_x * w.sum(axis=1)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(b64.astype("<i8").tobytes(), np.uint8).copy()
+    model.buffers.append(buf)
+    bt.buffer, bt.type = len(model.buffers) - 1, 4  # INT64
+
+    x16 = schema.TensorT()
+    x16.shape = np.asarray(xt.shape, np.int32).copy()
+    x16.type, x16.buffer = 7, 0  # INT16
+    x16.name = (xt.name.decode() if isinstance(xt.name, bytes) else str(xt.name or "x")) + "/int16"
+    x16.quantization = schema.QuantizationParametersT()
+    x16.quantization.scale, x16.quantization.zeroPoint = [s_x], [0]
+    g.tensors.append(x16)
+    code = [i for i, c in enumerate(model.operatorCodes)
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.CAST]
+    if code:
+        code = code[0]
+    else:
+        oc = schema.OperatorCodeT()
+        oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CAST
+        oc.version = 3  # int8 input (tensorflow/lite/tools/versioning)
+        model.operatorCodes.append(oc)
+        code = len(model.operatorCodes) - 1
+    cast = schema.OperatorT()
+    cast.opcodeIndex = code
+    cast.inputs, cast.outputs = np.asarray([xi], np.int32), np.asarray([len(g.tensors) - 1], np.int32)
+    cast.builtinOptionsType = schema.BuiltinOptions.CastOptions
+    cast.builtinOptions = schema.CastOptionsT()
+    cast.builtinOptions.inDataType, cast.builtinOptions.outDataType = 9, 7
+    g.operators.insert(g.operators.index(fc), cast)
+    fc.inputs = np.asarray(fc.inputs, np.int32).copy()
+    fc.inputs[0] = len(g.tensors) - 1
+
+    lo, hi = s_o * (-128 - zp_o), s_o * (127 - zp_o)
+    step = float(np.float32(widen * max(abs(lo), abs(hi)) / 32767.0))
+    ot.type = 7
+    ot.quantization.scale, ot.quantization.zeroPoint = [step], [0]
+    rec = {"applied": True, "dtype": "int16", "step": step, "int8_step": s_o,
+           "range": [-32767 * step, 32767 * step], "int8_range": [lo, hi]}
+    return bytes(fbu.convert_object_to_bytearray(model)), rec
+
+
+def _input_multiple(g, model, names, tensor_index: int) -> int:
+    """m if tensor ``tensor_index`` is written by an int8→int8 QUANTIZE from a tensor of an integer
+    ``m`` times its scale (zero points −128): its values are m·i − 128 (see
+    :func:`refine_quantiser_grids`); else 1."""
+    for op in g.operators:
+        if tensor_index in list(op.outputs):
+            c = model.operatorCodes[op.opcodeIndex]
+            if names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) != "QUANTIZE":
+                return 1
+            a, b = g.tensors[op.inputs[0]], g.tensors[tensor_index]
+            if a.type != 9 or _grid_levels(a) is None:
+                return 1
+            r = float(a.quantization.scale[0]) / float(b.quantization.scale[0])
+            m = int(round(r))
+            return m if m >= 1 and abs(r - m) < 1e-4 and int(b.quantization.zeroPoint[0]) == -128 else 1
+    return 1
 
 
 def _merged_ints(plan: dict, info: dict):
@@ -403,7 +621,7 @@ def _merged_ints(plan: dict, info: dict):
     return q, st, float(worst)
 
 
-def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2):
+def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_mult: int = 1):
     """Integer biases (and, where needed, a slightly changed output step) that keep every rounding
     decision of the exact real bias ``beta``.
 
@@ -421,7 +639,8 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2):
 
     ``halves`` (default: every ``i + ½`` in the range above) overrides the thresholds, in output
     steps; channels whose weight gcd is below ``min_g`` (default 2: gcd 1 is left to plain rounding)
-    are skipped.
+    are skipped. ``in_mult``: the integer inputs are all multiples of it (a refined quantiser
+    output, :func:`refine_quantiser_grids`), so the lattice step is ``in_mult·g_j``.
     """
     beta = np.asarray(beta, np.float64).reshape(-1)
     step = np.broadcast_to(np.asarray(step, np.float64).reshape(-1), beta.shape).copy()
@@ -435,7 +654,7 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2):
         half = np.asarray(halves, np.float64)
     moved = 0
     for j in range(len(beta)):
-        g = int(np.gcd.reduce(w2[j])) if w2[j].any() else 0
+        g = int(np.gcd.reduce(w2[j])) * int(in_mult) if w2[j].any() else 0
         if g < max(int(min_g), 1) or not np.isfinite(step[j]) or step[j] <= 0:
             continue
         pos = half * step[j] - beta[j]          # Keras' threshold positions on the accumulator
@@ -480,7 +699,8 @@ def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:
     * buffers: every data-less tensor points at the empty buffer 0, identical constant buffers are
       shared, unreferenced buffers are removed;
     * the ``CONVERSION_METADATA`` metadata entry (converter options and version; not read by the
-      runtime). ``min_runtime_version`` is kept.
+      runtime). ``min_runtime_version`` is kept;
+    * repeated quantisation vectors: each distinct one is stored once (:func:`_pack_shared_quantization`).
 
     Returns the new bytes and the bytes each step removed (measured by re-serialising).
     """
@@ -524,9 +744,63 @@ def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:
     model.metadata = meta or None
     n3 = size()
     removed["buffers_and_metadata"] = n_prev - n3
-    out = bytes(fbu.convert_object_to_bytearray(model))
+    out = _pack_shared_quantization(model)
+    removed["shared_quantization_vectors"] = n3 - len(out)
     removed["total"] = before - len(out)
     return out, removed
+
+
+def _pack_shared_quantization(model) -> bytes:
+    """Serialise a flatbuffer model object writing each distinct quantisation vector (scales, zero
+    points, min/max) once and pointing every table that uses it at that copy.
+
+    Why: per-channel tensors must carry one int64 zero point per channel (all zeros; a 1-entry
+    vector is rejected by the interpreter), so a ResNet-20 repeats ~800 zero points twice (weights
+    and biases). A flatbuffer vector may be referenced from many tables (the format is a DAG, as
+    with shared strings), so sharing changes no value the interpreter reads."""
+    import flatbuffers
+
+    schema = _schema()
+    builder = flatbuffers.Builder(1024)
+    cache = {}
+
+    def vec(values, start, prepend):
+        if values is None:
+            return None
+        key = (start.__name__, tuple(np.asarray(values).tolist()))
+        if key not in cache:
+            start(builder, len(values))
+            for v in reversed(list(values)):
+                prepend(v)
+            cache[key] = builder.EndVector()
+        return cache[key]
+
+    def pack(self, b):
+        assert b is builder
+        mn = vec(self.min, schema.QuantizationParametersStartMinVector, b.PrependFloat32)
+        mx = vec(self.max, schema.QuantizationParametersStartMaxVector, b.PrependFloat32)
+        sc = vec(self.scale, schema.QuantizationParametersStartScaleVector, b.PrependFloat32)
+        zp = vec(self.zeroPoint, schema.QuantizationParametersStartZeroPointVector, b.PrependInt64)
+        details = self.details.Pack(b) if self.details is not None else None
+        schema.QuantizationParametersStart(b)
+        for off, add in ((mn, schema.QuantizationParametersAddMin), (mx, schema.QuantizationParametersAddMax),
+                         (sc, schema.QuantizationParametersAddScale),
+                         (zp, schema.QuantizationParametersAddZeroPoint)):
+            if off is not None:
+                add(b, off)
+        schema.QuantizationParametersAddDetailsType(b, self.detailsType)
+        if details is not None:
+            schema.QuantizationParametersAddDetails(b, details)
+        schema.QuantizationParametersAddQuantizedDimension(b, self.quantizedDimension)
+        return schema.QuantizationParametersEnd(b)
+
+    original = schema.QuantizationParametersT.Pack
+    schema.QuantizationParametersT.Pack = pack
+    try:
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    finally:
+        schema.QuantizationParametersT.Pack = original
+    return bytes(builder.Output())
 
 
 def _schema():

@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def w2a2_run(tmp_path_factory):
-    """A ResNet-20 w2a2 trained for 2 epochs on digits, exported once with every default format."""
+    """A ResNet-20 w2a2 trained for 4 epochs on digits, exported once with every default format
+    (2 epochs left it near chance on some CPUs — 15 % Keras accuracy, 2026-12-02 — where int8
+    agreement only measures logit near-ties)."""
     from rolekd_tf.export import export_run
 
-    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "w2a2", w_bits=2, a_bits=2, epochs=2,
+    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "w2a2", w_bits=2, a_bits=2, epochs=4,
                           train_size=640, val_size=300)
     report = export_run(rd, eval_size=None, latency_repeats=10, verbose=False)
     return rd, splits, report
@@ -184,7 +186,8 @@ def test_int8_exactness_report(w2a2_run):
 
 def test_int8_exactness_flags_and_bit_widths():
     """exactness of freshly built models (no training needed): the full variant at 2 bits has an
-    exact body; at 4 bits the integer bias lattice is reported; FP activations are PTQ."""
+    exact body; at 4 bits only the exact stem's bias lattice is reported (the other quantisers are
+    refined, see test_int8_4bit_refined_quantiser_grids); FP activations are PTQ."""
     from rolekd_tf.export import graph
     from rolekd_tf.models import build_model
 
@@ -194,8 +197,8 @@ def test_int8_exactness_flags_and_bit_widths():
     assert ex["exact_body"] and ex["inexact"] == []
     m4 = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, **flags)
     ex = graph.int8_exactness(m4, graph.build_export_view(m4, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
-    assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["integer bias lattice"]
-    assert len(ex["inexact"][0]["layers"]) == 19
+    assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
+    assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"]
     fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
     ex = graph.int8_exactness(fp, graph.build_export_view(fp, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
     assert [p["part"] for p in ex["inexact"]] == ["activations"]
@@ -218,9 +221,9 @@ def test_merge_projections_finds_both_projection_blocks():
 
 
 @pytest.mark.xfail(reason="2-bit activations: the int8 full-precision first conv and the projection-block residual "
-                          "adds move a few 2-bit levels, which cascade through 18 quantisers (measured 2026-11-25: "
-                          "this 2-epoch model, Keras accuracy 22 %, 73.3 %; the 6-epoch benchmark w2a2 95.3 %, "
-                          "w4a4 99.3 %)", strict=False)
+                          "adds move a few 2-bit levels, which cascade through 18 quantisers (measured 2026-12-02: "
+                          "this 4-epoch model, Keras accuracy 71.3 %, 91.0 %; the 6-epoch benchmark w2a2 "
+                          "93.6 %, w4a4 99.7 %)", strict=False)
 def test_int8_agreement_99(w2a2_run):
     rd, splits, report = w2a2_run
     assert report["files"]["model_int8.tflite"]["eval"]["top1_agreement"] >= 0.99
@@ -256,7 +259,9 @@ def test_int8_weights_are_exact_dorefa_levels(w2a2_run):
         # rounding decision (tflite._grid_bias); the integers themselves are exact
         adj = rows[layer.name].get("scale_adjusted_channels", 0)
         np.testing.assert_allclose(levels, dorefa, rtol=0, atol=1e-6 if not adj else 1e-2)
-        np.testing.assert_array_equal(q, np.round(dorefa * 126).astype(np.int64))  # exact: no rounding
+        # exact, no rounding (a channel with a negative BN factor stores −q with scale |c_j|/126)
+        np.testing.assert_array_equal(q, np.sign(c).reshape(-1, 1, 1, 1).astype(np.int64)
+                                      * np.round(dorefa * 126).astype(np.int64))
         checked += 1
     assert checked == 20
 
@@ -310,6 +315,22 @@ def test_int8_file_is_compact(w2a2_run):
     assert [md.name for md in m.metadata] == [b"min_runtime_version"]
     used = [t.buffer for t in g.tensors if t.buffer] + [md.buffer for md in m.metadata]
     assert len(used) >= len(set(used)) and set(used) | {0} == set(range(len(m.buffers)))
+    # each distinct zero-point / scale vector is stored once and shared by every tensor using it
+    from tensorflow.lite.python import schema_py_generated as S
+
+    sg = S.Model.GetRootAs(data, 0).Subgraphs(0)
+    where = {}
+    for i in range(sg.TensorsLength()):
+        q = sg.Tensors(i).Quantization()
+        if q is None:
+            continue
+        for field, get in ((10, q.ZeroPointAsNumpy), (8, q.ScaleAsNumpy)):
+            o = q._tab.Offset(field)
+            if o:
+                where.setdefault((field, get().tobytes()), set()).add(q._tab.Vector(o))
+    assert where and all(len(pos) == 1 for pos in where.values())
+    zp = [k for k in where if k[0] == 10]
+    assert len(zp) < 12  # zero points: one vector per distinct (length, value), not one per tensor
 
 
 def test_grid_bias_keeps_rounding_decisions():
@@ -361,7 +382,7 @@ def test_compaction_is_output_identical(w2a2_run, w2a2_uncompacted):
     rd, splits, _ = w2a2_run
     _, data = w2a2_uncompacted
     small, removed = T.compact_model(data)
-    assert removed["tensor_names"] > 0 and len(small) < len(data)
+    assert removed["tensor_names"] > 0 and removed["shared_quantization_vectors"] > 5000 and len(small) < len(data)
     x = splits.x_val[:40].astype(np.float32)
     np.testing.assert_array_equal(T.run(T.interpreter(small), x, batch=8), T.run(T.interpreter(data), x, batch=8))
 
@@ -634,8 +655,6 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     the int8 integers of the fake-quantised Keras kernel. Given its own inputs every quantiser
     reproduces Keras (float32 ties: ≤ 1e-4), the pool is exact and the logits differ from Keras
     only by their final int8 rounding."""
-    import tensorflow as tf
-
     from rolekd_tf.export import graph, tflite as T
     from rolekd_tf.training import load_run_model
 
@@ -686,39 +705,62 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     assert np.all(np.where(q8 == 127, ref >= logits8 - 0.5 * lsc, True))
     assert np.all(np.where(q8 == -128, ref <= logits8 + 0.5 * lsc, True))
 
-    def levels(lname):
-        shape = tuple(L(lname).output.shape[1:])
-        t = [t for t in dets.values() if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
-             and tuple(t["shape"][1:]) == shape and t["dtype"] == np.int8][-1]
-        sc, zp = t["quantization"]
-        assert abs(sc - 1 / 3) < 1e-7
-        return ((it.get_tensor(t["index"]).astype(np.float64) - zp) / 3).astype(np.float32)
-
-    def moved(keras_out, lv):
-        return int(np.sum(np.round(np.asarray(keras_out) * 3) != np.round(lv * 3)))
-
     # the int8 conv reads pixels − 128 with zero point 0: it zero-pads with the pixel 128, as Keras
     # zero-pads (pixels − 128)/64
     (conv0,) = [o for o in it._get_ops_details() if o["op_name"] == "CONV_2D"][:1]
     inq = dets[conv0["inputs"][0]]
     assert inq["dtype"] == np.int8 and inq["quantization"] == (1.0, 0)
     np.testing.assert_array_equal(it.get_tensor(inq["index"]).astype(np.int64), x.astype(np.int64) - 128)
+    bad, total, _ = _zero_pad_level_moves(model, it, x, 3)
+    assert sum(bad.values()) <= 1e-4 * total, bad
+
+
+def _zero_pad_level_moves(model, it, x, n: int):
+    """Given its own inputs, how many outputs of each k-bit quantiser (n = 2^k − 1) of an exact_stem +
+    zero_pad + exact_tail ResNet-20's int8 file (interpreter ``it`` run on ``x`` keeping its tensors)
+    differ from Keras. Returns ``(moves per quantiser, elements, margins)``: margins are the moved
+    elements' distances from the nearest threshold, in steps (float32 ties of Keras are ~1e-5)."""
+    import tensorflow as tf
+
+    L = model.get_layer
+    dets = it.get_tensor_details()
+
+    def levels(lname):
+        shape = tuple(L(lname).output.shape[1:])
+        t = [t for t in dets if (f"/{lname}_1/" in t["name"] or f"/{lname}/" in t["name"])
+             and tuple(t["shape"][1:]) == shape and t["dtype"] == np.int8
+             and abs(t["quantization"][0] * n - 1) < 1e-6][-1]  # not a refined copy (scale 1/(n·m))
+        return ((it.get_tensor(t["index"]).astype(np.float64) - t["quantization"][1]) / n).astype(np.float32)
+
+    margins = []
+
+    def moved(quantiser, pre, lv):
+        pre = np.asarray(pre, np.float64)
+        m = np.round(np.asarray(L(quantiser)(pre.astype(np.float32))) * n) != np.round(lv * n)
+        p = np.clip(pre, 0, 1)[m] * n
+        margins.extend(np.abs(p - np.floor(p) - 0.5).tolist())
+        return int(m.sum())
+
+    (mean_op,) = [o for o in it._get_ops_details() if o["op_name"] == "MEAN"]
+    out_t = [t for t in dets if t["index"] == mean_op["inputs"][0]][0]
+    last = ((it.get_tensor(out_t["index"]).astype(np.float64) - out_t["quantization"][1]) / n).astype(np.float32)
     stem = L("stem_relu")(L("stem_bn")(L("stem_conv")((x.astype(np.float32) - 128.0) / 64.0), training=False))
-    bad = {"stage1_block1_in_aq": moved(L("stage1_block1_in_aq")(stem), levels("stage1_block1_in_aq"))}
+    bad = {"stage1_block1_in_aq": moved("stage1_block1_in_aq", stem, levels("stage1_block1_in_aq"))}
     total = 0
+    names = {l.name for l in model.layers}
     blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
     for i, bl in enumerate(blocks):
         xin, mid = levels(f"{bl}_in_aq"), levels(f"{bl}_mid_aq")
         total += xin.size + mid.size
-        bad[f"{bl}_mid_aq"] = moved(L(f"{bl}_mid_aq")(L(f"{bl}_bn1")(L(f"{bl}_conv1")(xin), training=False)), mid)
-        sc = L(f"{bl}_pad_shortcut")(xin) if f"{bl}_pad_shortcut" in {l.name for l in model.layers} else xin
+        bad[f"{bl}_mid_aq"] = moved(f"{bl}_mid_aq", L(f"{bl}_bn1")(L(f"{bl}_conv1")(xin), training=False), mid)
+        sc = L(f"{bl}_pad_shortcut")(xin) if f"{bl}_pad_shortcut" in names else xin
         y = L(f"{bl}_bn2")(L(f"{bl}_conv2")(mid), training=False) + sc
         if i + 1 == len(blocks):
-            bad[f"{bl}_out"] = moved(L(f"{bl}_out")(y), (last / 3.0).astype(np.float32))
+            bad[f"{bl}_out"] = moved(f"{bl}_out", y, last)
         else:
             nb = blocks[i + 1]
-            bad[f"{nb}_in_aq"] = moved(L(f"{nb}_in_aq")(tf.nn.relu(y)), levels(f"{nb}_in_aq"))
-    assert sum(bad.values()) <= 1e-4 * total, bad
+            bad[f"{nb}_in_aq"] = moved(f"{nb}_in_aq", tf.nn.relu(y), levels(f"{nb}_in_aq"))
+    return bad, total, np.asarray(margins)
 
 
 def test_int8_agreement_99_exact_variant(zero_pad_tail_run):
@@ -749,3 +791,109 @@ def test_int8_agreement_99_exact_variant(zero_pad_tail_run):
     assert np.all(gaps[dis] < 2 * step), (gaps[dis].tolist(), step)
     print(f"agreement {ev['top1_agreement']:.4f}; disagreeing top-2 gaps {gaps[dis].tolist()}; logits step {step:.4g}")
     assert ev["top1_agreement"] >= 0.99, (ev["top1_agreement"], gaps[dis].tolist(), step)
+
+
+# ------------------------------------------------ ≥ 3-bit quantisers: refined grids, int16 logits
+@pytest.fixture(scope="session")
+def zero_pad_tail_w4_run(tmp_path_factory):
+    """ResNet-20 w4a4 with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
+    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "zptail4", w_bits=4, a_bits=4, epochs=1,
+                          train_size=512, val_size=300,
+                          variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
+    return rd, splits
+
+
+def test_int8_4bit_refined_quantiser_grids(zero_pad_tail_w4_run):
+    """At 4 bits the integer weights are 8·(odd ±1…±15): alone, the int32 accumulator moves in steps
+    of ≥ 8 and one integer bias per channel cannot keep all 15 thresholds. Each 4-bit quantiser
+    output read by a conv is re-stored by one exact QUANTIZE (level i → 17·i − 128, scale 1/255), so
+    the lattice is 136 bias units: given its own inputs every quantiser then reproduces Keras up to
+    near-ties (≤ 1e-4 of the elements, each within 1e-3 of a step of a threshold — the exact stem,
+    gcd-1 weights, and float32 ties), far fewer moves than without (measured on the 6-epoch digits
+    models: 9,448 → 255 and 7,459 → 366 on 597 images)."""
+    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.training import load_run_model
+
+    rd, splits = zero_pad_tail_w4_run
+    model = load_run_model(rd)
+    view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
+    raw = T.convert_int8(view, splits.x_train[:200].astype(np.float32))
+    fine, fixes = T.fix_int8_model(raw, plan)
+    coarse, fixes0 = T.fix_int8_model(raw, plan, refine_levels=None)
+    assert sum(1 for f in fixes if f.get("input_multiple") == 17) == 18  # 2 convs per block
+    assert not any(f.get("input_multiple") for f in fixes0)
+    assert 0 < len(T.compact_model(fine)[0]) - len(T.compact_model(coarse)[0]) < 2500
+
+    x = splits.x_val[:64]
+    it, dets = _invoke_keeping_tensors(fine, x)
+    dets = {t["index"]: t for t in dets}
+    ops = it._get_ops_details()
+    quantize = [o for o in ops if o["op_name"] == "QUANTIZE" and dets[o["inputs"][0]]["dtype"] == np.int8]
+    assert len(quantize) == 18  # (the other QUANTIZE: uint8 pixels → int8)
+    for o in quantize:
+        src, dst = dets[o["inputs"][0]], dets[o["outputs"][0]]
+        assert src["dtype"] == dst["dtype"] == np.int8
+        assert abs(src["quantization"][0] - 1 / 15) < 1e-8 and src["quantization"][1] == -128
+        assert abs(dst["quantization"][0] - 1 / 255) < 1e-9 and dst["quantization"][1] == -128
+        a = it.get_tensor(src["index"]).astype(np.int64)
+        np.testing.assert_array_equal(it.get_tensor(dst["index"]).astype(np.int64), 17 * (a + 128) - 128)
+        readers = [r["op_name"] for r in ops if o["outputs"][0] in r["inputs"] and r["op_name"] != "DELEGATE"]
+        assert readers and set(readers) == {"CONV_2D"}
+
+    bad, total, margins = _zero_pad_level_moves(model, it, x, 15)
+    it0, _ = _invoke_keeping_tensors(coarse, x)
+    bad0, _, _ = _zero_pad_level_moves(model, it0, x, 15)
+    print(f"4-bit local level moves: refined {sum(bad.values())}, not refined {sum(bad0.values())} of {total}")
+    assert sum(bad.values()) <= 1e-4 * total, bad
+    assert np.all(margins < 1e-3), margins.max()
+    assert sum(bad0.values()) > 2 * sum(bad.values()), (bad0, bad)
+
+
+def test_int16_logits(zero_pad_tail_w4_run):
+    """The exported int8 file computes the logits in 16x8 mode (CAST int8 → int16 of the exact
+    pool, zero point folded into the int64 bias, int8 weights, int16 output): given its own pool
+    the logits equal Keras' to half an int16 step; with ``int16_logits=False`` they stay int8.
+    The report names the one remaining inexact part of this variant at 4 bits (the stem's lattice)."""
+    from rolekd_tf.export import export_run, tflite as T
+    from rolekd_tf.training import load_run_model
+
+    rd, splits = zero_pad_tail_w4_run
+    model = load_run_model(rd)
+    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False)
+    f = rep["files"]["model_int8.tflite"]
+    assert f["logits"]["applied"] and f["logits"]["step"] < f["logits"]["int8_step"] / 8
+    assert f["refined_quantiser_inputs"] == 18
+    assert [p["part"] for p in f["exactness"]["inexact"]] == ["stem bias lattice"]
+    assert f["exactness"]["inexact"][0]["layers"] == ["stage1_block1_in_aq"]
+    data = (rd / "export" / "model_int8.tflite").read_bytes()
+    x = splits.x_val[:100]
+    it, dets = _invoke_keeping_tensors(data, x)
+    dets = {t["index"]: t for t in dets}
+    ops = it._get_ops_details()
+    (fc,) = [o for o in ops if o["op_name"] == "FULLY_CONNECTED"]
+    (cast,) = [o for o in ops if o["op_name"] == "CAST"]
+    (mean_op,) = [o for o in ops if o["op_name"] == "MEAN"]
+    assert cast["inputs"][0] == mean_op["outputs"][0] and fc["inputs"][0] == cast["outputs"][0]
+    assert dets[fc["inputs"][0]]["dtype"] == np.int16 and dets[fc["inputs"][1]]["dtype"] == np.int8
+    assert dets[fc["inputs"][2]]["dtype"] == np.int64
+    out = dets[fc["outputs"][0]]
+    step, zp = out["quantization"]
+    assert out["dtype"] == np.int16 and zp == 0
+    pt = dets[mean_op["outputs"][0]]
+    pool = ((it.get_tensor(pt["index"]).astype(np.float64) - pt["quantization"][1]) * pt["quantization"][0])
+    ref = model.get_layer("logits")(pool.astype(np.float32)).numpy()
+    q16 = it.get_tensor(fc["outputs"][0]).astype(np.int64)
+    assert np.abs(q16).max() < 32767  # range 4× the calibrated int8 range: no clipping
+    # half an int16 step, plus the int32 bias' own rounding (half an accumulator unit s_x·s_w)
+    s_w = np.asarray(dets[fc["inputs"][1]]["quantization_parameters"]["scales"], np.float64)
+    np.testing.assert_allclose(q16 * step, ref, rtol=0, atol=0.5 * step + 0.5 * pt["quantization"][0] * s_w.max() + 1e-6)
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, q16 * step, rtol=1e-6, atol=1e-7)
+
+    rep8 = export_run(rd, ["int8"], splits=splits, eval_size=50, latency_repeats=1, verbose=False,
+                      int16_logits=False)
+    assert not rep8["files"]["model_int8.tflite"]["logits"]["applied"]
+    it8 = T.interpreter(rd / "export" / "model_int8.tflite")
+    it8.allocate_tensors()
+    (fc8,) = [o for o in it8._get_ops_details() if o["op_name"] == "FULLY_CONNECTED"]
+    assert {t["index"]: t for t in it8.get_tensor_details()}[fc8["outputs"][0]]["dtype"] == np.int8
