@@ -14,6 +14,8 @@ ORDER = [
     ("distill_step.md", "II-KD Distiller step vs plain step", "benchmarks/distill_step.py"),
     ("search_overhead.md", "PBT search overhead", "benchmarks/search_overhead.py"),
     ("export.md", "Export: sizes, parity, latency", "benchmarks/export.py"),
+    ("export_variant.md", "Export: int8-exact variant, several seeds",
+     "benchmarks/export.py with variant flags and --seed (commands inside)"),
     ("tfmot_baseline.md", "tfmot 8-bit QAT baseline (tf_keras, separate process)", "benchmarks/tfmot_baseline.py"),
     ("data.md", "Data loading", "tests/data (timings from the data tests)"),
 ]

@@ -259,19 +259,15 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
     grid before each conv (:func:`refine_quantiser_grids`; ``None``: no), so that the bias fit
     below keeps every threshold at 3 and 4 bits too.
     """
-    from tensorflow.lite.tools import flatbuffer_utils as fbu
-
     if refine_levels is not None:
         model_bytes, _ = refine_quantiser_grids(model_bytes, refine_levels)
 
-    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
-    names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
+    model, op_name = _flatbuffer(model_bytes)
     layers = {k: v for k, v in plan.items() if "kernel" in v}
     records = []
     for g in model.subgraphs:
         for op in g.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            opname = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+            opname = op_name(op)
             if opname not in ("CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
                 continue
             xt, wt = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
@@ -361,7 +357,7 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                             nq = int(round(1.0 / s_out))
                             qonly = {"halves": np.arange(nq) + 0.5,
                                      "min_g": 1 if info.get("kind") == "exact_stem" else 2}
-                        mult = _input_multiple(g, model, names, int(op.inputs[0]))
+                        mult = _input_multiple(g, op_name, int(op.inputs[0]))
                         if mult > 1:
                             rec["input_multiple"] = mult
                         bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out,
@@ -379,7 +375,7 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                 bt.quantization.zeroPoint = [0] * len(sb)
                 rec["bias_fixed"] = True
             records.append(rec)
-    return bytes(fbu.convert_object_to_bytearray(model)), records
+    return _serialise(model), records
 
 
 def _grid_levels(t) -> int | None:
@@ -408,18 +404,10 @@ def refine_quantiser_grids(model_bytes: bytes, min_levels: int = FINE_GRID_MIN_L
     folds a second fake-quant that only requantises, so the op is written into the flatbuffer.
     Returns the new bytes and one record per refined tensor (``n``, ``m``, consumers).
     """
-    from tensorflow.lite.tools import flatbuffer_utils as fbu
-
     schema = _schema()
-    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-    def opname(op):
-        c = model.operatorCodes[op.opcodeIndex]
-        return names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+    model, opname = _flatbuffer(model_bytes)
 
     records = []
-    qcode = None
     for g in model.subgraphs:
         new_ops = []
         refined = {}  # source tensor -> fine tensor
@@ -440,19 +428,8 @@ def refine_quantiser_grids(model_bytes: bytes, min_levels: int = FINE_GRID_MIN_L
                         ft.quantization.scale = [float(np.float32(1.0 / (n * m)))]
                         ft.quantization.zeroPoint = [-128]
                         g.tensors.append(ft)
-                        if qcode is None:
-                            found = [i for i, c in enumerate(model.operatorCodes)
-                                     if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.QUANTIZE]
-                            if found:
-                                qcode = found[0]
-                            else:
-                                oc = schema.OperatorCodeT()
-                                oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-                                oc.version = 2
-                                model.operatorCodes.append(oc)
-                                qcode = len(model.operatorCodes) - 1
                         qop = schema.OperatorT()
-                        qop.opcodeIndex = qcode
+                        qop.opcodeIndex = _opcode(model, schema.BuiltinOperator.QUANTIZE, 1)
                         qop.inputs = np.asarray([src], np.int32)
                         qop.outputs = np.asarray([len(g.tensors) - 1], np.int32)
                         new_ops.append(qop)  # right before its first consumer: topological order holds
@@ -464,7 +441,7 @@ def refine_quantiser_grids(model_bytes: bytes, min_levels: int = FINE_GRID_MIN_L
                     next(r for r in records if r["tensor"] == src)["consumers"].append(opname(op))
             new_ops.append(op)
         g.operators = new_ops
-    return bytes(fbu.convert_object_to_bytearray(model)), records
+    return _serialise(model), records
 
 
 #: the int16 logits' range is this many times the calibrated int8 logits range (no clipping)
@@ -478,20 +455,13 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple
     (zero point 0, range ``widen``× the calibrated int8 range).
 
     Why: an int8 logits tensor has 256 steps; a Keras top-2 gap below one step (weak models: 0.04)
-    can flip the class though every accumulator is exact. int16 makes the step ~32× finer even
-    with the wider range. Cost: ~0.2 kB and one tiny non-XNNPACK op (FC on 1 × C features).
+    can flip the class though every accumulator is exact. int16 makes the step ~60× finer even
+    with the 4× wider range. Cost: ~0.2 kB and one tiny non-XNNPACK op (FC on 1 × C features).
     Returns ``(bytes, record)``; ``record["applied"]`` is False (bytes unchanged) with a reason when
     the graph does not end in FULLY_CONNECTED → DEQUANTIZE.
     """
-    from tensorflow.lite.tools import flatbuffer_utils as fbu
-
     schema = _schema()
-    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-    def opname(op):
-        c = model.operatorCodes[op.opcodeIndex]
-        return names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+    model, opname = _flatbuffer(model_bytes)
 
     g = model.subgraphs[0]
     outs = {int(i) for i in g.outputs}
@@ -537,18 +507,8 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple
     x16.quantization = schema.QuantizationParametersT()
     x16.quantization.scale, x16.quantization.zeroPoint = [s_x], [0]
     g.tensors.append(x16)
-    code = [i for i, c in enumerate(model.operatorCodes)
-            if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.CAST]
-    if code:
-        code = code[0]
-    else:
-        oc = schema.OperatorCodeT()
-        oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CAST
-        oc.version = 3  # int8 input (tensorflow/lite/tools/versioning)
-        model.operatorCodes.append(oc)
-        code = len(model.operatorCodes) - 1
     cast = schema.OperatorT()
-    cast.opcodeIndex = code
+    cast.opcodeIndex = _opcode(model, schema.BuiltinOperator.CAST, 3)  # v3: int8 input (lite/tools/versioning)
     cast.inputs, cast.outputs = np.asarray([xi], np.int32), np.asarray([len(g.tensors) - 1], np.int32)
     cast.builtinOptionsType = schema.BuiltinOptions.CastOptions
     cast.builtinOptions = schema.CastOptionsT()
@@ -563,17 +523,51 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple
     ot.quantization.scale, ot.quantization.zeroPoint = [step], [0]
     rec = {"applied": True, "dtype": "int16", "step": step, "int8_step": s_o,
            "range": [-32767 * step, 32767 * step], "int8_range": [lo, hi]}
-    return bytes(fbu.convert_object_to_bytearray(model)), rec
+    return _serialise(model), rec
 
 
-def _input_multiple(g, model, names, tensor_index: int) -> int:
+def _flatbuffer(model_bytes: bytes):
+    """``(model object, opname)`` of a TFLite flatbuffer; ``opname(op)`` is the builtin's name."""
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.convert_bytearray_to_object(bytearray(model_bytes))
+    names = {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
+
+    def opname(op):
+        c = model.operatorCodes[op.opcodeIndex]
+        return names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?")
+
+    return model, opname
+
+
+def _serialise(model) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def _opcode(model, builtin: int, version: int) -> int:
+    """Index of ``builtin``'s operator code in ``model`` (added with ``version`` if missing; an
+    existing entry keeps the larger version)."""
+    for i, c in enumerate(model.operatorCodes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin:
+            c.version = max(int(c.version), version)
+            return i
+    oc = _schema().OperatorCodeT()
+    oc.builtinCode = builtin
+    oc.deprecatedBuiltinCode = min(builtin, 127)
+    oc.version = version
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _input_multiple(g, opname, tensor_index: int) -> int:
     """m if tensor ``tensor_index`` is written by an int8→int8 QUANTIZE from a tensor of an integer
     ``m`` times its scale (zero points −128): its values are m·i − 128 (see
     :func:`refine_quantiser_grids`); else 1."""
     for op in g.operators:
         if tensor_index in list(op.outputs):
-            c = model.operatorCodes[op.opcodeIndex]
-            if names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) != "QUANTIZE":
+            if opname(op) != "QUANTIZE":
                 return 1
             a, b = g.tensors[op.inputs[0]], g.tensors[tensor_index]
             if a.type != 9 or _grid_levels(a) is None:
