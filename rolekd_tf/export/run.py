@@ -189,9 +189,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         elif fmt == "int8":
             data = T.convert_int8(view, rep)
             data, fixes = T.fix_int8_model(data, plan)
-            logits_rec = (T.int16_logits(data) if int16_logits
-                          else (data, {"applied": False, "why": "int8 logits requested"}))
-            data, logits_rec = logits_rec
+            data, logits_rec = (T.int16_logits(data) if int16_logits
+                                else (data, {"applied": False, "why": "int8 logits requested"}))
             data, compacted = T.compact_model(data)
         else:
             if not T.w4_layers(plan) or not _has_quantizer():
