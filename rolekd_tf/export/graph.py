@@ -603,8 +603,8 @@ def int8_exactness(model, plan: dict) -> dict:
     if any(v.get("kind") == "exact_stem" for v in plan.values()) and int(quantised[0].a_bits) >= 3:
         inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,
                         "why": "the exact stem's integer weights reach every accumulator value, so one integer "
-                               "bias cannot keep all 2^k − 1 thresholds of a ≥ 3-bit quantiser (measured at "
-                               "4 bits: ~5 elements per million move, each within 1e-3 of a step of a threshold)"})
+                               "bias cannot keep all 2^k − 1 thresholds of a ≥ 3-bit quantiser; measured at "
+                               "4 bits: ~5 elements per million move, each within 1e-3 of a step of a threshold"})
     return {"exact_body": not inexact, "inexact": inexact, "always": always}
 
 
