@@ -77,7 +77,7 @@ same `compact_model` (no names), for reference.
   (597 images, given each quantiser's own int8 inputs): level moves 9,448 → 255 (seed 0) and
   7,459 → 366 (seed 1), every remaining move within 6.2e-4 of a step of its threshold (exact
   stem — gcd-1 weights — and float32 near-ties); +1.96 kB (18 tensors and ops); latency within
-  noise (delegated by XNNPACK). Paper architecture w4a4 (FP stem): 8,559 → 393 moves outside the
+  noise (one model, interleaved: 1.44 ms refined vs 1.41 ms not). Paper architecture w4a4 (FP stem): 8,559 → 393 moves outside the
   stem.
 - Logits (since 2026-12-02, `tflite.int16_logits`; `--int8-logits` turns it off): the last
   FULLY_CONNECTED runs in 16x8 mode — a CAST int8 → int16 of the pooled features (their zero point

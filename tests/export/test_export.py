@@ -638,13 +638,16 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
     assert sum(bad.values()) <= 1e-4 * total, bad
 
 
+def _zero_pad_tail(tmp_path_factory, bits: int):
+    """ResNet-20 w{bits}a{bits} with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
+    return make_run(tmp_path_factory.mktemp("exp") / f"zptail{bits}", w_bits=bits, a_bits=bits, epochs=1,
+                    train_size=512, val_size=300,
+                    variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
+
+
 @pytest.fixture(scope="session")
 def zero_pad_tail_run(tmp_path_factory):
-    """ResNet-20 w2a2 with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
-    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "zptail", w_bits=2, a_bits=2, epochs=1,
-                          train_size=512, val_size=300,
-                          variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
-    return rd, splits
+    return _zero_pad_tail(tmp_path_factory, 2)
 
 
 def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
@@ -796,11 +799,7 @@ def test_int8_agreement_99_exact_variant(zero_pad_tail_run):
 # ------------------------------------------------ ≥ 3-bit quantisers: refined grids, int16 logits
 @pytest.fixture(scope="session")
 def zero_pad_tail_w4_run(tmp_path_factory):
-    """ResNet-20 w4a4 with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
-    rd, splits = make_run(tmp_path_factory.mktemp("exp") / "zptail4", w_bits=4, a_bits=4, epochs=1,
-                          train_size=512, val_size=300,
-                          variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
-    return rd, splits
+    return _zero_pad_tail(tmp_path_factory, 4)
 
 
 def test_int8_4bit_refined_quantiser_grids(zero_pad_tail_w4_run):
