@@ -65,8 +65,6 @@ def _holdout_logits(run_dir):
     return np.concatenate(zs), np.concatenate(ys)
 
 
-@pytest.mark.slow  # ~4 min on a 2-core CPU: three short trainings; the fast guard against a lost KD
-# gradient is test_distiller.test_clip_step_equals_manual_rule (non-zero KD gradient, exact update)
 def test_ii_kd_moves_the_student_towards_the_teacher(runs):
     import tensorflow as tf
 
