@@ -57,4 +57,4 @@ for i, bl in enumerate(blocks):
         nb = blocks[i + 1]; bad[f"{nb}_in_aq"] = moved(f"{nb}_in_aq", tf.nn.relu(y), levels(f"{nb}_in_aq"))
 print(rd, "elements", total, "moves", sum(bad.values()))
 for k, v in bad.items():
-    if v: print(f"  {k}: {v}  max margin from threshold (steps) {margins[k].min() if len(margins[k]) else 0:.2e}..{margins[k].max():.2e}")
+    if v: print(f"  {k}: {v} moves, distance from the threshold {margins[k].min():.2e}..{margins[k].max():.2e} steps")

@@ -52,13 +52,12 @@ def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_s
 
 def recalibrate_bn(model, x, *, passes: int = 30, batch: int = 256) -> None:
     import keras
+    import tensorflow as tf
 
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     old = [l.momentum for l in bns]
     for l in bns:
         l.momentum = 0.8
-    import tensorflow as tf
-
     # One traced forward instead of 30 eager ones (eager ResNet-20 passes were ~1/3 of each
     # fixture's time); the same batches in the same order, so the same statistics up to float order.
     step = tf.function(lambda xb: model(xb, training=True))
