@@ -23,6 +23,7 @@ KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
 UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum")
 OPTIMIZERS = ("sgd", "adam")
 SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
+INT8_STEPS = range(1, 43)  #: model.exact_stem_step (rolekd_tf.quant.dorefa.INT8_STEPS)
 
 
 @dataclass
@@ -48,6 +49,10 @@ class ModelConfig:
     #: per-channel int8 grid and the model takes ``(pixels − 128)/64`` (no per-channel mean/std), so
     #: the int8 TFLite reproduces it exactly (README, "Export"). Teacher and student must agree.
     exact_stem: bool = False
+    #: the exact stem's integer weights are multiples of this (its kernel is trained on the
+    #: integers −⌊127/step⌋…⌊127/step⌋ per channel, stored ×step): step ≥ 2 leaves the stem's
+    #: integer bias room to keep every threshold of a ≥ 3-bit quantiser (1 = the full int8 grid)
+    exact_stem_step: int = 1
     #: int8-exact variant: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the
     #: add), so the int8 export merges both convs into one exact accumulator.
     shared_proj_bn: bool = False
@@ -240,6 +245,11 @@ def validate(cfg: Config) -> Config:
     if not 0 <= cfg.model.bn_momentum < 1:
         raise ConfigError(f"model.bn_momentum={cfg.model.bn_momentum} must be in [0, 1)")
     _check_choice("model.shortcut", cfg.model.shortcut, SHORTCUTS)
+    step = cfg.model.exact_stem_step
+    if step not in INT8_STEPS:
+        raise ConfigError(f"model.exact_stem_step={step!r} is out of range; allowed: an integer in 1..42")
+    if step != 1 and not cfg.model.exact_stem:
+        raise ConfigError(f"model.exact_stem_step={step} needs model.exact_stem=true")
     if cfg.model.shared_proj_bn and cfg.model.shortcut != "projection":
         raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {cfg.model.shortcut!r})")
     t = cfg.train

@@ -208,6 +208,7 @@ class Task:
             input_shape=tuple(self.info.image_shape),
             bn_momentum=m.bn_momentum,
             exact_stem=m.exact_stem,
+            exact_stem_step=m.exact_stem_step,
             shared_proj_bn=m.shared_proj_bn,
             shortcut=m.shortcut,
             exact_tail=m.exact_tail,

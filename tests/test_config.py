@@ -44,6 +44,9 @@ def test_model_variant_options():
         ({"model": "resnet20"}, "must be a mapping"),
         ({"model": {"shortcut": "zeropad"}}, "model.shortcut='zeropad'"),
         ({"model": {"shortcut": "zero_pad", "shared_proj_bn": True}}, "model.shared_proj_bn"),
+        ({"model": {"exact_stem": True, "exact_stem_step": 0}}, "model.exact_stem_step=0 is out of range"),
+        ({"model": {"exact_stem": True, "exact_stem_step": 64}}, "allowed: an integer in 1..42"),
+        ({"model": {"exact_stem_step": 4}}, "model.exact_stem_step=4 needs model.exact_stem=true"),
     ],
 )
 def test_bad_values_name_the_culprit(raw, needle):

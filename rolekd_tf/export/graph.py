@@ -553,9 +553,15 @@ def _bn_affine(bn):
     return c, beta.astype(np.float64) - mean * c
 
 
-def int8_exactness(model, plan: dict) -> dict:
+def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: bool = False) -> dict:
     """Which parts of the int8 export view (``plan`` of :func:`build_export_view`, ``mode="int8"``)
     round differently from Keras, and the opt-in model flags that make them exact.
+
+    ``fixes``: the records of :func:`~rolekd_tf.export.tflite.fix_int8_model` for that view; with
+    them the integer-bias fit is read off the file (channels where no integer bias keeps every
+    threshold, ``bias_unfit_channels``) instead of predicted from the layer types. ``int16_pool``:
+    the file pools in int16 (:func:`~rolekd_tf.export.tflite.int16_logits`), so the global mean of
+    the k-bit levels is exact at any bit width.
 
     Returns ``{"exact_body": bool, "inexact": [{"part", "layers", "why", "fix"}...], "always": str}``.
     ``exact_body`` means every k-bit quantiser and the tail accumulators reproduce Keras given
@@ -590,6 +596,10 @@ def int8_exactness(model, plan: dict) -> dict:
     if tail:
         inexact.append({"part": "tail", "layers": tail, "fix": "model.exact_tail=true",
                         "why": "full-precision block output, pooling and logits on calibrated int8 scales"})
+    coarse_pool = [k for k, v in plan.items() if v.get("kind") == "grid_mean" and not v.get("exact")]
+    if coarse_pool and not int16_pool:
+        inexact.append({"part": "pool rounding", "layers": coarse_pool, "fix": "int16 logits (the default)",
+                        "why": "the mean of n·H·W > 255 level steps is rounded to an int8 scale"})
     from rolekd_tf.export.tflite import FINE_GRID_MIN_LEVELS
 
     # ≥ 3-bit quantisers feeding convs are re-stored on a finer grid (tflite.refine_quantiser_grids),
@@ -600,11 +610,27 @@ def int8_exactness(model, plan: dict) -> dict:
         inexact.append({"part": "integer bias lattice", "layers": fine, "fix": None,
                         "why": "one integer bias per channel cannot always place all 2^k − 1 thresholds of a "
                                "≥ 3-bit quantiser"})
-    if any(v.get("kind") == "exact_stem" for v in plan.values()) and int(quantised[0].a_bits) >= 3:
-        inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,
-                        "why": "the exact stem's integer weights reach every accumulator value, so one integer "
-                               "bias cannot keep all 2^k − 1 thresholds of a ≥ 3-bit quantiser; measured at "
-                               "4 bits: ~5 elements per million move, each within 1e-3 of a step of a threshold"})
+    stem = next((k for k, v in plan.items() if v.get("kind") == "exact_stem"), None)
+    recs = {r.get("layer"): r for r in (fixes or []) if r.get("layer")}
+    if stem is not None and int(quantised[0].a_bits) >= 3:
+        step = int(plan[stem].get("int_step") or 1)
+        hint = "; a coarser stem grid (model.exact_stem_step=4) leaves it room" if step == 1 else ""
+        rec = recs.get(stem)
+        if rec is None or "bias_unfit_channels" not in rec:
+            inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,
+                            "why": f"the exact stem's integer weights (multiples of {step}) leave one integer bias "
+                                   f"per channel little room to keep all 2^k − 1 thresholds of a ≥ 3-bit quantiser{hint}"})
+        elif rec["bias_unfit_channels"]:
+            inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,
+                            "channels": [int(rec["bias_unfit_channels"]), int(rec["bias_channels"])],
+                            "why": f"{rec['bias_unfit_channels']} of {rec['bias_channels']} channels of the exact stem "
+                                   f"(integer weights: multiples of {step}) have no integer bias that keeps all "
+                                   f"2^k − 1 thresholds of the ≥ 3-bit quantiser; values near those thresholds move{hint}"})
+    body = sorted(k for k, r in recs.items() if k != stem and r.get("bias_unfit_channels"))
+    if body:
+        inexact.append({"part": "integer bias fit", "layers": body, "fix": None,
+                        "channels": {k: [int(recs[k]["bias_unfit_channels"]), int(recs[k]["bias_channels"])] for k in body},
+                        "why": "in these convs some channels have no integer bias that keeps every threshold"})
     return {"exact_body": not inexact, "inexact": inexact, "always": always}
 
 
@@ -773,15 +799,17 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
                                 "sign": np.sign(c).tolist(),
                                 "kernel": k.astype(np.float32), "bias": None if b is None else np.asarray(b, np.float32)}
             if exact_stem is not None and layer is exact_stem:
-                # int8-exact stem: K = s_j·q (q integer, |q| ≤ 127) per output channel; its input
-                # (pixels − 128)/64 arrives as the int8 values pixels − 128 (CentrePixels), so the
-                # 1/64 is folded into the kernel: integers sign(c_j)·q with scale |c_j|·s_j/64 (exact)
+                # int8-exact stem: K = s_j·q (q integer, |q| ≤ L = ⌊127/step⌋) per output channel;
+                # its input (pixels − 128)/64 arrives as the int8 values pixels − 128 (CentrePixels),
+                # so the 1/64 is folded into the kernel: integers sign(c_j)·step·q with scale
+                # |c_j|·s_j/(64·step) (exact; step ≥ 2 gives the integer bias room, _grid_bias)
                 kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
-                s_j = np.maximum(np.max(np.abs(kq.reshape(-1, cout)), axis=0), 1e-30) / 127.0
+                step = int(getattr(layer, "int8_step", 1))
+                s_j = np.maximum(np.max(np.abs(kq.reshape(-1, cout)), axis=0), 1e-30) / (127 // step) / step
                 b = np.zeros(cout) if b is None else b
                 kc = k / float(EXACT_STEM_SCALE)
                 plan[layer.name].update(kind="exact_stem", kernel=kc.astype(np.float32),
-                                        scale=(np.abs(c) * s_j / float(EXACT_STEM_SCALE)).tolist(), int_step=1,
+                                        scale=(np.abs(c) * s_j / float(EXACT_STEM_SCALE)).tolist(), int_step=step,
                                         bias=np.asarray(b, np.float32),
                                         grid_out=bool(cons) and all(
                                             (isinstance(q, ActivationQuantizer) and int(q.a_bits) < 32)

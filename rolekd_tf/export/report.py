@@ -50,6 +50,8 @@ def layer_table(model_bytes: bytes, plan: dict, fixes: list | None = None) -> li
         }
         if rec and rec.get("merged"):
             row["merged_layers"] = rec["merged"]
+        if rec and rec.get("bias_unfit_channels"):
+            row["bias_unfit_channels"] = rec["bias_unfit_channels"]
         if rec and rec.get("scale_adjusted_channels"):
             row["scale_adjusted_channels"] = rec["scale_adjusted_channels"]
             row["max_scale_change"] = rec["max_scale_change"]
@@ -72,7 +74,9 @@ def _guess_layer(tensor_name: str, plan: dict):
 
 
 def format_table(report: dict) -> str:
-    rows = [("file", "bytes", "×fp32", "acc %", "Keras acc %", "agree %", "max abs Δlogit", "latency ms")]
+    f64 = "float64" in report["reference"]
+    rows = [("file", "bytes", "×fp32", "acc %", "Keras acc %", "agree %") + (("agree f64 %",) if f64 else ())
+            + ("max abs Δlogit", "latency ms")]
     keras_acc = report["reference"]["accuracy"] * 100
     fp32 = report["files"].get("model_fp32.tflite", {}).get("bytes")
     for name, f in report["files"].items():
@@ -83,6 +87,7 @@ def format_table(report: dict) -> str:
             f"{100 * ev['accuracy']:.2f}" if "accuracy" in ev else "",
             f"{keras_acc:.2f}" if ev else "",
             f"{100 * ev['top1_agreement']:.2f}" if "top1_agreement" in ev else "",
+            *((f"{100 * f['eval_float64']['top1_agreement']:.2f}" if "eval_float64" in f else "",) if f64 else ()),
             f"{ev['max_abs_logit_diff']:.2e}" if "max_abs_logit_diff" in ev else "",
             f"{f['latency_ms']:.3f}" if f.get("latency_ms") is not None else "",
         ))
@@ -93,6 +98,9 @@ def format_table(report: dict) -> str:
     part = f" (seeded random subset of {ev['of']})" if ev.get("of", ev["images"]) > ev["images"] else ""
     lines.append(f"evaluated on {ev['images']} {ev['split']} images{part}; latency: median of "
                  f"{report['latency']['repeats']} single-image invokes, num_threads={report['latency']['num_threads']}")
+    if f64:
+        lines.append(f"agree f64: top-1 agreement with the same network evaluated in float64 (exact-arithmetic "
+                     f"reference); Keras float32 itself agrees {100 * ev['float64']['top1_agreement']:.2f} % with it")
     for name, f in report["files"].items():
         if f.get("layers"):
             kinds = {}

@@ -83,7 +83,8 @@ def evaluation_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
                eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
-               seed: int = 0, verbose: bool = True, int16_logits: bool = True) -> dict:
+               seed: int = 0, verbose: bool = True, int16_logits: bool = True,
+               float64_reference: bool = True) -> dict:
     """Export ``RUN_DIR/model.keras`` into ``RUN_DIR/export/`` and return the report dict.
 
     Files: ``model.keras`` (trainable, pixels → logits), ``saved_model/`` (``serving_default``),
@@ -95,7 +96,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     evaluation = holdout split if any, else validation split, at most ``eval_size`` images drawn at
     random with ``seed``). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
     (int8 weights, int16 output; :func:`rolekd_tf.export.tflite.int16_logits`); False keeps int8
-    logits (accelerators that run int8 ops only).
+    logits (accelerators that run int8 ops only). ``float64_reference``: also evaluate the same
+    network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
+    which separates exporter error from float32 rounding in Keras itself.
     """
     from rolekd_tf.export import graph, savedmodel, tflite as T
     from rolekd_tf.export import report as R
@@ -140,6 +143,11 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
 
     wrapped = graph.wrap_with_preprocessing(model, mean, std, name=f"{model.name}_pixels")
     ref = np.asarray(wrapped.predict(ex_f, batch_size=256, verbose=0)) if len(ex) else np.zeros((0, info.num_classes))
+    ref64 = None
+    if float64_reference and len(ex):
+        from rolekd_tf.export.reference import float64_logits
+
+        ref64 = float64_logits(model, ex, mean, std)
     report: dict = {
         "run_dir": str(run_dir.resolve()),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -155,7 +163,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         "dataset": info.name,
         "reference": {"what": "Keras model.keras on the same pixels", "split": split_name,
                       "images": int(len(ex)), "of": int(n_split),
-                      "classes": int(len(np.unique(ey))), **R.compare(ref, ref, ey)},
+                      "classes": int(len(np.unique(ey))), **R.compare(ref, ref, ey),
+                      **({"float64": {"what": "the same network and weights evaluated in float64",
+                                      **R.compare(ref64, ref, ey)}} if ref64 is not None else {})},
         "latency": {"num_threads": num_threads, "repeats": latency_repeats, "unit": "ms",
                     "what": "median wall time of one tf.lite.Interpreter.invoke on a single image"},
         "env": R.env_info(),
@@ -189,7 +199,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         elif fmt == "int8":
             data = T.convert_int8(view, rep)
             data, fixes = T.fix_int8_model(data, plan)
-            data, logits_rec = (T.int16_logits(data) if int16_logits
+            last = plan.get(model.layers[-1].name, {})
+            data, logits_rec = (T.int16_logits(data, bias=last.get("bias")) if int16_logits
                                 else (data, {"applied": False, "why": "int8 logits requested"}))
             data, compacted = T.compact_model(data)
         else:
@@ -210,6 +221,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                  "input_dtype": np.dtype(inp["dtype"]).name,
                  "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
                  "eval": R.compare(logits, ref, ey),
+                 **({"eval_float64": R.compare(logits, ref64, ey)} if ref64 is not None else {}),
                  "latency_ms": T.latency_ms(interp, ex_f[:1] if len(ex) else rep[:1], repeats=latency_repeats),
                  "layers": R.layer_table(data, plan, fixes)}
         if fixes is not None:
@@ -223,7 +235,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                                  None) or next(({"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"}
                                                 for k, v in plan.items() if v.get("kind") == "exact_stem"),
                                  {"normalisation": "in-graph MUL/ADD before the first conv"})
-            entry["exactness"] = graph.int8_exactness(model, plan)
+            entry["exactness"] = graph.int8_exactness(model, plan, fixes, int16_pool=bool(logits_rec.get("int16_pool")))
             entry["logits"] = logits_rec
             if logits_rec["applied"]:
                 entry["exactness"]["always"] = (
@@ -235,7 +247,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                 entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]
             tail = {k: v for k, v in plan.items() if v.get("kind") in ("grid_mean", "exact_dense")}
             if tail:  # exact_tail variant: pool scale 1/(n·H·W) (exact if n·H·W ≤ 255), int8-grid logits
-                entry["exact_tail"] = {k: ({"pool_scale": v["scale_out"], "exact": v["exact"]} if v["kind"] == "grid_mean"
+                pool16 = logits_rec.get("int16_pool")
+                entry["exact_tail"] = {k: (({"pool_scale": pool16["scale"], "exact": True, "dtype": "int16"} if pool16
+                                            else {"pool_scale": v["scale_out"], "exact": v["exact"]})
+                                           if v["kind"] == "grid_mean"
                                            else {"int8_grid_kernel": True}) for k, v in tail.items()}
         if fmt == "w4":
             entry["note"] = ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "

@@ -360,8 +360,9 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                         mult = _input_multiple(g, op_name, int(op.inputs[0]))
                         if mult > 1:
                             rec["input_multiple"] = mult
-                        bq_new, new_step, rec["bias_moved"] = _grid_bias(b_real / sb, wq, step0, s_out,
-                                                                         in_mult=mult, **qonly)
+                        bq_new, new_step, rec["bias_moved"], unfit = _grid_bias(b_real / sb, wq, step0, s_out,
+                                                                                in_mult=mult, **qonly)
+                        rec.update(bias_channels=int(len(bq_new)), bias_unfit_channels=len(unfit), bias_unfit=unfit)
                         adj = new_step != step0
                         if np.any(adj):  # per-channel scale nudged so an integer bias fits (see _grid_bias)
                             ws = np.where(adj, s_out / (s_in * new_step), ws).astype(np.float32).astype(np.float64)
@@ -448,15 +449,25 @@ def refine_quantiser_grids(model_bytes: bytes, min_levels: int = FINE_GRID_MIN_L
 LOGITS_INT16_WIDEN = 4.0
 
 
-def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple[bytes, dict]:
+def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN, *, int16_pool: bool = True,
+                 bias=None) -> tuple[bytes, dict]:
     """Compute the logits layer in 16x8 mode: the FULLY_CONNECTED whose output is dequantised into
     the float32 model output reads its int8 input through a CAST to int16 (zero point folded into
     the int64 bias: ``b + (−zp)·Σ_k w_jk``, exact), keeps its int8 weights and writes int16 logits
     (zero point 0, range ``widen``× the calibrated int8 range).
 
+    ``int16_pool`` (default) and the FC's input written by a global MEAN of an int8 tensor (H·W ≤
+    255): the CAST moves before the MEAN, which then sums the raw int8 values in int16 at the exact
+    scale ``s/(H·W)`` — the pool is exact at any bit width (an int8 pool of a 4-bit 8×8 map has
+    only 1/4 of the resolution of the mean of its 960 level steps); the zero point ``H·W·zp`` is
+    folded into the int64 bias, the bias re-expressed at the finer scale.
+
     Why: an int8 logits tensor has 256 steps; a Keras top-2 gap below one step (weak models: 0.04)
     can flip the class though every accumulator is exact. int16 makes the step ~60× finer even
-    with the 4× wider range. Cost: ~0.2 kB and one tiny non-XNNPACK op (FC on 1 × C features).
+    with the 4× wider range. Cost: ~0.2 kB and tiny non-XNNPACK ops (CAST, MEAN, FC on 1 × C).
+    ``record["int16_pool"]``: ``{"scale", "values"}`` of the int16 pool, or None. ``bias``: the
+    layer's real bias (float, one per class; e.g. the export plan's), re-quantised exactly at the
+    int16 pool's finer scale; without it the int32 bias is rescaled (keeping its rounding).
     Returns ``(bytes, record)``; ``record["applied"]`` is False (bytes unchanged) with a reason when
     the graph does not end in FULLY_CONNECTED → DEQUANTIZE.
     """
@@ -481,6 +492,7 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple
     s_x, zp_x = float(xt.quantization.scale[0]), int(xt.quantization.zeroPoint[0])
     s_o, zp_o = float(ot.quantization.scale[0]), int(ot.quantization.zeroPoint[0])
     w = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.int8).reshape(wt.shape).astype(np.int64)
+    pool = _int16_pool_site(g, opname, xi, fc) if int16_pool else None
     if len(fc.inputs) > 2 and int(fc.inputs[2]) >= 0:
         bt = g.tensors[int(fc.inputs[2])]
         b = np.frombuffer(bytes(model.buffers[bt.buffer].data), np.int32).astype(np.int64)
@@ -494,36 +506,88 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN) -> tuple
         g.tensors.append(bt)
         fc.inputs = np.asarray(list(fc.inputs[:2]) + [len(g.tensors) - 1], np.int32)
         b = np.zeros(w.shape[0], np.int64)
+    if pool is not None:
+        # the bias was quantised at s_x·s_w; the int16 pool has the finer scale s_l/(H·W) and the
+        # effective zero point H·W·zp_l (it sums the raw int8 values, zero point included)
+        mean_op, lt, hw = pool
+        s_l, zp_l = float(lt.quantization.scale[0]), int(lt.quantization.zeroPoint[0])
+        s_m = float(np.float32(s_l / hw))
+        sw = np.broadcast_to(np.asarray(wt.quantization.scale, np.float64), (w.shape[0],))
+        if bias is not None:
+            b = np.round(np.asarray(bias, np.float64).reshape(-1) / (s_m * sw)).astype(np.int64)
+        else:
+            b = np.round(b * (s_x / s_m)).astype(np.int64)
+        bt.quantization.scale = (s_m * sw).astype(np.float32).tolist()
+        bt.quantization.zeroPoint = [0] * w.shape[0]
+        zp_x, s_x = hw * zp_l, s_m
     b64 = b - zp_x * w.sum(axis=1)
     buf = schema.BufferT()
     buf.data = np.frombuffer(b64.astype("<i8").tobytes(), np.uint8).copy()
     model.buffers.append(buf)
     bt.buffer, bt.type = len(model.buffers) - 1, 4  # INT64
 
-    x16 = schema.TensorT()
-    x16.shape = np.asarray(xt.shape, np.int32).copy()
-    x16.type, x16.buffer = 7, 0  # INT16
-    x16.name = (xt.name.decode() if isinstance(xt.name, bytes) else str(xt.name or "x")) + "/int16"
-    x16.quantization = schema.QuantizationParametersT()
-    x16.quantization.scale, x16.quantization.zeroPoint = [s_x], [0]
-    g.tensors.append(x16)
-    cast = schema.OperatorT()
-    cast.opcodeIndex = _opcode(model, schema.BuiltinOperator.CAST, 3)  # v3: int8 input (lite/tools/versioning)
-    cast.inputs, cast.outputs = np.asarray([xi], np.int32), np.asarray([len(g.tensors) - 1], np.int32)
-    cast.builtinOptionsType = schema.BuiltinOptions.CastOptions
-    cast.builtinOptions = schema.CastOptionsT()
-    cast.builtinOptions.inDataType, cast.builtinOptions.outDataType = 9, 7
-    g.operators.insert(g.operators.index(fc), cast)
-    fc.inputs = np.asarray(fc.inputs, np.int32).copy()
-    fc.inputs[0] = len(g.tensors) - 1
+    if pool is None:
+        fc.inputs = np.asarray(fc.inputs, np.int32).copy()
+        fc.inputs[0] = _cast_to_int16(model, g, xi, s_x, before=fc)
+    else:
+        # CAST the pooled int8 levels to int16 (raw values, zero point 0), MEAN in int16 at the
+        # exact scale s_l/(H·W) (its output is the integer sum of H·W values: no rounding), and
+        # the FC reads that int16 tensor directly
+        mean_op, lt, hw = pool
+        mean_op.inputs = np.asarray(mean_op.inputs, np.int32).copy()
+        mean_op.inputs[0] = _cast_to_int16(model, g, int(mean_op.inputs[0]), float(lt.quantization.scale[0]),
+                                           before=mean_op)
+        mean_op.opcodeIndex = _opcode(model, schema.BuiltinOperator.MEAN, 3)  # v3: int16 (lite/tools/versioning)
+        xt.type = 7
+        xt.quantization.scale, xt.quantization.zeroPoint = [s_x], [0]
 
     lo, hi = s_o * (-128 - zp_o), s_o * (127 - zp_o)
     step = float(np.float32(widen * max(abs(lo), abs(hi)) / 32767.0))
     ot.type = 7
     ot.quantization.scale, ot.quantization.zeroPoint = [step], [0]
     rec = {"applied": True, "dtype": "int16", "step": step, "int8_step": s_o,
-           "range": [-32767 * step, 32767 * step], "int8_range": [lo, hi]}
+           "range": [-32767 * step, 32767 * step], "int8_range": [lo, hi],
+           "int16_pool": None if pool is None else {"scale": s_x, "values": int(pool[2])}}
     return _serialise(model), rec
+
+
+def _cast_to_int16(model, g, src: int, scale: float, *, before) -> int:
+    """Add ``CAST`` int8 tensor ``src`` → a new int16 tensor (same values, ``scale``, zero point 0)
+    before operator ``before``; returns the new tensor's index."""
+    schema = _schema()
+    st = g.tensors[src]
+    x16 = schema.TensorT()
+    x16.shape = np.asarray(st.shape, np.int32).copy()
+    x16.type, x16.buffer = 7, 0  # INT16
+    x16.name = (st.name.decode() if isinstance(st.name, bytes) else str(st.name or "x")) + "/int16"
+    x16.quantization = schema.QuantizationParametersT()
+    x16.quantization.scale, x16.quantization.zeroPoint = [scale], [0]
+    g.tensors.append(x16)
+    cast = schema.OperatorT()
+    cast.opcodeIndex = _opcode(model, schema.BuiltinOperator.CAST, 3)  # v3: int8 input (lite/tools/versioning)
+    cast.inputs, cast.outputs = np.asarray([src], np.int32), np.asarray([len(g.tensors) - 1], np.int32)
+    cast.builtinOptionsType = schema.BuiltinOptions.CastOptions
+    cast.builtinOptions = schema.CastOptionsT()
+    cast.builtinOptions.inDataType, cast.builtinOptions.outDataType = 9, 7
+    g.operators.insert(g.operators.index(before), cast)
+    return len(g.tensors) - 1
+
+
+def _int16_pool_site(g, opname, xi: int, fc):
+    """``(MEAN op, its int8 input tensor, H·W)`` if the logits input ``xi`` is written by a spatial
+    MEAN of an int8 per-tensor-quantised NHWC tensor read by nothing else, with H·W·128 < 2^15
+    (the int16 sum of H·W raw int8 values cannot overflow); else None."""
+    prod = [o for o in g.operators if xi in [int(i) for i in o.outputs]]
+    if len(prod) != 1 or opname(prod[0]) != "MEAN":
+        return None
+    mean_op = prod[0]
+    lt = g.tensors[int(mean_op.inputs[0])]
+    readers = [o for o in g.operators if xi in [int(i) for i in o.inputs]]
+    q = lt.quantization
+    if readers != [fc] or lt.type != 9 or len(lt.shape) != 4 or q is None or q.scale is None or len(q.scale) != 1:
+        return None
+    hw = int(lt.shape[1]) * int(lt.shape[2])
+    return (mean_op, lt, hw) if 0 < hw * 128 < 2**15 else None
 
 
 def _flatbuffer(model_bytes: bytes):
@@ -615,6 +679,11 @@ def _merged_ints(plan: dict, info: dict):
     return q, st, float(worst)
 
 
+#: smallest feasible interval of output steps (relative) that :func:`_grid_bias` uses: 25 % of it
+#: must exceed the float32 rounding of the per-channel scale the new step is stored in
+MIN_STEP_WIDTH = 1e-5
+
+
 def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_mult: int = 1):
     """Integer biases (and, where needed, a slightly changed output step) that keep every rounding
     decision of the exact real bias ``beta``.
@@ -629,7 +698,9 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
     step`` and the integer ``B`` in the middle of the feasible interval; if no integer fits, the
     step is changed too (a relative change ~g/step, i.e. ~1e-3: the weights' per-channel scale
     moves by that, the decisions on the reachable accumulators do not), choosing the ``(B, step')``
-    with the widest margin. Returns ``(B, step', channels moved)``.
+    with the widest margin. Returns ``(B, step', channels moved, unfit channel indices)``; an unfit
+    channel (no integer ``B`` near ``beta`` with any ``step'`` keeps every decision) keeps the
+    plain rounding ``B = round(beta)``.
 
     ``halves`` (default: every ``i + ½`` in the range above) overrides the thresholds, in output
     steps; channels whose weight gcd is below ``min_g`` (default 2: gcd 1 is left to plain rounding)
@@ -646,7 +717,7 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
     half = half[np.abs(half * s_out) <= 1.0 + 1.5 * s_out]
     if halves is not None:
         half = np.asarray(halves, np.float64)
-    moved = 0
+    moved, unfit = 0, []
     for j in range(len(beta)):
         g = int(np.gcd.reduce(w2[j])) * int(in_mult) if w2[j].any() else 0
         if g < max(int(min_g), 1) or not np.isfinite(step[j]) or step[j] <= 0:
@@ -671,17 +742,20 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
                     a_, b_ = (p + bb) / h, (p + g + bb) / h
                     a_, b_ = min(a_, b_), max(a_, b_)
                     lo_d, hi_d = max(lo_d, a_), min(hi_d, b_)
-                if hi_d > lo_d:
+                # the new step is stored through a float32 scale (relative error ≤ 6e-8): an
+                # interval narrower than MIN_STEP_WIDTH of the step would not survive that
+                if hi_d - lo_d > MIN_STEP_WIDTH * step[j]:
                     d = min(max(step[j], lo_d + 0.25 * (hi_d - lo_d)), hi_d - 0.25 * (hi_d - lo_d))
                     width = (hi_d - lo_d) / step[j]
                     key = (abs(d - step[j]) / step[j] - width, )
                     if best is None or key < best[0]:
                         best = (key, bb, d)
             if best is None:
+                unfit.append(j)
                 continue
             out[j], new_step[j] = best[1], best[2]
         moved += int(out[j] != np.round(beta[j]) or new_step[j] != step[j])
-    return out, new_step, moved
+    return out, new_step, moved, unfit
 
 
 def compact_model(model_bytes: bytes) -> tuple[bytes, dict]:

@@ -22,8 +22,10 @@ BN_EPSILON = 1e-3
 
 
 def conv(x, filters: int, kernel_size: int, stride: int, name: str, w_bits: int,
-         padding: str = "same", use_bias: bool = False, int8_weights: bool = False):
+         padding: str = "same", use_bias: bool = False, int8_weights: bool = False, int8_step: int = 1):
     extra = {"int8_weights": True} if int8_weights else {}
+    if int8_step != 1:
+        extra["int8_step"] = int(int8_step)
     return QuantConv2D(
         filters, kernel_size, strides=stride, padding=padding, use_bias=use_bias,
         kernel_initializer="he_normal", w_bits=w_bits, name=name, **extra,

@@ -91,7 +91,7 @@ def get_builder(name: str) -> Builder:
 
 def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 32,
                 input_shape=(32, 32, 3), bn_momentum: float = 0.99, exact_stem: bool = False,
-                shared_proj_bn: bool = False, shortcut: str = "projection",
+                exact_stem_step: int = 1, shared_proj_bn: bool = False, shortcut: str = "projection",
                 exact_tail: bool = False) -> keras.Model:
     """Build model ``name`` as a functional Keras model taking normalised float32 NHWC images and
     returning logits (no softmax). Layers ``tap_1 … tap_n`` and ``logits`` are the KD taps.
@@ -100,7 +100,8 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
     a few hundred steps need a faster one, e.g. 0.9, or inference-mode BN lags behind).
 
     ``exact_stem`` / ``shared_proj_bn`` (opt-in, ResNet-18 / CIFAR ResNets only): the int8-exact
-    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``(pixels − 128)/64``).
+    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``(pixels − 128)/64``;
+    ``exact_stem_step``: its integer weights are multiples of this, 1..42).
     ``shortcut`` (``"projection"`` default | ``"zero_pad"``, option A) and ``exact_tail`` (k-bit last
     block output, int8-grid logits kernel): same models only, see :mod:`rolekd_tf.models.resnet`.
     """
@@ -128,6 +129,16 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
         raise ModelError(f"shortcut={shortcut!r} is not allowed; allowed: {', '.join(SHORTCUTS)}")
     if shortcut != "projection":  # passed only when not the default: builders stay unchanged
         variant["shortcut"] = shortcut
+    from rolekd_tf.quant.dorefa import int8_levels
+
+    try:
+        int8_levels(exact_stem_step)
+    except ValueError:
+        raise ModelError(f"exact_stem_step={exact_stem_step!r} is invalid; allowed: an integer in 1..42") from None
+    if int(exact_stem_step) != 1:
+        if not exact_stem:
+            raise ModelError(f"exact_stem_step={exact_stem_step} needs exact_stem=True")
+        variant["exact_stem_step"] = int(exact_stem_step)
     if variant and not (name == "resnet18" or str(name).startswith("resnet")):
         raise ModelError(f"{', '.join(variant)} is only implemented for the post-activation ResNets, not {name!r}")
     with _bn_momentum(bn_momentum):

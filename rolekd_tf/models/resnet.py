@@ -16,6 +16,9 @@ Opt-in "int8-exact" variant (both flags default off; experiment exp6):
   of FP accuracy on 6-epoch CIFAR-10, 3 seeds; the centred input 0.9 points on average, within noise) and the stem kernel is fake-quantised
   onto a per-output-channel symmetric int8 grid (``QuantConv2D(int8_weights=True)``); BN folding
   (a per-channel factor) keeps it on an int8 grid, so the int8 export can store it exactly.
+  ``exact_stem_step = g`` (default 1) trains that kernel on the integers −⌊127/g⌋…⌊127/g⌋, stored
+  ×g: the accumulator then only takes multiples of g, which leaves the stem's integer bias room
+  to keep all thresholds of a ≥ 3-bit quantiser (with g = 1 it cannot always: "stem bias lattice").
 * ``shared_proj_bn``: a projection block computes ``BN(conv2(mid) + proj(x_q))`` — one BN after the
   add, shared by both DoReFa convs — so the export merges them into one exact int8 conv.
 
@@ -88,7 +91,7 @@ EXACT_TAIL_GAIN = 4.0
 
 def build_resnet(*, name: str, stem_filters: int, stages, blocks_per_stage: int, num_classes: int,
                  w_bits: int, a_bits: int, input_shape, exact_stem: bool = False,
-                 shared_proj_bn: bool = False, shortcut: str = "projection",
+                 exact_stem_step: int = 1, shared_proj_bn: bool = False, shortcut: str = "projection",
                  exact_tail: bool = False, tail_gain: float | None = None) -> keras.Model:
     """Generic post-activation CIFAR ResNet.
 
@@ -101,7 +104,8 @@ def build_resnet(*, name: str, stem_filters: int, stages, blocks_per_stage: int,
     if shared_proj_bn and shortcut != "projection":
         raise ModelError(f"shared_proj_bn needs shortcut='projection' (got {shortcut!r}: no projection convs)")
     inputs = keras.Input(shape=tuple(input_shape), name="images")
-    x = B.conv(inputs, stem_filters, 3, 1, "stem_conv", w_bits=32, int8_weights=exact_stem)
+    x = B.conv(inputs, stem_filters, 3, 1, "stem_conv", w_bits=32, int8_weights=exact_stem,
+               int8_step=exact_stem_step)
     x = B.bn(x, "stem_bn")
     x = B.relu(x, "stem_relu")
     stages = tuple(stages)

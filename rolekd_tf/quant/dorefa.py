@@ -107,15 +107,35 @@ def quantize_weight(w, k: int):
     return 2.0 * quantize_k(u, k) - 1.0
 
 
-def quantize_int8_per_channel(w):
+def quantize_int8_per_channel(w, step: int = 1):
     """Symmetric per-output-channel int8 fake quantisation of a kernel (last axis = output channel):
-    ``s_j = max|w_j|/127``, ``w_q = round(w/s_j)·s_j`` (integers −127…127 times ``s_j``).
-    Backward: straight-through (``dL/dw = g``). Used by the opt-in int8-exact stem
-    (``QuantConv2D(int8_weights=True)``), whose BN-folded kernel is then exactly an int8 grid."""
+    ``L = ⌊127/step⌋``, ``s_j = max|w_j|/L``, ``w_q = round(w/s_j)·s_j`` (integers −L…L times
+    ``s_j``; the int8 export stores them as ``step·i`` with scale ``s_j/step``, so its integer
+    weights are multiples of ``step``: ``step ≥ 2`` leaves the integer bias room to keep every
+    threshold of the quantiser that follows). Backward: straight-through (``dL/dw = g``). Used by
+    the opt-in int8-exact stem (``QuantConv2D(int8_weights=True)``), whose BN-folded kernel is then
+    exactly an int8 grid."""
+    levels = int8_levels(step)
     w = tf.convert_to_tensor(w)
     axes = list(range(len(w.shape) - 1))
-    s = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes, keepdims=True), _EPS) / 127.0
+    s = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes, keepdims=True), _EPS) / float(levels)
     return w + tf.stop_gradient(tf.round(w / s) * s - w)
+
+
+#: allowed ``step`` of :func:`quantize_int8_per_channel`: 1 (full int8 grid) … 42 (integers −3…3)
+INT8_STEPS = range(1, 43)
+
+
+def int8_levels(step) -> int:
+    """``⌊127/step⌋``, the largest integer of the ``step`` grid; ValueError naming ``step`` if it is
+    not an integer in 1..42."""
+    try:
+        ok = not isinstance(step, bool) and int(step) == step and int(step) in INT8_STEPS
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"int8 weight step={step!r} is invalid; allowed: an integer in 1..42")
+    return 127 // int(step)
 
 
 def quantize_activation(x, k: int):

@@ -20,7 +20,8 @@ import keras
 from keras import ops
 
 from rolekd_tf.errors import ModelError
-from rolekd_tf.quant.dorefa import quantize_activation, quantize_int8_per_channel, quantize_weight, validate_bits
+from rolekd_tf.quant.dorefa import (int8_levels, quantize_activation, quantize_int8_per_channel, quantize_weight,
+                                    validate_bits)
 
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
@@ -32,12 +33,20 @@ class QuantConv2D(keras.layers.Conv2D):
     float kernel receives the gradient.
     """
 
-    def __init__(self, filters, kernel_size, *, w_bits: int = 32, int8_weights: bool = False, **kwargs):
+    def __init__(self, filters, kernel_size, *, w_bits: int = 32, int8_weights: bool = False,
+                 int8_step: int = 1, **kwargs):
         super().__init__(filters, kernel_size, **kwargs)
         self.w_bits = validate_bits(w_bits, "w_bits")
         self.int8_weights = bool(int8_weights)
         if self.int8_weights and self.w_bits != 32:
             raise ModelError(f"layer {kwargs.get('name')!r}: int8_weights=True needs w_bits=32 (got {self.w_bits})")
+        try:
+            int8_levels(int8_step)
+        except ValueError as e:
+            raise ModelError(f"layer {kwargs.get('name')!r}: {e}") from None
+        self.int8_step = int(int8_step)
+        if self.int8_step != 1 and not self.int8_weights:
+            raise ModelError(f"layer {kwargs.get('name')!r}: int8_step={self.int8_step} needs int8_weights=True")
 
     @property
     def is_quantized(self) -> bool:
@@ -46,9 +55,10 @@ class QuantConv2D(keras.layers.Conv2D):
     def dorefa_kernel(self):
         """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``, or
         with ``int8_weights`` (opt-in, full precision only) the per-output-channel symmetric int8
-        fake quantisation :func:`~rolekd_tf.quant.dorefa.quantize_int8_per_channel`."""
+        fake quantisation :func:`~rolekd_tf.quant.dorefa.quantize_int8_per_channel` (integers
+        −⌊127/int8_step⌋…⌊127/int8_step⌋ per channel, stored ×``int8_step`` by the int8 export)."""
         if self.int8_weights:
-            return quantize_int8_per_channel(self.kernel)
+            return quantize_int8_per_channel(self.kernel, self.int8_step)
         return quantize_weight(self.kernel, self.w_bits)
 
     def call(self, inputs):
@@ -68,6 +78,8 @@ class QuantConv2D(keras.layers.Conv2D):
         config["w_bits"] = self.w_bits
         if self.int8_weights:  # only when set: configs of default layers are unchanged
             config["int8_weights"] = True
+        if self.int8_step != 1:
+            config["int8_step"] = self.int8_step
         return config
 
 

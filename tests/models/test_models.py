@@ -236,6 +236,36 @@ def test_int8_exact_variant_flags(tmp_path):
         QuantConv2D(4, 3, w_bits=2, int8_weights=True)
 
 
+def test_exact_stem_step(tmp_path):
+    """exact_stem_step = g: per channel the stem kernel is s_j·i with integers |i| ≤ ⌊127/g⌋ (the
+    largest used), NumPy reference; the step survives save/load; bad steps are one-line errors."""
+    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem=True, exact_stem_step=4)
+    stem = m.get_layer("stem_conv")
+    assert stem.int8_step == 4 and stem.get_config()["int8_step"] == 4
+    latent = stem.kernel.numpy().astype(np.float64)
+    s = np.max(np.abs(latent.reshape(-1, latent.shape[-1])), 0) / 31.0
+    np.testing.assert_allclose(stem.dorefa_kernel().numpy(), np.round(latent / s) * s, rtol=1e-5, atol=1e-7)
+    q = stem.dorefa_kernel().numpy().astype(np.float64) / s
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+    assert np.max(np.abs(np.round(q))) == 31
+    assert "int8_step" not in build_model("resnet20", num_classes=10, exact_stem=True).get_layer(
+        "stem_conv").get_config()
+    m.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras", compile=False).get_layer("stem_conv").int8_step == 4
+    for bad, match in ((dict(exact_stem=True, exact_stem_step=0), "exact_stem_step=0 is invalid; allowed: an integer in 1..42"),
+                       (dict(exact_stem=True, exact_stem_step=43), "allowed: an integer in 1..42"),
+                       (dict(exact_stem=True, exact_stem_step=2.5), "exact_stem_step=2.5"),
+                       (dict(exact_stem_step=4), "needs exact_stem=True")):
+        with pytest.raises(ModelError, match=match):
+            build_model("resnet20", num_classes=10, **bad)
+    with pytest.raises(ModelError, match="int8_step=4 needs int8_weights=True"):
+        QuantConv2D(4, 3, int8_step=4)
+    from rolekd_tf.config import INT8_STEPS
+    from rolekd_tf.quant import dorefa
+
+    assert INT8_STEPS == dorefa.INT8_STEPS  # config validates without importing TensorFlow
+
+
 def test_zero_pad_shortcut_and_exact_tail_flags(tmp_path):
     """Opt-in shortcut="zero_pad" (option A) / exact_tail: defaults unchanged; the shortcut is the
     block's quantised input subsampled and channel-zero-padded (no weights); the last block output

@@ -1,0 +1,45 @@
+"""rolekd_tf.export.reference: the float64 twin of a Keras model."""
+import numpy as np
+import pytest
+
+
+def test_float64_twin_matches_and_is_float64():
+    import keras
+
+    import rolekd_tf  # noqa: F401
+    from rolekd_tf.export.reference import float64_logits, float64_twin
+    from rolekd_tf.models import build_model
+
+    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem=True, exact_stem_step=4,
+                    shortcut="zero_pad", exact_tail=True)
+    twin = float64_twin(m)
+    assert {w.dtype for w in twin.weights} == {"float64"}
+    assert twin.get_layer("stem_conv").int8_step == 4 and twin.count_params() == m.count_params()
+    x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    l64 = float64_logits(m, x, mean, std)
+    assert l64.dtype == np.float64 and l64.shape == (8, 10)
+    l32 = np.asarray(m((x / 255.0 - 0.5) / 0.25, training=False))
+    np.testing.assert_allclose(l64, l32, rtol=0, atol=1e-3 * max(1.0, np.abs(l32).max()))
+
+
+def test_float64_twin_settles_float32_ties():
+    """y = Σ of float32 terms that equals the 2-bit threshold 0.5/3 in exact arithmetic plus a
+    margin below float32 resolution: float32 and float64 round it differently — the twin gives
+    the exact answer."""
+    import keras
+
+    import rolekd_tf  # noqa: F401
+    from rolekd_tf.export.reference import float64_twin
+    from rolekd_tf.quant import ActivationQuantizer
+
+    inp = keras.Input((2,))
+    out = ActivationQuantizer(2)(keras.layers.Dense(1, use_bias=False)(inp))
+    m = keras.Model(inp, out)
+    m.layers[1].set_weights([np.array([[1.0], [1.0]], np.float32)])
+    a = np.float64(0.5 / 3)
+    x = np.array([[a, 1e-9]])  # exact sum just above the threshold
+    assert float(np.asarray(m(x.astype(np.float32)))[0, 0]) == 0.0  # float32: a + 1e-9 rounds back to a
+    import tensorflow as tf
+
+    assert float(np.asarray(float64_twin(m)(tf.constant(x)))[0, 0]) == pytest.approx(1 / 3)
