@@ -278,6 +278,7 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
             wq = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.int8).reshape(wt.shape).astype(np.int64)
             ws = np.asarray(wt.quantization.scale, np.float64)
             bshape = (-1,) + (1,) * (wq.ndim - 1)
+            ws_exact = None  # the exact (float64) per-channel scale where the weights are exact
             deq = wq * ws.reshape(bshape)
             match = None
             for lname, info in layers.items():
@@ -311,7 +312,7 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                 model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
                 wt.quantization.scale = st.astype(np.float32).tolist()
                 wt.quantization.zeroPoint = [0] * len(st)
-                ws, wq = st.astype(np.float32).astype(np.float64), q
+                ws, wq, ws_exact = st.astype(np.float32).astype(np.float64), q, st
                 rec.update(exact_weights=True, merged=[info["main"], info["proj"]], proj_scale_rel_error=err,
                            int_values=sorted(int(v) for v in np.unique(q)))
             elif info is not None and info.get("fp_per_channel") and info.get("scale") is None:
@@ -333,7 +334,7 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                     model.buffers[wt.buffer].data = np.ascontiguousarray(q.astype(np.int8)).view(np.uint8).reshape(-1)
                     wt.quantization.scale = st.astype(np.float32).tolist()
                     wt.quantization.zeroPoint = [0] * len(st)
-                    ws, wq = st.astype(np.float32).astype(np.float64), q
+                    ws, wq, ws_exact = st.astype(np.float32).astype(np.float64), q, st
                     rec["exact_weights"] = True
                     rec["int_values"] = sorted(int(v) for v in np.unique(q))
             if bt is not None and bt.type == 2:
@@ -360,8 +361,13 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                         mult = _input_multiple(g, op_name, int(op.inputs[0]))
                         if mult > 1:
                             rec["input_multiple"] = mult
-                        bq_new, new_step, rec["bias_moved"], unfit = _grid_bias(b_real / sb, wq, step0, s_out,
-                                                                                in_mult=mult, **qonly)
+                        # Keras' thresholds from the exact scales (levels i/n, exact float64 weight
+                        # scales), the file's from its float32-stored ones: on accumulators ~1e5 the
+                        # 6e-8 relative difference is ~1e-2 units, more than some thresholds' margin
+                        sb_x = _exact_scale(s_in) * (ws if ws_exact is None else np.asarray(ws_exact, np.float64))
+                        bq_new, new_step, rec["bias_moved"], unfit = _grid_bias(
+                            b_real / sb_x, wq, _exact_scale(s_out) / sb_x, s_out, in_mult=mult,
+                            step_file=step0, **qonly)
                         rec.update(bias_channels=int(len(bq_new)), bias_unfit_channels=len(unfit), bias_unfit=unfit)
                         adj = new_step != step0
                         if np.any(adj):  # per-channel scale nudged so an integer bias fits (see _grid_bias)
@@ -684,7 +690,15 @@ def _merged_ints(plan: dict, info: dict):
 MIN_STEP_WIDTH = 1e-5
 
 
-def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_mult: int = 1):
+def _exact_scale(s: float) -> float:
+    """``1/m`` if the float32-stored scale ``s`` is 1/m for an integer m (a level grid, 1/64 of the
+    exact stem's input), else ``s``."""
+    m = round(1.0 / s) if s > 0 else 0
+    return 1.0 / m if m >= 1 and abs(s * m - 1.0) < 1e-6 else float(s)
+
+
+def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_mult: int = 1,
+               step_file=None):
     """Integer biases (and, where needed, a slightly changed output step) that keep every rounding
     decision of the exact real bias ``beta``.
 
@@ -706,12 +720,17 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
     steps; channels whose weight gcd is below ``min_g`` (default 2: gcd 1 is left to plain rounding)
     are skipped. ``in_mult``: the integer inputs are all multiples of it (a refined quantiser
     output, :func:`refine_quantiser_grids`), so the lattice step is ``in_mult·g_j``.
+    ``step_file``: the file's own output step (accumulator units) where it differs from Keras'
+    exact ``step`` (float32-stored scales); the bias ``B`` and the returned step are in the file's
+    terms, the thresholds to keep are Keras' (default: the same).
     """
     beta = np.asarray(beta, np.float64).reshape(-1)
     step = np.broadcast_to(np.asarray(step, np.float64).reshape(-1), beta.shape).copy()
+    sf = step.copy() if step_file is None else np.broadcast_to(
+        np.asarray(step_file, np.float64).reshape(-1), beta.shape).copy()
     w2 = np.abs(np.asarray(wq, np.int64).reshape(len(beta), -1))
-    out = np.round(beta)
-    new_step = step.copy()
+    out = np.round(beta * sf / step)
+    new_step = sf.copy()
     lv = int(np.ceil(1.0 / s_out)) + 2
     half = np.arange(-lv, lv) + 0.5
     half = half[np.abs(half * s_out) <= 1.0 + 1.5 * s_out]
@@ -724,19 +743,20 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
             continue
         pos = half * step[j] - beta[j]          # Keras' threshold positions on the accumulator
         base = np.floor(pos / g) * g            # lattice point below each
-        f = pos - base
-        lo, hi = float(np.max(f)) - g, float(np.min(f))
-        cand = np.arange(np.ceil(beta[j] + lo), np.floor(beta[j] + hi) + 1)
-        cand = cand[(cand - beta[j] > lo) & (cand - beta[j] < hi)]
+        # the file's threshold h·sf − B must stay strictly inside (base, base + g)
+        t = half * sf[j] - base
+        lo, hi = float(np.max(t)) - g, float(np.min(t))
+        cand = np.arange(np.ceil(lo), np.floor(hi) + 1)
+        cand = cand[(cand > lo) & (cand < hi)]
         if len(cand):
-            mid = beta[j] + (lo + hi) / 2
+            mid = (lo + hi) / 2
             out[j] = cand[np.argmin(np.abs(cand - mid))]
         else:
             # need P_i < half_i·D − B < P_i + g for all i: for each integer B near beta the
             # feasible D is an interval; take the widest (relative to the gaps) closest to step
             best = None
             span = g // 2 + 1 if g > 1 else 64  # gcd 1 (exact stem): search more integer biases
-            for bb in np.round(beta[j]) + np.arange(-span, span + 1):
+            for bb in out[j] + np.arange(-span, span + 1):
                 lo_d, hi_d = -np.inf, np.inf
                 for h, p in zip(half, base):
                     a_, b_ = (p + bb) / h, (p + g + bb) / h
@@ -744,17 +764,17 @@ def _grid_bias(beta, wq, step, s_out: float, *, halves=None, min_g: int = 2, in_
                     lo_d, hi_d = max(lo_d, a_), min(hi_d, b_)
                 # the new step is stored through a float32 scale (relative error ≤ 6e-8): an
                 # interval narrower than MIN_STEP_WIDTH of the step would not survive that
-                if hi_d - lo_d > MIN_STEP_WIDTH * step[j]:
-                    d = min(max(step[j], lo_d + 0.25 * (hi_d - lo_d)), hi_d - 0.25 * (hi_d - lo_d))
-                    width = (hi_d - lo_d) / step[j]
-                    key = (abs(d - step[j]) / step[j] - width, )
+                if hi_d - lo_d > MIN_STEP_WIDTH * sf[j]:
+                    d = min(max(sf[j], lo_d + 0.25 * (hi_d - lo_d)), hi_d - 0.25 * (hi_d - lo_d))
+                    width = (hi_d - lo_d) / sf[j]
+                    key = (abs(d - sf[j]) / sf[j] - width, )
                     if best is None or key < best[0]:
                         best = (key, bb, d)
             if best is None:
                 unfit.append(j)
                 continue
             out[j], new_step[j] = best[1], best[2]
-        moved += int(out[j] != np.round(beta[j]) or new_step[j] != step[j])
+        moved += int(out[j] != np.round(beta[j] * sf[j] / step[j]) or new_step[j] != sf[j])
     return out, new_step, moved, unfit
 
 
