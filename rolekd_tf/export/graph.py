@@ -614,7 +614,7 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
     recs = {r.get("layer"): r for r in (fixes or []) if r.get("layer")}
     if stem is not None and int(quantised[0].a_bits) >= 3:
         step = int(plan[stem].get("int_step") or 1)
-        hint = "; a coarser stem grid (model.exact_stem_step=4) leaves it room" if step == 1 else ""
+        hint = "; a coarser stem grid (model.exact_stem_step=12) leaves it room" if step == 1 else ""
         rec = recs.get(stem)
         if rec is None or "bias_unfit_channels" not in rec:
             inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,

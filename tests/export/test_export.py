@@ -201,12 +201,12 @@ def test_int8_exactness_flags_and_bit_widths():
     assert [p["part"] for p in graph.int8_exactness(m4, plan4)["inexact"]] == ["pool rounding", "stem bias lattice"]
     ex = graph.int8_exactness(m4, plan4, int16_pool=True)
     assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
-    assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"] and "exact_stem_step=4" in ex["inexact"][0]["why"]
+    assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"] and "exact_stem_step=12" in ex["inexact"][0]["why"]
     m4s = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem_step=4, **flags)
     ex = graph.int8_exactness(m4s, graph.build_export_view(m4s, (0.5,) * 3, (0.25,) * 3, mode="int8")[1],
                               int16_pool=True)
     assert [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
-    assert "multiples of 4" in ex["inexact"][0]["why"] and "exact_stem_step=4" not in ex["inexact"][0]["why"]
+    assert "multiples of 4" in ex["inexact"][0]["why"] and "exact_stem_step=12" not in ex["inexact"][0]["why"]
     fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
     ex = graph.int8_exactness(fp, graph.build_export_view(fp, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
     assert [p["part"] for p in ex["inexact"]] == ["activations"]
