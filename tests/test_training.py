@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# ResNet-8: these tests are about train.py's behaviour (run directory, resume, determinism,
+# refusals), not the network; ResNet-20 made this file ~7 of the suite's ~41 worker-minutes.
 TINY = [
     "--set", "data.train_size=512", "--set", "data.val_size=300", "--set", "data.holdout_size=300",
-    "--set", "train.batch_size=32", "--set", "augment.cutout=0",
+    "--set", "train.batch_size=32", "--set", "augment.cutout=0", "--set", "model.name=resnet8",
 ]
 
 

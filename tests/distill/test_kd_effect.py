@@ -5,9 +5,9 @@ order, steps and recipe) trained twice: ``--kd none`` and ``--kd ii`` (default c
 
 What is asserted: the distilled student's logit geometry is closer to the teacher's than the
 vanilla student's — the released II-KD's RKD term (distance + angle on L2-normalised logits) between
-student and teacher, measured on the 897 held-back digits, is lower. That is the behaviour KD is
-supposed to produce, and it fails if the KD gradient is lost (e.g. clipped to zero, detached taps,
-wrong sign).
+student and teacher, measured in batches of 128 of the 897 held-back digits, is lower. That is
+the behaviour KD is supposed to produce, and it fails if the KD gradient is lost (e.g. clipped to
+zero, detached taps, wrong sign).
 
 What is *not* asserted, honestly: that the distilled student is more accurate. At this scale it is
 not reliably so. Measured 2026-11-25 on this digits setup (II-KD minus vanilla, holdout points):
@@ -31,6 +31,7 @@ BASE = ["data.train_size=600", "data.val_size=300", "data.holdout_size=897", "mo
 CFG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 STUDENT = ["model.w_bits=2", "model.a_bits=2", "train.optimizer=adam", "train.lr=0.002",
            "train.weight_decay=1e-5", "train.epochs=4"]
+RKD_BATCH = 128  # 7 full batches of the 897 holdout digits
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,10 @@ def test_ii_kd_moves_the_student_towards_the_teacher(runs):
     for name, d in (("vanilla", v), ("ii", ii)):
         z, y2 = _holdout_logits(d)
         np.testing.assert_array_equal(y, y2)  # same holdout images in the same order
-        total, _, _ = rkd_loss(tf.constant(z), tf.constant(zt))
+        # Batch-wise, as it is optimised: one 897-row RKD builds an 897³ angle tensor (≈3 GB per
+        # side, ~20 GB RSS with its intermediates, measured 2026-12-02).
+        total = np.mean([float(rkd_loss(tf.constant(z[i:i + RKD_BATCH]), tf.constant(zt[i:i + RKD_BATCH]))[0])
+                         for i in range(0, len(z) - RKD_BATCH + 1, RKD_BATCH)])
         m = json.loads((d / "metrics.json").read_text())
         res[name] = {"rkd": float(total), "acc": float(np.mean(z.argmax(1) == y)),
                      "holdout_metric": m["final"]["holdout_accuracy"],

@@ -44,12 +44,12 @@ def w2a32_run(tmp_path_factory):
     save_config(config_from_dict({"data": {"dataset": "embedded:digits", "train_size": 300, "val_size": 100},
                                   "model": {"name": "resnet20", "w_bits": 2, "a_bits": 32}}), rd / "config.yaml")
     from rolekd_tf.data import load_splits
-    from tests.export._tiny_run import recalibrate_bn
+    from tests.export._tiny_run import set_bn_statistics
 
     m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=32)
     s = load_splits("embedded:digits", train_size=300, val_size=100, seed=0)
     xn = (s.x_train / 255.0 - np.asarray(s.info.mean)) / np.asarray(s.info.std)
-    recalibrate_bn(m, xn.astype(np.float32), passes=5)  # sane logit scale (random init explodes)
+    set_bn_statistics(m, xn.astype(np.float32))  # sane logit scale (random init explodes)
     save_model_atomic(m, rd / "model.keras")
     return rd
 
@@ -125,7 +125,8 @@ def test_tflite_fp32_matches_keras(w2a2_run, w2a32_run):
 
     # no activation rounding: equal to 1e-4 everywhere
     s = load_splits("embedded:digits", train_size=300, val_size=100, seed=0)
-    export_run(w2a32_run, ["fp32"], splits=s, eval_size=64, latency_repeats=3, verbose=False)
+    export_run(w2a32_run, ["fp32"], splits=s, eval_size=64, latency_repeats=3, verbose=False,
+               float64_reference=False)
     x = s.x_val[:64].astype(np.float32)
     got = T.run(T.interpreter(w2a32_run / "export" / "model_fp32.tflite"), x, batch=16)
     ref = np.asarray(_keras_pixels_model(w2a32_run, s)(x))
@@ -788,7 +789,8 @@ def test_int8_agreement_99_exact_variant(zero_pad_tail_run):
     from rolekd_tf.export import export_run, tflite as T
 
     rd, splits = zero_pad_tail_run
-    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False)
+    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False,
+                     float64_reference=False)
     ev = rep["files"]["model_int8.tflite"]["eval"]
     assert rep["reference"]["images"] == len(splits.x_val) == 300
     assert rep["files"]["model_int8.tflite"]["exactness"]["exact_body"]
@@ -870,7 +872,8 @@ def test_int16_logits(zero_pad_tail_w4_run):
 
     rd, splits = zero_pad_tail_w4_run
     model = load_run_model(rd)
-    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False)
+    rep = export_run(rd, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False,
+                     float64_reference=False)
     f = rep["files"]["model_int8.tflite"]
     assert f["logits"]["applied"] and f["logits"]["step"] < f["logits"]["int8_step"] / 8
     assert f["refined_quantiser_inputs"] == 18
@@ -905,7 +908,7 @@ def test_int16_logits(zero_pad_tail_w4_run):
     np.testing.assert_allclose(got, q16 * step, rtol=1e-6, atol=1e-7)
 
     rep8 = export_run(rd, ["int8"], splits=splits, eval_size=50, latency_repeats=1, verbose=False,
-                      int16_logits=False)
+                      int16_logits=False, float64_reference=False)
     assert not rep8["files"]["model_int8.tflite"]["logits"]["applied"]
     it8 = T.interpreter(rd / "export" / "model_int8.tflite")
     it8.allocate_tensors()
