@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +20,21 @@ KERNELS = ("xnnpack", "builtin")
 FILES = ("fp32", "int8")
 
 
-def median_ms(path: Path, threads: int, kernels: str, repeats: int, warmup: int = 20) -> float:
-    """Median wall time (ms) of one ``invoke`` on a fixed random pixel image (seed 0)."""
+def median_ms(path: Path, threads: int, kernels: str, repeats: int) -> float:
+    """Median wall time (ms) of one ``invoke`` on a fixed random pixel image (seed 0), timed by the
+    exporter's own :func:`rolekd_tf.export.tflite.latency_ms` (20 warm-up invokes)."""
     import tensorflow as tf
+
+    from rolekd_tf.export.tflite import latency_ms
 
     res = tf.lite.experimental.OpResolverType
     it = tf.lite.Interpreter(model_path=str(path), num_threads=threads,
                              experimental_op_resolver_type=res.AUTO if kernels == "xnnpack"
                              else res.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    x = np.random.default_rng(0).integers(0, 256, (1, *inp["shape"][1:])).astype(inp["dtype"])
-    it.set_tensor(inp["index"], x)
-    for _ in range(warmup):
-        it.invoke()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        it.invoke()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1e3)
+    shape = tuple(it.get_input_details()[0]["shape"][1:])
+    x = np.random.default_rng(0).integers(0, 256, (1, *shape)).astype(np.float32)
+    return latency_ms(it, x, repeats=repeats, warmup=20)
 
 
 def main(argv=None) -> int:

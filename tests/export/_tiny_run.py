@@ -50,20 +50,22 @@ def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_s
     return run_dir, s
 
 
-def recalibrate_bn(model, x, *, passes: int = 30, batch: int = 256) -> None:
+def recalibrate_bn(model, x, *, passes: int = 30, batch: int = 256, momentum: float = 0.8) -> None:
+    """Re-estimate every BN layer's moving statistics from ``passes`` training-mode forward passes
+    over seeded batches of ``batch`` images of ``x`` (all of ``x``, in order, if it has no more)."""
     import keras
     import tensorflow as tf
 
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     old = [l.momentum for l in bns]
     for l in bns:
-        l.momentum = 0.8
+        l.momentum = momentum
     # One traced forward instead of 30 eager ones (eager ResNet-20 passes were ~1/3 of each
     # fixture's time); the same batches in the same order, so the same statistics up to float order.
     step = tf.function(lambda xb: model(xb, training=True))
     rng = np.random.default_rng(0)
     for _ in range(passes):
-        idx = rng.choice(len(x), size=min(batch, len(x)), replace=False)
+        idx = np.arange(len(x)) if batch >= len(x) else rng.choice(len(x), size=batch, replace=False)
         step(tf.constant(x[idx]))
     for l, mo in zip(bns, old):
         l.momentum = mo
@@ -73,18 +75,7 @@ def set_bn_statistics(model, x, *, max_images: int = 1024) -> None:
     """Set every BN layer's moving mean/variance to its batch statistics over ``x`` (up to
     ``max_images`` of them, seeded draw) in one training-mode forward pass (momentum 0).
 
-    The exact population statistics that :func:`recalibrate_bn`'s 30 momentum-0.8 passes estimate,
-    at 1/30 of the cost (those passes were ~half of each export-test fixture's time, 2026-12-02).
-    The benchmarks keep :func:`recalibrate_bn`, which their published figures were measured with."""
-    import keras
-    import tensorflow as tf
-
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    old = [l.momentum for l in bns]
-    for l in bns:
-        l.momentum = 0.0
-    if len(x) > max_images:
-        x = x[np.sort(np.random.default_rng(0).choice(len(x), size=max_images, replace=False))]
-    tf.function(lambda xb: model(xb, training=True))(tf.constant(x))
-    for l, mo in zip(bns, old):
-        l.momentum = mo
+    The population statistics that :func:`recalibrate_bn`'s default 30 momentum-0.8 passes
+    estimate, at 1/30 of the cost (those passes were ~half of each export-test fixture's time,
+    2026-12-02). The benchmarks keep the default, which their published figures were measured with."""
+    recalibrate_bn(model, x, passes=1, batch=max_images, momentum=0.0)
