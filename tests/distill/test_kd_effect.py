@@ -11,7 +11,8 @@ zero, detached taps, wrong sign).
 
 What is *not* asserted, honestly: that the distilled student is more accurate. At this scale it is
 not reliably so. Measured 2026-11-25 on this digits setup (II-KD minus vanilla, holdout points):
-this test as written −2.00 (73.36 vs 75.36 %; RKD 2.99 vs 4.86); with a 20-epoch teacher and
+this test −2.00 (73.36 vs 75.36 %; RKD over all 897 at once, as it then was, 2.99 vs 4.86;
+2026-12-02, batch-wise: −2.79, 72.80 vs 75.59 %, RKD 3.196 vs 3.607); with a 20-epoch teacher and
 Cutout 8: −0.56 (4 student epochs, seed 0), −0.89 (8 epochs, seed 0), +2.56 (4 epochs, seed 1) —
 the RKD distance was lower in all four runs; ±1.4 points is the standard error of one
 897-image accuracy. The accuracy gain shows at larger scale: the CPU reproduction on real CIFAR-10 (README, 3 seeds) gives +1.21 points at
@@ -78,7 +79,7 @@ def test_ii_kd_moves_the_student_towards_the_teacher(runs):
         z, y2 = _holdout_logits(d)
         np.testing.assert_array_equal(y, y2)  # same holdout images in the same order
         # Batch-wise, as it is optimised: one 897-row RKD builds an 897³ angle tensor (≈3 GB per
-        # side, ~20 GB RSS with its intermediates, measured 2026-12-02).
+        # side; 18.5 GB worker peak with its intermediates, measured 2026-12-02).
         total = np.mean([float(rkd_loss(tf.constant(z[i:i + RKD_BATCH]), tf.constant(zt[i:i + RKD_BATCH]))[0])
                          for i in range(0, len(z) - RKD_BATCH + 1, RKD_BATCH)])
         m = json.loads((d / "metrics.json").read_text())
