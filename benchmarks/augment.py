@@ -20,6 +20,14 @@ What each side includes (dense policy: all 30 slots p = 1, level 5; batch 128, 3
 * lean PIL per image (``pil_reference.pil_apply_policy``, the tests' oracle): uint8 RGB in,
   the same PIL ops, ``np.array`` out — no float↔uint8 normalisation, no RGBA, no ``getdata``.
   Leaner than PBA; shown so the two references can be told apart.
+* tf.data map, ours vs Keras (issue 22): the same 4,000 real images as float32 0..255 in a
+  ``tf.data`` pipeline (``map(num_parallel_calls=AUTOTUNE)``, prefetch), a fresh iterator per round:
+  our ``apply_policy`` with the dense PBA policy on batches of 128 (per-sample ops: every image
+  draws its own 0–2 ops, probabilities and levels from the policy) against
+  ``keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5)`` (2 random ops per
+  call, magnitude 0.5 of its range ~ our level 5 of 0..9), once mapped over batches of 128 and
+  once per image before batching. Keras' layer applies the *same* ops to every image of a batch
+  when mapped batch-wise; per image it draws per image, which is what PBA's policies need.
 * pipeline: a fresh ``make_train_dataset`` iterator per round (start-up and 5 warm-up batches
   untimed), dropped after the round, so no prefetching runs in the background of the other
   measurements and no buffer filled meanwhile inflates the next round.
@@ -154,6 +162,46 @@ def make_pipeline(x, batches):
     return rate
 
 
+def make_map(x, batches, fn, *, per_image: bool):
+    """Rate of ``batches`` batches of a ``tf.data`` map: ``fn(images float32 [B|1,...], index)``
+    mapped before (``per_image``) or after batching; a fresh iterator per round, as make_pipeline."""
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(x, tf.float32)).repeat()
+    if per_image:
+        ds = ds.enumerate().map(lambda i, im: fn(im, i), num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH)
+    else:
+        ds = ds.batch(BATCH).enumerate().map(lambda i, b: fn(b, i), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(2)
+    rate = _Rate(None, batches * BATCH)
+
+    def step():
+        it = iter(ds)
+        for _ in range(5):
+            next(it)
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it).numpy()
+        rate.rates.append(batches * BATCH / (time.perf_counter() - t))
+        del it
+    step()  # trace + warm-up round, not recorded
+    rate.rates.clear()
+    rate.step = step
+    return rate
+
+
+def make_map_ours(x, batches):
+    policy = tf.constant(dense_policy())
+    return make_map(x, batches, lambda b, i: ap.apply_policy(b, policy, fill=FILL,
+                                                             seed=tf.stack([i, tf.constant(2, tf.int64)])),
+                    per_image=False)
+
+
+def make_map_keras(x, batches, *, per_image):
+    import keras
+
+    layer = keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=0)
+    return make_map(x, batches, lambda b, i: layer(b, training=True), per_image=per_image)
+
+
 def make_trainer(steps):
     import keras
 
@@ -208,6 +256,7 @@ def main(argv=None):
     p.add_argument("--pil-images", type=int, default=256, help="images per round (each PIL side)")
     p.add_argument("--pipeline-batches", type=int, default=40, help="batches per round")
     p.add_argument("--train-steps", type=int, default=3, help="steps per round")
+    p.add_argument("--map-batches", type=int, default=10, help="batches per round (tf.data map rows)")
     args = p.parse_args(argv)
 
     x, source = load_images(4000)
@@ -216,8 +265,11 @@ def main(argv=None):
     t_pba, t_pil = make_pba(x, args.pil_images), make_pil(x, args.pil_images)
     t_pipe = make_pipeline(x, args.pipeline_batches)
     t_train, which = make_trainer(args.train_steps)
+    t_mo = make_map_ours(x, args.map_batches)
+    t_kb = make_map_keras(x, args.map_batches, per_image=False)
+    t_ki = make_map_keras(x, args.map_batches, per_image=True)
     for _ in range(args.rounds):
-        for t in (t_tf, t_pba, t_pil, t_pipe, t_train):
+        for t in (t_tf, t_pba, t_pil, t_pipe, t_train, t_mo, t_kb, t_ki):
             t.step()
     load1 = os.getloadavg()
     tf_rate, pba_rate, pil_rate = t_tf.median, t_pba.median, t_pil.median
@@ -251,6 +303,14 @@ def main(argv=None):
         f"normalise) | {pipe_rate:.1f} batches/s ({pipe_rate * BATCH:,.0f} img/s) |",
         f"| ResNet-20 train step consumption ({which}) | {train_rate:.2f} steps/s |",
         f"| **pipeline / trainer** | **{pipe_rate / train_rate:.1f}×** (target ≥ 20×) |",
+        f"| tf.data map: ours, `apply_policy` per batch (per-sample PBA policy) | "
+        f"{t_mo.median:,.0f} img/s ({spread(t_mo)}) |",
+        f"| tf.data map: `keras.layers.RandAugment` per batch (same ops for the whole batch) | "
+        f"{t_kb.median:,.0f} img/s ({spread(t_kb)}) |",
+        f"| tf.data map: `keras.layers.RandAugment` per image (ops drawn per image) | "
+        f"{t_ki.median:,.0f} img/s ({spread(t_ki)}) |",
+        f"| **ours / Keras RandAugment per image** | **{t_mo.median / t_ki.median:.2f}×** (target ≥ 1.0×) |",
+        f"| ours / Keras RandAugment per batch | {t_mo.median / t_kb.median:.2f}× |",
         "",
     ]
     text = "\n".join(lines)

@@ -5,7 +5,13 @@ Usage: python benchmarks/distill_step.py [--batch 128] [--rounds 7] [--steps 4] 
 Interleaved rounds in ONE process: each round times ``--steps`` compiled steps of every variant
 (order rotated per round) and keeps the fastest step of the round (the machine is shared, so the
 minimum is the least-contended estimate); the ratio variant/plain is computed per round and
-reported as median and IQR over rounds, plus the ratio of the overall minima. Cost breakdown (same rounds): teacher forward alone, the decompositions
+reported as median and IQR over rounds, plus the ratio of the overall minima.
+
+Peer (issue 22): ``keras.distillation.Distiller`` (Keras >= 3.12) with ``LogitsDistillation(T=3)``
+against our Distiller with ``kd=soft`` on the same teacher, student, batch and optimizer, weight
+decay off in ours (Keras' has none) and the same CE/KD mixing (ours ``(1-0.3)·CE + 0.3·KD``, theirs
+``student_loss_weight=0.7``; theirs multiplies the KL by T², a constant factor that costs nothing).
+Target: ours <= 1.05x theirs. Cost breakdown (same rounds): teacher forward alone, the decompositions
 alone (teacher top-1 + student top-4, all taps, forward), the KD losses' forward+backward on
 fixed taps, and the II-KD step with the paper's single-backward ``weighted_sum`` rule (the
 difference to ``clip_to_task_grad`` is the cost of the second backward pass).
@@ -71,14 +77,21 @@ def main(argv=None):
             out = ii([v for v in s_vars], t_taps)["kd"]
         return tape.gradient(out, s_vars)
 
+    soft = make_step(Distiller(teacher, student(), kd="soft", weight_decay=0.0, temperature=3.0,
+                               soft_alpha=0.3))
+    peer = keras_distiller(teacher, student())
+
     variants = {
         "plain step (kd=none)": lambda: plain((x, y)),
+        "soft-label KD step (ours, kd=soft)": lambda: soft((x, y)),
         "II-KD step (clip_to_task_grad)": lambda: ii_clip((x, y)),
         "II-KD step (weighted_sum, 1 backward)": lambda: ii_ws((x, y)),
         "teacher forward alone": teacher_fwd,
         "decompositions alone (fwd, 3 taps x 2 nets)": decomp,
         "KD losses fwd+bwd on fixed taps": kd_fwd_bwd,
     }
+    if peer is not None:
+        variants["keras.distillation.Distiller (LogitsDistillation)"] = lambda: peer((x, y))
     names = list(variants)
     for n in names:  # trace + warm up
         for _ in range(2):
@@ -112,12 +125,36 @@ def main(argv=None):
         q1, q3 = np.percentile(ratio, [25, 75])
         rmin = np.min(times[n]) / np.min(base)
         lines.append(f"| {n} | {np.median(times[n])*1e3:.0f} | {np.median(ratio):.2f} | {q1:.2f}–{q3:.2f} | {rmin:.2f} |")
+    if peer is not None:
+        ours, theirs = np.array(times["soft-label KD step (ours, kd=soft)"]), np.array(
+            times["keras.distillation.Distiller (LogitsDistillation)"])
+        r = ours / theirs
+        q1, q3 = np.percentile(r, [25, 75])
+        lines += ["", f"Ours (kd=soft) / keras.distillation.Distiller, same soft-label loss: median "
+                      f"{np.median(r):.2f} (IQR {q1:.2f}–{q3:.2f}, ratio of minima "
+                      f"{np.min(ours) / np.min(theirs):.2f}); target <= 1.05."]
+    else:
+        lines += ["", f"keras.distillation is not in Keras {keras.__version__} (needs >= 3.12): peer not timed."]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
         with open(a.out, "a") as f:
             f.write(text + "\n")
     return times
+
+
+def keras_distiller(teacher, student):
+    """Keras' own Distiller on the same pair (None when this Keras has no ``keras.distillation``)."""
+    try:
+        from keras.distillation import Distiller as KerasDistiller, LogitsDistillation
+    except ImportError:
+        return None
+    d = KerasDistiller(teacher=teacher, student=student,
+                       distillation_losses=LogitsDistillation(temperature=3.0),
+                       student_loss_weight=0.7)
+    d.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-5),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    return tf.function(d.train_step)
 
 
 def _sync(out):

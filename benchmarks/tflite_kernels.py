@@ -23,15 +23,13 @@ FILES = ("fp32", "int8")
 def median_ms(path: Path, threads: int, kernels: str, repeats: int) -> float:
     """Median wall time (ms) of one ``invoke`` on a fixed random pixel image (seed 0), timed by the
     exporter's own :func:`rolekd_tf.export.tflite.latency_ms` (20 warm-up invokes)."""
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import OpResolverType as res
 
-    from rolekd_tf.export.tflite import latency_ms
+    from rolekd_tf.export.tflite import interpreter, latency_ms
 
-    res = tf.lite.experimental.OpResolverType
-    it = tf.lite.Interpreter(model_path=str(path), num_threads=threads,
-                             experimental_op_resolver_type=res.AUTO if kernels == "xnnpack"
-                             else res.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
+    it = interpreter(path, num_threads=threads,
+                     experimental_op_resolver_type=res.AUTO if kernels == "xnnpack"
+                     else res.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     shape = tuple(it.get_input_details()[0]["shape"][1:])
     x = np.random.default_rng(0).integers(0, 256, (1, *shape)).astype(np.float32)
     return latency_ms(it, x, repeats=repeats, warmup=20)

@@ -30,10 +30,10 @@ tests/augment/test_ops.py):
   computed in float64 like Python does, so ``int()`` truncation matches exactly).
 
 Performance design (benchmarks/results/augment.md): every op is one case of a single fused
-kernel, ``apply_fused``, compiled with XLA (``ROLEKD_AUGMENT_XLA=0`` disables XLA). Each sample
+kernel, ``apply_fused``, compiled with XLA. Each sample
 has at most one op per call, so the expensive ops run only on the samples that selected them:
 the warp, blend and LUT groups each compact their members and process them in chunks of
-``CHUNK`` (``ROLEKD_AUGMENT_CHUNK``, default 8) samples inside a while loop; Invert /
+``CHUNK`` (8) samples inside a while loop; Invert /
 Posterize / Solarize / Cutout are one vectorised integer pass over the whole batch. Hot loops
 work on [.., W·3] views (XLA:CPU does not vectorise a trailing axis of 3). The random draws and
 the Equalize / AutoContrast histograms (of the few samples that need them) are computed outside
@@ -44,7 +44,6 @@ tests/augment/test_ops.py checks the production code path.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -204,7 +203,7 @@ ARITH_OPS = frozenset(_I[n] for n in ("Invert", "Posterize", "Solarize", "Cutout
 ALL_OPS = frozenset(range(NUM_OPS))
 _IDENTITY_FIXED = _pil_fixed_coeffs((1, 0, 0, 0, 1, 0))
 _WARP_TABLES: dict = {}
-CHUNK = int(os.environ.get("ROLEKD_AUGMENT_CHUNK", "8"))
+CHUNK = 8  #: samples per gather → op → scatter step (measured 8 vs 16 vs 32: benchmarks/results/augment.md)
 
 
 def _fused_warp_table(width: int, height: int) -> np.ndarray:
@@ -486,10 +485,8 @@ def _kernel(images, code, levels, neg, rows, cols, hist, fill, present):
 
 # XLA fuses the kernel's elementwise work into a few vectorised loops (measured several times
 # faster than the same graph as plain TF kernels on this CPU, see benchmarks/results/augment.md);
-# ROLEKD_AUGMENT_XLA=0 runs the same graph without XLA. The random draws and Equalize's
-# histograms stay outside the compiled function, so they are the plain TF kernels' values
-# either way.
-USE_XLA = os.environ.get("ROLEKD_AUGMENT_XLA", "1") != "0"
+# the random draws and Equalize's histograms stay outside the compiled function (plain TF kernels).
+USE_XLA = True
 _COMPILED: dict = {}
 
 

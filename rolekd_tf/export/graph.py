@@ -695,12 +695,9 @@ STEM_COPIES = 2
 #: full-precision layers get per-channel int8 weight scales when max/min of the per-channel
 #: max|w| exceeds this (per-tensor would then lose more than one bit on some channel)
 FP_PER_CHANNEL_SPREAD = 2.0
-#: merge each 1×1 projection shortcut into the conv before the residual add (see MergedConvAdd)
-MERGE_PROJECTIONS = False
-
 
 def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int | None = None,
-                      merge_projections: bool | None = None):
+                      merge_projections: bool = False):
     """Inference-only functional model ``pixels → logits`` for the TFLite converter (see module doc).
 
     ``model`` is the trained (functional) model taking normalised images. Returns ``(view, plan)``
@@ -731,8 +728,6 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     copies = STEM_COPIES if stem_copies is None else int(stem_copies)
     exact_stem = _stem_layer(model) if (mode == "int8" and has_exact_stem(model)) else None
     stem = _stem_layer(model) if (mode == "int8" and copies > 0 and exact_stem is None) else None
-    if merge_projections is None:
-        merge_projections = MERGE_PROJECTIONS
     merges = _projection_merges(model, fold) if (mode == "int8" and merge_projections) else {}
     shared = _shared_bn_merges(model) if mode == "int8" else {}
     merges.update(shared)
@@ -789,8 +784,6 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
             spread = float(np.max(cmax) / max(float(np.min(cmax)), 1e-30))
             plan[layer.name] = {"kind": "conv" if isinstance(layer, keras.layers.Conv2D) else "dense",
                                 "grid_out": grid_out, "fp_per_channel": wb == 32 and spread > FP_PER_CHANNEL_SPREAD,
-                                "quantiser_only": mode == "int8" and bool(cons) and all(
-                                    isinstance(c, ActivationQuantizer) and int(c.a_bits) < 32 for c in cons),
                                 "channel_spread": spread,
                                 "w_bits": wb, "folded_bn": bn.name if bn is not None else None,
                                 "scale": None if scale is None else scale.tolist(),

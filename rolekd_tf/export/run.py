@@ -167,7 +167,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                       **({"float64": {"what": "the same network and weights evaluated in float64",
                                       **R.compare(ref64, ref, ey)}} if ref64 is not None else {})},
         "latency": {"num_threads": num_threads, "repeats": latency_repeats, "unit": "ms",
-                    "what": "median wall time of one tf.lite.Interpreter.invoke on a single image"},
+                    "what": "median wall time of one interpreter invoke on a single image",
+                    "runtime": T.runtime_name()},
         "env": R.env_info(),
         "files": {},
     }

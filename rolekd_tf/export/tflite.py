@@ -139,11 +139,32 @@ def flatbuffer_tensor_types(model_bytes: bytes) -> dict[str, dict]:
     return out
 
 
-def interpreter(model_bytes_or_path, num_threads: int = 1):
-    tf = _tf()
-    kw = {"model_content": model_bytes_or_path} if isinstance(model_bytes_or_path, (bytes, bytearray)) \
+def runtime_name() -> str:
+    """``"ai_edge_litert <version>"`` (LiteRT, the runtime embedded targets ship) or, where that
+    package is missing, ``"tf.lite <tf version>"`` (TF's deprecated copy of the same interpreter)."""
+    try:
+        import ai_edge_litert
+
+        return f"ai_edge_litert {getattr(ai_edge_litert, '__version__', '?')}"
+    except ImportError:
+        return f"tf.lite {_tf().__version__}"
+
+
+def interpreter(model_bytes_or_path, num_threads: int = 1, **options):
+    """An allocated LiteRT interpreter (``ai_edge_litert``; TF's ``tf.lite.Interpreter`` only where
+    LiteRT is not installed) for a ``.tflite`` file path or its bytes.
+
+    The inspection helpers below read op details through the interpreter's ``_get_ops_details``:
+    neither runtime has a public per-op API, and the alternative (walking the flatbuffer schema,
+    as ``flatbuffer_tensor_types`` does for tensors) would duplicate the interpreter's own view.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = _tf().lite.Interpreter
+    kw = {"model_content": bytes(model_bytes_or_path)} if isinstance(model_bytes_or_path, (bytes, bytearray)) \
         else {"model_path": str(model_bytes_or_path)}
-    interp = tf.lite.Interpreter(num_threads=num_threads, **kw)
+    interp = Interpreter(num_threads=num_threads, **kw, **options)
     interp.allocate_tensors()
     return interp
 
@@ -227,11 +248,6 @@ def latency_ms(interp, pixel: np.ndarray, *, repeats: int = 50, warmup: int = 5)
 
 
 # ---------------------------------------------------------------------- exact int8 weights
-#: opt-in (exp6): a DoReFa conv whose output feeds only k-bit quantisers (clip to [0, 1]) needs only
-#: the n thresholds (i + ½)/n, i < n, kept by its integer bias, not the 2n + 4 of a residual input
-QUANTISER_ONLY_THRESHOLDS = bool(int(os.environ.get("ROLEKD_QUANTISER_ONLY_THRESHOLDS", "0") or 0))
-
-
 #: k-bit quantiser outputs with 2^k − 1 ≥ this are re-stored on a finer grid before each conv
 FINE_GRID_MIN_LEVELS = 7
 
@@ -351,13 +367,13 @@ def fix_int8_model(model_bytes: bytes, plan: dict, *,
                         s_out = float(ot.quantization.scale[0])
                         step0 = s_out / sb
                         qonly = {}
-                        if info.get("kind") == "exact_stem" or (QUANTISER_ONLY_THRESHOLDS and info.get("quantiser_only")):
+                        if info.get("kind") == "exact_stem":
                             # int8-exact stem: integer weights with gcd 1 (every accumulator value is
                             # reachable) and only quantisers downstream: keep the decisions of the
                             # quantiser's thresholds (i + ½)/n, i < n, on the integer lattice
                             nq = int(round(1.0 / s_out))
                             qonly = {"halves": np.arange(nq) + 0.5,
-                                     "min_g": 1 if info.get("kind") == "exact_stem" else 2}
+                                     "min_g": 1}
                         mult = _input_multiple(g, op_name, int(op.inputs[0]))
                         if mult > 1:
                             rec["input_multiple"] = mult

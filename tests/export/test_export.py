@@ -402,9 +402,9 @@ def test_compaction_is_output_identical(w2a2_run, w2a2_uncompacted):
 
 def _invoke_keeping_tensors(data: bytes, x):
     """Run a TFLite flatbuffer on batch ``x`` keeping every intermediate tensor: (interpreter, details)."""
-    import tensorflow as tf
+    from rolekd_tf.export import tflite as T
 
-    it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    it = T.interpreter(data, experimental_preserve_all_tensors=True)
     d = it.get_input_details()[0]
     it.resize_tensor_input(d["index"], list(x.shape))
     it.allocate_tensors()
@@ -980,19 +980,30 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     equals the integer sum of its input). With the stem on a coarser grid (exact_stem_step = 12,
     every channel's bias fitted) the whole int8 file then computes what the network computes in
     exact arithmetic: top-1 agreement with the float64 twin of the same Keras model is 100 %, and
-    every logit is within one int16 step of the twin's."""
+    every logit is within one int16 step of the twin's.
+
+    Which step fits every stem channel depends on the trained stem weights, and those depend on the
+    CPU's float kernels (the fixture's model fitted at 12 on the AVX2 machine of 2026-12-02 and left
+    one channel unfit at 12 on an AVX-512 one): the test takes the first of 12, 16, 24, 32 that fits
+    and requires one to."""
     from rolekd_tf.export import graph, tflite as T
     from rolekd_tf.export.reference import float64_logits
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_w4_run
     model = load_run_model(rd)
-    model.get_layer("stem_conv").int8_step = 12
     mean, std = graph.model_normalisation(model, splits.info.mean, splits.info.std)
-    view, plan = graph.build_export_view(model, mean, std, mode="int8")
-    raw, fixes = T.fix_int8_model(T.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
-    (stem,) = [f for f in fixes if f.get("layer") == "stem_conv"]
-    assert stem["bias_unfit"] == [], stem["bias_unfit"]
+    unfit = {}
+    for step in (12, 16, 24, 32):
+        model.get_layer("stem_conv").int8_step = step
+        view, plan = graph.build_export_view(model, mean, std, mode="int8")
+        raw, fixes = T.fix_int8_model(T.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
+        (stem,) = [f for f in fixes if f.get("layer") == "stem_conv"]
+        unfit[step] = stem["bias_unfit"]
+        if not stem["bias_unfit"]:
+            break
+    assert stem["bias_unfit"] == [], unfit
+    print(f"exact stem step fitting every channel: {step} (unfit channels by step: {unfit})")
     data, rec = T.int16_logits(raw)
     assert rec["int16_pool"] == {"scale": pytest.approx(1 / 960, rel=1e-6), "values": 64}
     x = splits.x_val[:300]
