@@ -4,6 +4,15 @@ A config file is a YAML mapping with the sections below; every key is optional (
 the paper's teacher recipe on CIFAR-10). ``--set section.key=value`` overrides a value (the value
 is parsed as YAML, so ``--set train.lr_milestones=[0.5,0.75]`` works). Unknown keys are errors
 with a did-you-mean suggestion.
+
+Ranges are declared once, on the field: ``x: float = num(default, lo, hi, lo_open=…,
+hi_open=…, unit=…)`` (integers: the closed range ``lo..hi``; ``int | None``/``float | None``
+also accept null), ``nums(...)`` for lists of numbers (each entry; optionally strictly
+increasing / non-empty / no repeats) and ``one_of(default, choices)`` for fixed sets.
+:func:`validate` checks every field against its declaration (NaN and ±inf are outside every
+range) and then the cross-field rules; the error text and ``docs/CONFIG.md``
+(:func:`ranges_markdown`) come from the same declaration. A new numeric field without one fails
+``tests/reliability/test_config_walk.py``, which also walks every key with invalid values.
 """
 from __future__ import annotations
 
