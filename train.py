@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     overrides = list(args.set)
     if args.kd:
         overrides.append(f"distill.kd={args.kd}")
-    if args.schedule_epochs:
+    if args.schedule_epochs is not None:  # 0 or a negative count is refused by the range check
         overrides.append(f"augment.schedule_epochs={args.schedule_epochs}")
     cfg = load_config(args.config, overrides)
     if cfg.distill.kd != "none" and not args.teacher:

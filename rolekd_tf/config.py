@@ -4,11 +4,21 @@ A config file is a YAML mapping with the sections below; every key is optional (
 the paper's teacher recipe on CIFAR-10). ``--set section.key=value`` overrides a value (the value
 is parsed as YAML, so ``--set train.lr_milestones=[0.5,0.75]`` works). Unknown keys are errors
 with a did-you-mean suggestion.
+
+Ranges are declared once, on the field: ``x: float = num(default, lo, hi, lo_open=…,
+hi_open=…, unit=…)`` (integers: the closed range ``lo..hi``; ``int | None``/``float | None``
+also accept null), ``nums(...)`` for lists of numbers (each entry; optionally strictly
+increasing / non-empty / no repeats) and ``one_of(default, choices)`` for fixed sets.
+:func:`validate` checks every field against its declaration (NaN and ±inf are outside every
+range) and then the cross-field rules; the error text and ``docs/CONFIG.md``
+(:func:`ranges_markdown`) come from the same declaration. A new numeric field without one fails
+``tests/reliability/test_config_walk.py``, which also walks every key with invalid values.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,27 +34,105 @@ UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum")
 OPTIMIZERS = ("sgd", "adam")
 SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
 INT8_STEPS = range(1, 43)  #: model.exact_stem_step (rolekd_tf.quant.dorefa.INT8_STEPS)
+#: every seed (top-level, search.seed, pipeline.seeds): int32, so it fits every consumer —
+#: keras.utils.set_random_seed (NumPy's legacy seeding needs < 2**32), tf.random.stateless_*
+#: seed tensors and numpy.random.default_rng
+SEED_MAX = 2**31 - 1
+MAX_EPOCHS = 100_000
+MAX_IMAGES = 100_000_000  #: data sizes: far above any dataset, far below int32 overflow
 
 
+# ------------------------------------------------------------------------- declarative ranges
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric config field (of each entry, for a list field).
+
+    Always finite: NaN and ±inf are outside every range. Integer fields use the closed range
+    ``lo..hi``; number fields an interval whose ends are open or closed.
+    """
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    unit: str = ""  #: shown in docs/CONFIG.md
+    why: str = ""  #: appended to the error message
+
+    def contains(self, v) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return bool(above and below)
+
+    def describe(self, integer: bool) -> str:
+        if integer:
+            return f"an integer in {_fmt(self.lo)}..{_fmt(self.hi)}"
+        return f"{'(' if self.lo_open else '['}{_fmt(self.lo)}, {_fmt(self.hi)}{')' if self.hi_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Allowed values of a field that is one of a fixed set (of each entry, for a list field)."""
+
+    values: tuple
+    text: str = ""  #: how the set is shown (default: the values, comma-separated)
+
+    def describe(self) -> str:
+        return self.text or ", ".join(str(v) for v in self.values)
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        x = int(x)
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def num(default, lo, hi, *, lo_open=False, hi_open=False, unit="", why=""):
+    """A numeric field with its range (the one source of truth: validation, errors, docs)."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open, hi_open, unit, why)})
+
+
+def nums(factory, lo, hi, *, lo_open=False, hi_open=False, unit="", increasing=False, nonempty=False,
+         unique=False):
+    """A list-of-numbers field: each entry in the range, optionally strictly increasing /
+    non-empty / without repeats."""
+    return field(default_factory=factory, metadata={
+        "range": Range(lo, hi, lo_open, hi_open, unit), "increasing": increasing,
+        "nonempty": nonempty, "unique": unique})
+
+
+def one_of(default, values, text="", *, factory=False):
+    """A field (or, with ``factory``, a list field) whose value(s) come from a fixed set."""
+    meta = {"choices": Choice(tuple(values), text)}
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ------------------------------------------------------------------------------ sections
 @dataclass
 class DataConfig:
     #: ``embedded:digits`` | a TFDS name (``cifar10``) | ``imagefolder:PATH`` (folder or .tar.gz).
     #: ``${ENV}`` references are expanded, so paths can come from the environment.
     dataset: str = "embedded:digits"
-    train_size: int | None = None  #: images in the (reduced) training split; None = the rest
-    val_size: int | None = None  #: images in the validation split (search objective, val metrics)
-    holdout_size: int = 0  #: images held back for final evaluation only (fixed, seed-independent)
+    #: images in the (reduced) training split; None = the rest
+    train_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
+    #: images in the validation split (search objective, val metrics)
+    val_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
+    #: images held back for final evaluation only (fixed, seed-independent)
+    holdout_size: int = num(0, 0, MAX_IMAGES, unit="images")
     cache_dir: str | None = None  #: where archives are extracted / decoded arrays cached
 
 
 @dataclass
 class ModelConfig:
     name: str = "resnet20"
-    w_bits: int = 32
-    a_bits: int = 32
+    w_bits: int = one_of(32, ALLOWED_BITS, "1..8 or 32")  #: weight bits (32 = full precision)
+    a_bits: int = one_of(32, ALLOWED_BITS, "1..8 or 32")  #: activation bits (32 = full precision)
     #: BatchNormalization momentum: 0.99 as in role-kd; short CPU runs (a few hundred steps) need
     #: ~0.9 or the inference-mode statistics lag far behind the weights.
-    bn_momentum: float = 0.99
+    bn_momentum: float = num(0.99, 0, 1, hi_open=True, unit="fraction kept per step")
     #: int8-exact variant (post-activation ResNets): the first conv's kernel is fake-quantised on a
     #: per-channel int8 grid and the model takes ``(pixels − 128)/64`` (no per-channel mean/std), so
     #: the int8 TFLite reproduces it exactly (README, "Export"). Teacher and student must agree.
@@ -52,14 +140,14 @@ class ModelConfig:
     #: the exact stem's integer weights are multiples of this (its kernel is trained on the
     #: integers −⌊127/step⌋…⌊127/step⌋ per channel, stored ×step): step ≥ 2 leaves the stem's
     #: integer bias room to keep every threshold of a ≥ 3-bit quantiser (1 = the full int8 grid)
-    exact_stem_step: int = 1
+    exact_stem_step: int = num(1, INT8_STEPS.start, INT8_STEPS.stop - 1, unit="int8 steps")
     #: int8-exact variant: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the
     #: add), so the int8 export merges both convs into one exact accumulator.
     shared_proj_bn: bool = False
     #: where a ResNet block changes shape: ``projection`` (1×1 conv + BN, option B) or
     #: ``zero_pad`` (subsampled, channel-zero-padded quantised input, He et al.'s option A: no
     #: weights, and the int8 export's residual add is exact)
-    shortcut: str = "projection"
+    shortcut: str = one_of("projection", SHORTCUTS)
     #: int8-exact tail: the last block's output is the a_bits quantiser (not an FP ReLU) and the
     #: ``logits`` kernel is fake-quantised on a per-channel int8 grid, so the int8 export's last
     #: add, global average pool and logits accumulator are exact
@@ -68,19 +156,24 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 128
-    optimizer: str = "sgd"  #: sgd (Nesterov momentum) | adam
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: int = num(200, 1, MAX_EPOCHS, unit="epochs")
+    batch_size: int = num(128, 2, 65_536, unit="images", why="KD losses need pairs")
+    optimizer: str = one_of("sgd", OPTIMIZERS)  #: sgd (Nesterov momentum) | adam
+    lr: float = num(0.1, 0, 10, lo_open=True, unit="learning rate at epoch 0")
+    momentum: float = num(0.9, 0, 1, hi_open=True, unit="SGD momentum")
     nesterov: bool = True
-    adam_epsilon: float = 1e-5
-    weight_decay: float = 5e-4  #: coupled L2 on conv/dense kernels only
-    lr_milestones: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])  #: fractions of epochs
-    lr_gamma: float = 0.1
-    grad_clip_norm: float | None = None  #: global-norm clipping (PBA's child model: 5)
+    adam_epsilon: float = num(1e-5, 0, 1, lo_open=True, unit="Adam ε")
+    #: coupled L2 on conv/dense kernels only
+    weight_decay: float = num(5e-4, 0, 1, unit="L2 coefficient")
+    #: fractions of epochs where the LR is multiplied by lr_gamma (strictly increasing)
+    lr_milestones: list[float] = nums(lambda: [0.3, 0.6, 0.9], 0, 1, lo_open=True, hi_open=True,
+                                      unit="fraction of epochs", increasing=True)
+    #: LR factor per milestone (1 = constant LR; > 1 or ≤ 0 is refused)
+    lr_gamma: float = num(0.1, 0, 1, lo_open=True, unit="factor")
+    #: global-norm clipping (PBA's child model: 5); None = off
+    grad_clip_norm: float | None = num(None, 0, 1e6, lo_open=True, unit="global L2 norm")
     jit_compile: Any = "auto"  #: auto | true | false — auto = off on CPU (measured slower), on with a GPU
-    checkpoint_every: int = 1  #: epochs between resumable checkpoints
+    checkpoint_every: int = num(1, 1, MAX_EPOCHS, unit="epochs")  #: epochs between resumable checkpoints
     #: tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs (slower kernels)
     deterministic: bool = False
 
@@ -88,37 +181,44 @@ class TrainConfig:
 @dataclass
 class AugmentConfig:
     schedule: str | None = None  #: schedule file (our JSON, PBA text, Ray-Tune log); None = baseline only
-    schedule_epochs: int | None = None  #: epoch count of a PBA/Ray-Tune log's search (needed to parse it)
+    #: epoch count of a PBA/Ray-Tune log's search (needed to parse it)
+    schedule_epochs: int | None = num(None, 1, MAX_EPOCHS, unit="epochs")
     stretch: bool = True  #: stretch a shorter schedule by an integer multiple; never silently reused
     pad_crop: bool = True
     flip: bool = True
-    cutout: int = 16  #: side of the baseline Cutout square in px; 0 disables
+    #: side of the baseline Cutout square; 0 disables
+    cutout: int = num(16, 0, 32, unit="px", why="0 disables")
 
 
 @dataclass
 class DistillConfig:
-    kd: str = "none"  #: none | ii | soft | rkd | mhgd | svd | dml
-    update: str = "clip_to_task_grad"  #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10)
-    lambda_init: float = 0.4
-    lambda_decay: float = 0.5
-    lambda_milestones: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])
-    clip_e0: float = 0.0  #: τ_w = ‖∇CE‖·sigmoid(epoch − e0)
-    temperature: float = 3.0
-    soft_alpha: float = 0.3
-    mhgd_heads: int = 4
-    mhgd_pretrain_epochs: int = 0  #: 0 = released code (random frozen heads), 40 = original MHGD
+    kd: str = one_of("none", KD_CHOICES)  #: none | ii | soft | rkd | mhgd | svd | dml
+    #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10)
+    update: str = one_of("clip_to_task_grad", UPDATE_CHOICES)
+    lambda_init: float = num(0.4, 0, 100, unit="KD loss weight λ at epoch 0")
+    lambda_decay: float = num(0.5, 0, 1, lo_open=True, unit="factor per λ milestone")
+    lambda_milestones: list[float] = nums(lambda: [0.3, 0.6, 0.9], 0, 1, lo_open=True, hi_open=True,
+                                          unit="fraction of epochs", increasing=True)
+    #: τ_w = ‖∇CE‖·sigmoid(epoch − e0)
+    clip_e0: float = num(0.0, 0, MAX_EPOCHS, unit="epochs")
+    temperature: float = num(3.0, 0, 100, lo_open=True, unit="softmax temperature")
+    soft_alpha: float = num(0.3, 0, 1, unit="weight of the soft-label loss")
+    mhgd_heads: int = one_of(4, (1, 2, 4, 8, 16))
+    #: 0 = released code (random frozen heads), 40 = original MHGD
+    mhgd_pretrain_epochs: int = num(0, 0, MAX_EPOCHS, unit="epochs")
     adapter: bool = False  #: 1×1 adapters on student taps when channel counts differ
 
 
 @dataclass
 class SearchConfig:
-    population: int = 16
-    ready_interval: int = 3
-    epochs: int = 200
-    quantile: float = 0.25
-    resample_p: float = 0.2
-    perturb_max: int = 3
-    seed: int | None = None  #: PBT decisions (exploit/explore); None = the top-level seed
+    population: int = num(16, 2, 1024, unit="members", why="PBT needs members to compare")
+    ready_interval: int = num(3, 1, MAX_EPOCHS, unit="epochs")  #: at most search.epochs
+    epochs: int = num(200, 1, MAX_EPOCHS, unit="epochs")
+    quantile: float = num(0.25, 0, 0.5, lo_open=True, unit="fraction of the population")
+    resample_p: float = num(0.2, 0, 1, unit="probability")
+    perturb_max: int = num(3, 0, 10, unit="policy levels")
+    #: PBT decisions (exploit/explore); None = the top-level seed
+    seed: int | None = num(None, 0, SEED_MAX, unit="seed")
 
 
 ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
@@ -128,11 +228,13 @@ ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta"
 class PipelineConfig:
     """What ``python -m rolekd_tf.pipeline`` runs (the paper's Table 2/3 rows)."""
 
-    bits: list = field(default_factory=lambda: [2])  #: student bit widths (w = a)
-    seeds: list = field(default_factory=lambda: [0])  #: seeds of the final trainings
-    rows: list = field(default_factory=lambda: list(ROWS))
+    #: student bit widths (w = a)
+    bits: list[int] = one_of(lambda: [2], tuple(range(1, 9)), "1..8", factory=True)
+    #: seeds of the final trainings (non-empty, no repeats)
+    seeds: list[int] = nums(lambda: [0], 0, SEED_MAX, unit="seed", nonempty=True, unique=True)
+    rows: list[str] = one_of(lambda: list(ROWS), ROWS, factory=True)
     #: overrides (``section.key=value``) that turn the teacher recipe into the student recipe
-    student_set: list = field(default_factory=lambda: [
+    student_set: list[str] = field(default_factory=lambda: [
         "train.optimizer=adam", "train.lr=0.001", "train.weight_decay=1e-5",
         "train.lr_milestones=[0.3,0.6,0.8]"])
     export: bool = True
@@ -144,7 +246,7 @@ class PipelineConfig:
 @dataclass
 class Config:
     name: str = "run"
-    seed: int = 0
+    seed: int = num(0, 0, SEED_MAX, unit="seed")  #: data split/order, init, augmentation draws
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -177,9 +279,36 @@ def _suggest(key: str, allowed: list[str]) -> str:
     return f"{hint}; allowed: {', '.join(allowed)}"
 
 
-def _coerce(where: str, value: Any, default: Any, annotation: str) -> Any:
+def _show(value: Any) -> str:
+    """``repr`` cut to one short line (a 1000-digit integer must not flood the error)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + "…" + text[-10:]
+
+
+def _allowed(f: dataclasses.Field) -> str:
+    """The allowed values of field ``f`` as shown in errors and docs/CONFIG.md."""
+    ann = str(f.type).replace(" ", "")
+    rng, ch = f.metadata.get("range"), f.metadata.get("choices")
+    if rng is not None:
+        text = rng.describe(integer="int" in ann)
+    elif ch is not None:
+        text = ch.describe()
+    else:
+        return ""
+    if ann.startswith("list"):
+        text = f"each entry {text}" + ("; strictly increasing" if f.metadata.get("increasing") else "")
+        if f.metadata.get("nonempty"):
+            text = "a non-empty list, " + text
+        if f.metadata.get("unique"):
+            text += "; no repeats"
+    elif "None" in ann:
+        text += ", or null"
+    return text
+
+
+def _coerce(where: str, value: Any, f: dataclasses.Field) -> Any:
     """Check ``value`` against the field's declared type (bool/int/float/str/list/None)."""
-    ann = annotation.replace(" ", "")
+    ann = str(f.type).replace(" ", "")
     optional = "None" in ann
     if value is None:
         if optional:
@@ -188,10 +317,10 @@ def _coerce(where: str, value: Any, default: Any, annotation: str) -> Any:
     if ann.startswith("bool"):
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}={value!r} must be true or false")
+        raise ConfigError(f"{where}={_show(value)} must be true or false")
     if ann.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}={value!r} must be an integer")
+            raise ConfigError(f"{where}={_show(value)} must be an integer")
         return value
     if ann.startswith("float"):
         if isinstance(value, str):
@@ -201,18 +330,31 @@ def _coerce(where: str, value: Any, default: Any, annotation: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}={value!r} must be a number")
-        return float(value)
+            raise ConfigError(f"{where}={_show(value)} must be a number")
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range: out of every range
+            raise ConfigError(f"{where}={_show(value)} is out of range; allowed: {_allowed(f)}") from None
+    if ann.startswith("list"):
+        kind = ann[5:-1] if ann.endswith("]") else ""
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}={_show(value)} must be a list")
+        for v in value:
+            ok = {"float": isinstance(v, (int, float)), "int": isinstance(v, int),
+                  "str": isinstance(v, str)}.get(kind, True) and not (kind != "str" and isinstance(v, bool))
+            if not ok:
+                what = {"float": "numbers", "int": "integers", "str": "strings"}[kind]
+                raise ConfigError(f"{where}={_show(value)} must be a list of {what}")
+        if kind == "float":
+            try:
+                return [float(v) for v in value]
+            except OverflowError:
+                raise ConfigError(f"{where}={_show(value)} is out of range; allowed: {_allowed(f)}") from None
+        return list(value)
     if ann.startswith("str"):
         if not isinstance(value, str):
-            raise ConfigError(f"{where}={value!r} must be a string")
+            raise ConfigError(f"{where}={_show(value)} must be a string")
         return value
-    if ann.startswith("list[float]"):
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
-            raise ConfigError(f"{where}={value!r} must be a list of numbers")
-        return [float(v) for v in value]
     return value
 
 
@@ -227,7 +369,7 @@ def _build_section(name: str, cls, raw: Any):
         if key not in allowed:
             raise ConfigError(f"unknown config key '{name}.{key}'{_suggest(str(key), allowed)}")
         f = next(f for f in fields(cls) if f.name == key)
-        kwargs[key] = _coerce(f"{name}.{key}", value, f.default, str(f.type))
+        kwargs[key] = _coerce(f"{name}.{key}", value, f)
     return cls(**kwargs)
 
 
@@ -236,84 +378,86 @@ def _check_choice(where: str, value: str, choices) -> None:
         raise ConfigError(f"{where}={value!r} is not allowed{_suggest(str(value), list(choices))}")
 
 
+def _check_field(where: str, value: Any, f: dataclasses.Field) -> None:
+    """Check one field against its declared Range / Choice (the same text the docs show)."""
+    rng, ch = f.metadata.get("range"), f.metadata.get("choices")
+    if value is None or (rng is None and ch is None):
+        return
+    is_list = str(f.type).replace(" ", "").startswith("list")
+    entries = list(value) if is_list else [value]
+    for v in entries:
+        if ch is not None and isinstance(v, str):
+            if is_list and v not in ch.values:
+                raise ConfigError(f"{where} contains {_show(v)}{_suggest(v, list(ch.values))}")
+            _check_choice(where, v, ch.values)
+            continue
+        bad = (isinstance(v, bool) or not isinstance(v, (int, float))
+               or (ch is not None and v not in ch.values) or (rng is not None and not rng.contains(v)))
+        if bad:
+            if is_list:
+                raise ConfigError(f"{where} contains {_show(v)}; allowed: {_allowed(f)}")
+            why = f" ({rng.why})" if rng is not None and rng.why else ""
+            raise ConfigError(f"{where}={_show(v)} is out of range; allowed: {_allowed(f)}{why}")
+    if is_list:
+        if f.metadata.get("nonempty") and not entries:
+            raise ConfigError(f"{where}=[] must not be empty; allowed: {_allowed(f)}")
+        if f.metadata.get("increasing") and any(b <= a for a, b in zip(entries, entries[1:])):
+            raise ConfigError(f"{where}={_show(value)} must be strictly increasing; allowed: {_allowed(f)}")
+        if f.metadata.get("unique") and len(set(entries)) != len(entries):
+            raise ConfigError(f"{where}={_show(value)} repeats an entry; allowed: {_allowed(f)}")
+
+
+def config_fields(cfg: "Config | None" = None):
+    """Every config key: ``(dotted key, dataclasses.Field, value)`` (value from ``cfg``, else the
+    default), in file order; the tests walk this to cover every key."""
+    cfg = cfg if cfg is not None else Config()
+    out = []
+    for f in fields(Config):
+        if f.name in _SECTIONS:
+            section = getattr(cfg, f.name)
+            out.extend((f"{f.name}.{g.name}", g, getattr(section, g.name)) for g in fields(section))
+        else:
+            out.append((f.name, f, getattr(cfg, f.name)))
+    return out
+
+
 def validate(cfg: Config) -> Config:
-    """Check value ranges; raise ConfigError naming the first bad value."""
-    for what in ("w_bits", "a_bits"):
-        bits = getattr(cfg.model, what)
-        if bits not in ALLOWED_BITS:
-            raise ConfigError(f"model.{what}={bits} is out of range; allowed: 1..8 or 32")
-    if not 0 <= cfg.model.bn_momentum < 1:
-        raise ConfigError(f"model.bn_momentum={cfg.model.bn_momentum} must be in [0, 1)")
-    _check_choice("model.shortcut", cfg.model.shortcut, SHORTCUTS)
-    step = cfg.model.exact_stem_step
-    if step not in INT8_STEPS:
-        raise ConfigError(f"model.exact_stem_step={step!r} is out of range; allowed: an integer in 1..42")
-    if step != 1 and not cfg.model.exact_stem:
-        raise ConfigError(f"model.exact_stem_step={step} needs model.exact_stem=true")
-    if cfg.model.shared_proj_bn and cfg.model.shortcut != "projection":
-        raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {cfg.model.shortcut!r})")
-    t = cfg.train
-    if t.epochs < 1:
-        raise ConfigError(f"train.epochs={t.epochs} must be >= 1")
-    if t.batch_size < 2:
-        raise ConfigError(f"train.batch_size={t.batch_size} must be >= 2 (KD losses need pairs)")
-    if t.lr <= 0:
-        raise ConfigError(f"train.lr={t.lr} must be > 0")
-    if t.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0")
-    _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    for m in t.lr_milestones:
-        if not 0 < m < 1:
-            raise ConfigError(f"train.lr_milestones contains {m}; each must be a fraction in (0, 1)")
-    if t.jit_compile not in ("auto", True, False):
-        raise ConfigError(f"train.jit_compile={t.jit_compile!r}; allowed: auto, true, false")
-    if t.checkpoint_every < 1:
-        raise ConfigError(f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
-    d = cfg.data
-    for what in ("train_size", "val_size"):
-        v = getattr(d, what)
-        if v is not None and v < 1:
-            raise ConfigError(f"data.{what}={v} must be >= 1 or null")
-    if d.holdout_size < 0:
-        raise ConfigError(f"data.holdout_size={d.holdout_size} must be >= 0")
-    a = cfg.augment
-    if not 0 <= a.cutout <= 32:
-        raise ConfigError(f"augment.cutout={a.cutout} must be in 0..32 (0 disables)")
-    k = cfg.distill
-    _check_choice("distill.kd", k.kd, KD_CHOICES)
-    _check_choice("distill.update", k.update, UPDATE_CHOICES)
-    if k.mhgd_heads not in (1, 2, 4, 8, 16):
-        raise ConfigError(f"distill.mhgd_heads={k.mhgd_heads}; allowed: 1, 2, 4, 8, 16")
-    if k.temperature <= 0:
-        raise ConfigError(f"distill.temperature={k.temperature} must be > 0")
-    if k.mhgd_pretrain_epochs < 0:
-        raise ConfigError(f"distill.mhgd_pretrain_epochs={k.mhgd_pretrain_epochs} must be >= 0")
+    """Check every field against its declared range/choices, then the cross-field rules; raise
+    ConfigError naming the first bad value."""
+    for key, f, value in config_fields(cfg):
+        _check_field(key, value, f)
+    m = cfg.model
+    if m.exact_stem_step != 1 and not m.exact_stem:
+        raise ConfigError(f"model.exact_stem_step={m.exact_stem_step} needs model.exact_stem=true")
+    if m.shared_proj_bn and m.shortcut != "projection":
+        raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {m.shortcut!r})")
+    if cfg.train.jit_compile not in ("auto", True, False):
+        raise ConfigError(f"train.jit_compile={_show(cfg.train.jit_compile)}; allowed: auto, true, false")
     s = cfg.search
-    if s.population < 2:
-        raise ConfigError(f"search.population={s.population} must be >= 2 (PBT needs members to compare)")
-    if s.ready_interval < 1:
-        raise ConfigError(f"search.ready_interval={s.ready_interval} must be >= 1")
     if s.ready_interval > s.epochs:
         raise ConfigError(
             f"search.ready_interval={s.ready_interval} is longer than search.epochs={s.epochs}"
         )
-    if not 0 < s.quantile <= 0.5:
-        raise ConfigError(f"search.quantile={s.quantile} must be in (0, 0.5]")
-    if not 0 <= s.resample_p <= 1:
-        raise ConfigError(f"search.resample_p={s.resample_p} must be in [0, 1]")
-    p = cfg.pipeline
-    for b in p.bits:
-        if b not in ALLOWED_BITS or b == 32:
-            raise ConfigError(f"pipeline.bits contains {b!r}; allowed: 1..8")
-    for r in p.rows:
-        if r not in ROWS:
-            raise ConfigError(f"pipeline.rows contains {r!r}{_suggest(str(r), list(ROWS))}")
-    if not p.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in p.seeds):
-        raise ConfigError(f"pipeline.seeds={p.seeds!r} must be a non-empty list of integers")
-    for o in p.student_set:
-        if not isinstance(o, str) or "=" not in o:
+    for o in cfg.pipeline.student_set:
+        if "=" not in o:
             raise ConfigError(f"pipeline.student_set entry {o!r} must look like section.key=value")
     return cfg
+
+
+def ranges_markdown() -> str:
+    """The table of every numeric / choice key with its default, allowed values and unit
+    (docs/CONFIG.md is this text; a test keeps them equal)."""
+    rows = ["| key | default | allowed | unit |", "|---|---|---|---|"]
+    for key, f, default in config_fields():
+        allowed = _allowed(f)
+        if not allowed:
+            continue
+        rng = f.metadata.get("range")
+        unit = rng.unit if rng is not None else ""
+        why = f" ({rng.why})" if rng is not None and rng.why else ""
+        d = "null" if default is None else default
+        rows.append(f"| `{key}` | `{d}` | {allowed}{why} | {unit} |")
+    return "\n".join(rows) + "\n"
 
 
 def config_from_dict(raw: Any) -> Config:
@@ -333,7 +477,7 @@ def config_from_dict(raw: Any) -> Config:
             kwargs[key] = value
         elif key == "seed":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"seed={value!r} must be an integer")
+                raise ConfigError(f"seed={_show(value)} must be an integer")
             kwargs[key] = value
         else:
             raise ConfigError(f"unknown config key {key!r}{_suggest(str(key), top)}")
@@ -349,7 +493,7 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
         key, text = item.split("=", 1)
         try:
             value = yaml.safe_load(text) if text != "" else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of > 4300 digits
             value = text
         parts = key.strip().split(".")
         if len(parts) == 1:
@@ -385,6 +529,10 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except ValueError as e:  # e.g. an integer literal of > 4300 digits
+        if isinstance(e, UnicodeDecodeError):
+            raise
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(e)[:120]}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

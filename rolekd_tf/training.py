@@ -382,11 +382,18 @@ def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: fl
     class _Checkpoint(keras.callbacks.Callback):
         """Checkpoint + metrics.json after every epoch; stop with a message on NaN/inf loss."""
 
+        #: epoch of the checkpoint on disk (None: none written yet); set by run_training
+        saved_epoch = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = int(epoch)
+
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
                 self.model.stop_training = True
                 self._diverged = float(loss)
+                self._diverged_at = (getattr(self, "_epoch", 0), int(batch))
 
         def on_epoch_end(self, epoch, logs=None):
             if getattr(self, "_diverged", None) is not None:
@@ -398,6 +405,7 @@ def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: fl
             if (epoch + 1) % task.cfg.train.checkpoint_every == 0 or epoch + 1 == task.total_epochs:
                 task.save_state(model, run_dir / "checkpoints" / "state.npz", epoch=epoch + 1,
                                 extra={"wall_time_s": wall, "history": history})
+                self.saved_epoch = epoch + 1
                 atomic_write_json(run_dir / "metrics.json", {"history": history, "wall_time_s": wall,
                                                              "finished": False})
 
@@ -514,13 +522,11 @@ def run_training(
 
     t0 = time.time()
     ckpt = _checkpoint_callback(task, model, run_dir, history, t0, prior_wall)
+    ckpt.saved_epoch = initial_epoch if state.exists() else None
     cbs = [ckpt, keras.callbacks.TensorBoard(str(run_dir / "tb"), update_freq="epoch")]
     task.fit(model, policy_table=table, initial_epoch=initial_epoch, epochs=cfg.train.epochs, callbacks=cbs)
     if getattr(ckpt, "_diverged", None) is not None:
-        raise RolekdError(
-            f"training diverged (loss={ckpt._diverged}) in epoch {len(history.get('epoch', [])) + 1}; "
-            f"the last good checkpoint is kept in {str(state)!r} — lower train.lr or check the data"
-        )
+        raise RolekdError(_divergence_message(cfg, ckpt, state))
     wall = prior_wall + time.time() - t0
     val_acc = task.evaluate(model, "val")
     holdout_acc = task.evaluate(model, "holdout")
@@ -545,6 +551,26 @@ def run_training(
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _divergence_message(cfg: Config, ckpt, state: Path) -> str:
+    """One line: where the loss stopped being finite, which checkpoint really exists, and the
+    settings that scale the update (listed, not blamed: any of them, or the data, can cause it)."""
+    epoch, step = ckpt._diverged_at
+    if ckpt.saved_epoch and state.exists():
+        kept = f"the last good checkpoint (end of epoch {ckpt.saved_epoch}) is kept in {str(state)!r}"
+    else:
+        kept = (f"no checkpoint was written before it (the first comes after epoch "
+                f"{min(cfg.train.checkpoint_every, cfg.train.epochs)})")
+    t, d = cfg.train, cfg.distill
+    knobs = [f"train.lr={t.lr:g}", f"train.optimizer={t.optimizer}", f"train.weight_decay={t.weight_decay:g}",
+             f"train.grad_clip_norm={'null' if t.grad_clip_norm is None else format(t.grad_clip_norm, 'g')}"]
+    if d.kd != "none":
+        knobs += [f"distill.kd={d.kd}", f"distill.lambda_init={d.lambda_init:g}",
+                  f"distill.temperature={d.temperature:g}"]
+    return (f"training diverged: the loss became {ckpt._diverged} in epoch {epoch + 1}, step {step + 1}; "
+            f"{kept}. Settings that scale the updates: {', '.join(knobs)}; a smaller step or "
+            "gradient clipping usually helps, else check the data")
 
 
 def _first_difference(old_yaml: str, new_yaml: str, old_prov: dict, prov: dict) -> str:

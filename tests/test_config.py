@@ -83,3 +83,43 @@ def test_shipped_configs_validate(monkeypatch):
     assert len(files) >= 4
     for f in files:
         load_config(f)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"lr_gamma": -0.1}}, "train.lr_gamma=-0.1 is out of range; allowed: (0, 1]"),
+        ({"train": {"lr": float("nan")}}, "train.lr=nan is out of range; allowed: (0, 10]"),
+        ({"train": {"momentum": float("inf")}}, "train.momentum=inf is out of range; allowed: [0, 1)"),
+        ({"model": {"bn_momentum": float("nan")}}, "model.bn_momentum=nan is out of range; allowed: [0, 1)"),
+        ({"seed": 2**31}, "seed=2147483648 is out of range; allowed: an integer in 0..2147483647"),
+        ({"train": {"epochs": 10**12}}, "train.epochs=1000000000000 is out of range; allowed: an integer in 1..100000"),
+        ({"train": {"batch_size": 10**9}}, "train.batch_size=1000000000 is out of range; allowed: an integer in "
+                                           "2..65536 (KD losses need pairs)"),
+        ({"search": {"seed": -1}}, "search.seed=-1 is out of range; allowed: an integer in 0..2147483647, or null"),
+        ({"train": {"grad_clip_norm": 0}}, "train.grad_clip_norm=0.0 is out of range; allowed: (0, 1000000], or null"),
+        ({"distill": {"lambda_milestones": [0.6, 0.3]}}, "distill.lambda_milestones=[0.6, 0.3] must be strictly increasing"),
+        ({"train": {"lr_milestones": [0.5, float("nan")]}}, "train.lr_milestones contains nan"),
+        ({"pipeline": {"seeds": [1, 1]}}, "pipeline.seeds=[1, 1] repeats an entry"),
+        ({"pipeline": {"bits": 2}}, "pipeline.bits=2 must be a list"),
+        ({"pipeline": {"bits": [True]}}, "pipeline.bits=[True] must be a list of integers"),
+        ({"pipeline": {"rows": "vanilla_fp"}}, "pipeline.rows='vanilla_fp' must be a list"),
+        ({"train": {"lr": 10**400}}, "train.lr=1000000000000000000000000000000000000000…0000000000 is out of range"),
+    ],
+)
+def test_ranges_refuse_nan_inf_and_overflow_with_the_range(raw, message):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    assert message in str(e.value)
+
+
+def test_range_bounds_themselves_are_accepted():
+    cfg = config_from_dict({"seed": 2**31 - 1, "train": {"lr": 10, "lr_gamma": 1, "momentum": 0, "epochs": 100_000},
+                            "distill": {"lambda_init": 0, "soft_alpha": 1}, "search": {"quantile": 0.5}})
+    assert cfg.seed == 2**31 - 1 and cfg.train.lr_gamma == 1.0 and cfg.search.quantile == 0.5
+
+
+def test_huge_integer_literal_in_set_is_a_config_error():
+    big = "9" * 5000  # Python refuses int() of > 4300 digits: YAML's int constructor raises ValueError
+    with pytest.raises(ConfigError, match="train.epochs="):
+        load_config(None, [f"train.epochs={big}"])

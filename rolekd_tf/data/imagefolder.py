@@ -6,7 +6,11 @@
   none and the root itself (or its single wrapper folder) holds class folders, that is used.
 * Class ids are the sorted class-folder names; images are the files directly inside a class
   folder whose extension is an image extension (other files and hidden entries are ignored).
-  Every image must decode (PIL, converted to RGB) and all must have one size.
+  Symbolic links to class folders and images are followed; a broken link is refused. At least
+  two class folders, each with at least one image, are required.
+* Every image is decoded exactly to 8-bit RGB or refused with its name and mode
+  (:func:`to_rgb8`); all must have one size. EXIF orientation is applied (the model sees what
+  an image viewer shows).
 * Archives are extracted once into the cache (``cache_dir`` argument, else env
   ``ROLEKD_CACHE_DIR``, else ``~/.cache/rolekd_tf``) under ``imagefolder/<stem>-<key>/``,
   keyed by the archive's resolved path, size and mtime. Members with absolute paths, ``..``,
@@ -41,7 +45,7 @@ from rolekd_tf.data.info import channel_stats
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: 16-bit samples scaled (not clipped), EXIF orientation applied
 _SPLIT_SEARCH_DEPTH = 4
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python < 3.10.12 has no filters
 
@@ -61,12 +65,21 @@ def _is_image(name: str) -> bool:
 
 
 def _subdirs(d: Path) -> list[Path]:
+    """Visible subfolders of ``d``, symbolic links to folders included (followed, not dropped)."""
     try:
         return sorted(Path(e.path) for e in os.scandir(d)
-                      if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-                      and e.name != "__MACOSX")
+                      if e.is_dir() and not e.name.startswith(".") and e.name != "__MACOSX")
     except OSError as exc:
         raise DataError(f"cannot list folder {d} ({exc.strerror or exc})") from None
+
+
+def _broken_links(d: Path) -> list[str]:
+    """Names of visible entries of ``d`` that are symbolic links to nothing."""
+    try:
+        return sorted(e.name for e in os.scandir(d)
+                      if e.is_symlink() and not e.name.startswith(".") and not os.path.exists(e.path))
+    except OSError:
+        return []
 
 
 def _has_image(d: Path) -> bool:
@@ -107,12 +120,20 @@ def find_split_dir(root: Path, display: str) -> Path:
 def scan_split(split_dir: Path, display_root: str, base: Path) -> tuple[list[str], list[Path], np.ndarray]:
     """Class names (sorted), image paths (sorted per class) and int32 labels."""
     classes = _subdirs(split_dir)
+    broken = _broken_links(split_dir)
+    if broken:
+        raise DataError(f"imagefolder {display_root}: '{_rel(split_dir / broken[0], base)}' is a "
+                        "symbolic link to nothing (a class folder that is gone?); fix or remove it")
     names, files, labels = [], [], []
     for c in classes:
         try:
             imgs = sorted(e.name for e in os.scandir(c) if e.is_file() and _is_image(e.name))
         except OSError as exc:
             raise DataError(f"cannot list class folder {c} ({exc.strerror or exc})") from None
+        broken = [n for n in _broken_links(c) if _is_image(n)]
+        if broken:
+            raise DataError(f"imagefolder {display_root}: image '{_rel(c / broken[0], base)}' is a "
+                            "symbolic link to nothing; fix or remove it")
         if not imgs:
             raise DataError(f"imagefolder {display_root}: class folder "
                             f"'{_rel(c, base)}' contains no images")
@@ -122,6 +143,9 @@ def scan_split(split_dir: Path, display_root: str, base: Path) -> tuple[list[str
         labels.extend([label] * len(imgs))
     if not names:
         raise DataError(f"imagefolder {display_root}: no class folders in '{_rel(split_dir, base)}'")
+    if len(names) < 2:
+        raise DataError(f"imagefolder {display_root}: '{_rel(split_dir, base)}' has one class folder "
+                        f"({names[0]!r}); a classifier needs at least 2 classes")
     return names, files, np.asarray(labels, dtype=np.int32)
 
 
@@ -134,15 +158,98 @@ def _rel(p: Path, base: Path) -> str:
 
 # --------------------------------------------------------------------------- decoding
 
+class UnsupportedImage(Exception):
+    """A readable image that has no exact 8-bit RGB form (the message says why, with its mode)."""
+
+
+#: JFIF / BT.601 full-range YCbCr → RGB (what JPEG means by YCbCr)
+_YCBCR_TO_RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
+_EXIF_ORIENTATION = 0x0112
+_REFUSED_MODES = {
+    "F": "32-bit floating-point samples have no defined black and white level",
+    "I": "32-bit integer samples have no defined white level",
+    "LAB": "CIELab colour needs a colour-managed conversion",
+    "HSV": "HSV is not an image-file colour space",
+}
+
+
+def to_rgb8(im) -> np.ndarray:
+    """Decode a loaded PIL image to uint8 HxWx3 RGB exactly, or raise :class:`UnsupportedImage`.
+
+    * ``1`` (0/255), ``L``, ``P`` (palette lookup), ``RGB``, ``RGBX``, ``PA``, ``LA``, ``RGBA``,
+      ``La``, ``RGBa``: the stored 8-bit values; grey is replicated into R = G = B.
+    * Transparency (a straight alpha band, a PNG/GIF ``transparency`` entry) is ignored: every
+      pixel keeps the colour stored in the file (as Pillow's ``convert`` and torchvision's
+      ImageFolder do). Premultiplied alpha (``La``, ``RGBa``) is accepted only when every pixel
+      is opaque (then stored = straight colour); otherwise refused (un-premultiplying is inexact).
+    * 16-bit samples (``I;16``/``I;16B``/``I;16L``/``I;16N``, 16-bit PNG/PGM read as ``I``) are
+      reduced the way Pillow reduces the same format's 16-bit colour files, so grey and colour
+      files of one format agree: PNM (PGM/PPM) rounds to the nearest level,
+      ``round(v·255/65535)``; PNG and TIFF keep the high byte, ``v >> 8`` (previously grey
+      16-bit files were clipped at 255 instead).
+    * ``CMYK``: ``round((255 − C)(255 − K)/255)`` per channel (no colour profile is applied).
+    * ``YCbCr``: JFIF full-range BT.601, rounded half up, clipped to 0..255.
+    * Refused (no exact 8-bit RGB): ``F``, 32-bit ``I`` (TIFF), ``LAB``, ``HSV``, any other mode.
+    """
+    mode = im.mode
+    if mode in ("La", "RGBa"):
+        n = int(np.count_nonzero(np.asarray(im.getchannel("a")) < 255))
+        if n:
+            raise UnsupportedImage(f"has mode {mode} (premultiplied alpha) with {n} translucent "
+                                   "pixel(s); save it with straight alpha (LA/RGBA) or as RGB")
+    if mode in ("1", "L", "RGB", "RGBX"):
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)  # 0/255, grey replicated, as stored
+    if mode in ("P", "PA"):  # palette lookup (entries past the palette's end are black)
+        pal = np.zeros((256, 3), np.uint8)
+        stored = np.asarray(im.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:256]
+        pal[:len(stored)] = stored
+        return pal[np.asarray(im.getchannel("P") if mode == "PA" else im, dtype=np.uint8)]
+    if mode in ("LA", "La"):
+        return np.repeat(np.asarray(im.getchannel("L"), dtype=np.uint8)[..., None], 3, axis=-1)
+    if mode in ("RGBA", "RGBa"):  # RGBa here is opaque: premultiplied equals straight
+        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8)[..., :3])
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N") or (mode == "I" and im.format in ("PNG", "PPM")):
+        v = np.asarray(im).astype(np.int64)
+        if v.min(initial=0) < 0 or v.max(initial=0) > 65535:
+            raise UnsupportedImage(f"has mode {mode} with samples outside 0..65535")
+        # the reduction Pillow applies to the same format's 16-bit colour files
+        g = (v * 510 + 65535) // 131070 if im.format == "PPM" else v >> 8
+        return np.repeat(g.astype(np.uint8)[..., None], 3, axis=-1)
+    if mode == "CMYK":
+        c = np.asarray(im).astype(np.int64)
+        k = 255 - c[..., 3:]
+        return (((255 - c[..., :3]) * k * 2 + 255) // 510).astype(np.uint8)  # round((255−C)(255−K)/255)
+    if mode == "YCbCr":
+        ycc = np.asarray(im).astype(np.float64) - np.array([0.0, 128.0, 128.0])
+        rgb = np.floor(ycc @ _YCBCR_TO_RGB.T + 0.5)
+        return np.clip(rgb, 0, 255).astype(np.uint8)
+    why = _REFUSED_MODES.get(mode, "this mode has no exact 8-bit RGB conversion here")
+    raise UnsupportedImage(f"has mode {mode} ({why}); convert it to 8-bit RGB first")
+
+
+def _orient(x: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an HxWxC array: the image as a viewer shows it."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].transpose(1, 0, 2), 8: lambda a: np.rot90(a, 1)}
+    op = ops.get(orientation)
+    return x if op is None else np.ascontiguousarray(op(x))
+
+
 def _decode_one(path: Path) -> np.ndarray:
-    """Decode one image file to uint8 HxWx3 RGB (raises on unreadable/truncated files)."""
+    """Decode one image file to uint8 HxWx3 RGB (raises on unreadable/truncated files and
+    :class:`UnsupportedImage` on images with no exact 8-bit RGB form)."""
     from PIL import Image
 
     with Image.open(path) as im:
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:
+            raise UnsupportedImage(f"has {frames} frames (an animation or multi-page file); "
+                                   "only single images are supported")
         im.load()
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        return np.asarray(im, dtype=np.uint8)
+        x = to_rgb8(im)
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    return _orient(x, orientation if isinstance(orientation, int) else 1)
 
 
 def decode_images(files: list[Path], display) -> np.ndarray:
@@ -183,6 +290,8 @@ def decode_images(files: list[Path], display) -> np.ndarray:
 
 
 def _raise_decode(path: Path, exc: Exception, display) -> None:
+    if isinstance(exc, UnsupportedImage):
+        raise DataError(f"image {display(path)} {exc}")
     msg = str(exc).splitlines()[0][:160] if str(exc) else ""
     raise DataError(f"cannot decode image {display(path)} ({type(exc).__name__}"
                     f"{': ' + msg if msg else ''}); the file is unreadable, truncated or corrupt")

@@ -33,7 +33,9 @@ from rolekd_tf.search import oracle as oracle_mod
 
 def member_seed(base_seed: int, member: int) -> int:
     """Per-member seed (data order, initial weights): members must not train identically."""
-    return int(base_seed) * 1000 + 7919 * (int(member) + 1) % 1000003
+    # wrapped into int32 (config.SEED_MAX), the range keras.utils.set_random_seed and the
+    # stateless seed tensors accept; unchanged for base seeds below 2_146_483
+    return (int(base_seed) * 1000 + 7919 * (int(member) + 1) % 1000003) % 2**31
 
 
 def _reseed_task(task, seed: int):
