@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ class DataConfig:
     val_size: int | None = None  #: images in the validation split (search objective, val metrics)
     holdout_size: int = 0  #: images held back for final evaluation only (fixed, seed-independent)
     cache_dir: str | None = None  #: where archives are extracted / decoded arrays cached
+    #: the dataset's OWN test split, evaluated once on each final model (metrics.json
+    #: ``test_accuracy``) and never read by a search: null = its ``test`` split if it has one (TFDS
+    #: ``test``, an image folder's ``test/`` beside ``train/``), a name = that split (an error if
+    #: missing), ``none`` = no test split
+    test_split: str | None = None
 
 
 @dataclass
@@ -119,6 +125,12 @@ class SearchConfig:
     resample_p: float = 0.2
     perturb_max: int = 3
     seed: int | None = None  #: PBT decisions (exploit/explore); None = the top-level seed
+    #: the search's own (reduced) data: when either is set, members train on ``train_size`` images
+    #: and are scored on ``val_size`` (null = every image left), cut seeded and class-balanced
+    #: from the training data minus ``data.holdout_size`` as ``data.*`` are; both null = the
+    #: search uses ``data.train_size``/``data.val_size``. Final trainings always use ``data.*``.
+    train_size: int | None = None
+    val_size: int | None = None
 
 
 ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
@@ -276,6 +288,13 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"data.{what}={v} must be >= 1 or null")
     if d.holdout_size < 0:
         raise ConfigError(f"data.holdout_size={d.holdout_size} must be >= 0")
+    if d.test_split is not None:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", d.test_split):
+            raise ConfigError(f"data.test_split={d.test_split!r} must be a split name (letters, digits, "
+                              "_ . -), none, or null (the dataset's own test split)")
+        if d.test_split == "train":
+            raise ConfigError("data.test_split='train' is not allowed: the test split must be data the "
+                              "model never trains on; name another split, none, or null")
     a = cfg.augment
     if not 0 <= a.cutout <= 32:
         raise ConfigError(f"augment.cutout={a.cutout} must be in 0..32 (0 disables)")
@@ -301,6 +320,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"search.quantile={s.quantile} must be in (0, 0.5]")
     if not 0 <= s.resample_p <= 1:
         raise ConfigError(f"search.resample_p={s.resample_p} must be in [0, 1]")
+    for what in ("train_size", "val_size"):
+        v = getattr(s, what)
+        if v is not None and v < 1:
+            raise ConfigError(f"search.{what}={v} must be >= 1 or null")
     p = cfg.pipeline
     for b in p.bits:
         if b not in ALLOWED_BITS or b == 32:
