@@ -228,7 +228,7 @@ def search_data_record(cfg, task=None) -> dict:
     train_size, val_size, source = search_data(cfg)
     rec = {"dataset": cfg.data.dataset, "from": f"{source}.train_size/{source}.val_size",
            "train_size": train_size, "val_size": val_size, "holdout_size": cfg.data.holdout_size,
-           "seed": cfg.seed, "test_split": "none (a search never reads the test split)"}
+           "seed": cfg.seed, "test_split": "none"}  # searches never read the test split
     if task is not None:  # the chief of a distributed search builds no task
         rec["train_images"] = int(len(task.splits.x_train))
         rec["val_images"] = int(len(task.splits.x_val))
