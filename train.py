@@ -60,6 +60,11 @@ def main(argv=None) -> int:
     print(f"val accuracy: {100 * f['val_accuracy']:.2f}%  ({f['val_images']} images)"
           + (f"  holdout accuracy: {100 * f['holdout_accuracy']:.2f}%" if f.get("holdout_images") else "")
           + f"  wall time: {metrics['wall_time_s']:.0f}s")
+    if metrics.get("test_examples"):
+        print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  ({metrics['test_examples']} images, "
+              f"split {f.get('test_split')!r})")
+    else:
+        print("test accuracy: – (the dataset has no test split, or data.test_split is none)")
     if args.export:
         from rolekd_tf.export import export_run
 

@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,11 @@ class DataConfig:
     #: images held back for final evaluation only (fixed, seed-independent)
     holdout_size: int = num(0, 0, MAX_IMAGES, unit="images")
     cache_dir: str | None = None  #: where archives are extracted / decoded arrays cached
+    #: the dataset's OWN test split, evaluated once on each final model (metrics.json
+    #: ``test_accuracy``) and never read by a search: null = its ``test`` split if it has one (TFDS
+    #: ``test``, an image folder's ``test/`` beside ``train/``), a name = that split (an error if
+    #: missing), ``none`` = no test split
+    test_split: str | None = None
 
 
 @dataclass
@@ -219,6 +225,12 @@ class SearchConfig:
     perturb_max: int = num(3, 0, 10, unit="policy levels")
     #: PBT decisions (exploit/explore); None = the top-level seed
     seed: int | None = num(None, 0, SEED_MAX, unit="seed")
+    #: the search's own (reduced) data: when either is set, members train on ``train_size`` images
+    #: and are scored on ``val_size`` (null = every image left), cut seeded and class-balanced
+    #: from the training data minus ``data.holdout_size`` as ``data.*`` are; both null = the
+    #: search uses ``data.train_size``/``data.val_size``. Final trainings always use ``data.*``.
+    train_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
+    val_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
 
 
 ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
@@ -433,6 +445,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {m.shortcut!r})")
     if cfg.train.jit_compile not in ("auto", True, False):
         raise ConfigError(f"train.jit_compile={_show(cfg.train.jit_compile)}; allowed: auto, true, false")
+    d = cfg.data
+    if d.test_split is not None:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", d.test_split):
+            raise ConfigError(f"data.test_split={d.test_split!r} must be a split name (letters, digits, "
+                              "_ . -), none, or null (the dataset's own test split)")
+        if d.test_split == "train":
+            raise ConfigError("data.test_split='train' is not allowed: the test split must be data the "
+                              "model never trains on; name another split, none, or null")
     s = cfg.search
     if s.ready_interval > s.epochs:
         raise ConfigError(

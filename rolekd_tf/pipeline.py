@@ -70,6 +70,9 @@ def _final(run: Path) -> dict:
     if not m.get("finished"):
         raise StepFailed(f"{run} has no finished metrics.json")
     f = dict(m["final"])
+    # top-level in metrics.json (null / absent: no test split, or a run from before test splits)
+    f["test_accuracy"] = m.get("test_accuracy")
+    f["test_examples"] = int(m.get("test_examples") or 0)
     f["wall_time_s"] = m.get("wall_time_s")
     f["model_bytes"] = (run / "model.keras").stat().st_size
     return f
@@ -212,7 +215,11 @@ def summarise(cfg, steps: list[dict], partial: bool = False) -> tuple[list[dict]
 
         vm, vs = stat("val_accuracy")
         hm, hs = stat("holdout_accuracy")
+        tm, ts = stat("test_accuracy")
         table.append({"row": row, "title": ROW_TITLES[row].format(b=bits), "bits": bits, "seeds": len(runs),
+                      "test_mean": tm, "test_std": ts,
+                      "test_seeds": sum(1 for r in runs if r.get("test_accuracy") is not None),
+                      "test_examples": max(r["test_examples"] for r in runs),
                       "val_mean": vm, "val_std": vs, "holdout_mean": hm, "holdout_std": hs,
                       "holdout_per_seed": {r["seed"]: 100 * r["holdout_accuracy"] for r in runs
                                            if r.get("holdout_accuracy") is not None},
@@ -225,11 +232,13 @@ def summarise(cfg, steps: list[dict], partial: bool = False) -> tuple[list[dict]
         if st["kind"] == "baseline" and (not partial or _finished(st)):
             table.append(_baseline_row(st))
     fmt = lambda m, s: "–" if m is None else f"{m:.2f} ± {s:.2f}"  # noqa: E731
-    lines = ["| row | bits (w/a) | seeds | holdout acc. % (mean ± std) | val acc. % | params | model file |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| row | bits (w/a) | seeds | test acc. % (mean ± std) | holdout acc. % (mean ± std) | val acc. % "
+             "| params | model file |",
+             "|---|---|---|---|---|---|---|---|"]
     for t in table:
         bits = "32/32" if t["bits"] == 32 else f"{t['bits']}/{t['bits']}"
-        lines.append(f"| {t['title']} | {bits} | {t['seeds']} | {fmt(t['holdout_mean'], t['holdout_std'])} | "
+        lines.append(f"| {t['title']} | {bits} | {t['seeds']} | {fmt(t.get('test_mean'), t.get('test_std'))} | "
+                     f"{fmt(t['holdout_mean'], t['holdout_std'])} | "
                      f"{fmt(t['val_mean'], t['val_std'])} | {t['params']:,} | "
                      f"{t['model_bytes'] / 1e6:.2f} MB {t['model_file']} |")
     return table, "\n".join(lines)

@@ -7,7 +7,9 @@ Run directory layout (every file written atomically)::
     RUN_DIR/schedule.json    the per-epoch augmentation schedule used (if any)
     RUN_DIR/checkpoints/state.npz + state.json   last finished epoch (weights + optimizer)
     RUN_DIR/tb/              TensorBoard logs
-    RUN_DIR/metrics.json     per-epoch train/val metrics, final accuracies, wall time
+    RUN_DIR/metrics.json     per-epoch train/val metrics, final accuracies, wall time, and
+                             ``test_accuracy`` (fraction 0–1; null without a test split) /
+                             ``test_examples`` of the final model on the dataset's own test split
     RUN_DIR/model.keras      the trained model (the student alone for distillation runs)
 
 Re-running the same command resumes from the last checkpoint; a different config refuses.
@@ -148,6 +150,7 @@ class Task:
                 holdout_size=cfg.data.holdout_size,
                 seed=cfg.seed,
                 cache_dir=cfg.data.cache_dir,
+                test_split=cfg.data.test_split,
             )
         self.splits = splits
         self.info = splits.info
@@ -530,12 +533,20 @@ def run_training(
     wall = prior_wall + time.time() - t0
     val_acc = task.evaluate(model, "val")
     holdout_acc = task.evaluate(model, "holdout")
+    # The dataset's own test split: read once, here, on the final model (searches never load it).
+    n_test = int(len(task.splits.x_test))
+    test_acc = task.evaluate(model, "test") if n_test else None
     save_model_atomic(model.student, run_dir / "model.keras")
     metrics: dict[str, Any] = {
+        "test_accuracy": test_acc,
+        "test_examples": n_test,
         "history": history,
         "final": {
             "val_accuracy": val_acc,
             "holdout_accuracy": holdout_acc,
+            "test_accuracy": test_acc,
+            "test_examples": n_test,
+            "test_split": task.splits.test_split,
             "epochs": cfg.train.epochs,
             "train_images": int(len(task.splits.x_train)),
             "val_images": int(len(task.splits.x_val)),

@@ -30,3 +30,42 @@ def _no_leaked_tuner_env():
             else:
                 os.environ[k] = v
         pytest.fail(f"test leaked Keras Tuner environment variables: {after}")
+
+
+#: per class: the first TRAIN_PER_CLASS images of the shared archive go to train/, the next
+#: TEST_PER_CLASS to test/ (JPEG bytes copied unchanged)
+SPLIT_TAR_TRAIN_PER_CLASS = 30
+SPLIT_TAR_TEST_PER_CLASS = 10
+
+
+@pytest.fixture(scope="session")
+def cifar10_split_tar(cifar10_tar, tmp_path_factory):
+    """A small image-folder archive ``ds/train/<class>/…`` + ``ds/test/<class>/…`` cut from the
+    shared CIFAR-10 archive (10 classes × 30 train + 10 test images). Returns
+    ``(path, {"train"|"test": [(class, jpeg bytes), …]})`` in archive order."""
+    import io
+    import tarfile
+
+    need = SPLIT_TAR_TRAIN_PER_CLASS + SPLIT_TAR_TEST_PER_CLASS
+    picked: dict[str, list] = {}
+    with tarfile.open(cifar10_tar, "r:gz") as src:
+        for m in src:
+            parts = m.name.split("/")
+            if not m.isfile() or len(parts) != 4 or parts[1] != "train":
+                continue
+            got = picked.setdefault(parts[2], [])
+            if len(got) < need:
+                got.append((parts[3], src.extractfile(m).read()))
+            if len(picked) == 10 and all(len(v) == need for v in picked.values()):
+                break
+    files = {"train": [], "test": []}
+    path = tmp_path_factory.mktemp("split-archive") / "cifar10-mini.tar.gz"
+    with tarfile.open(path, "w:gz") as out:
+        for cls in sorted(picked):
+            for i, (name, data) in enumerate(picked[cls]):
+                split = "train" if i < SPLIT_TAR_TRAIN_PER_CLASS else "test"
+                info = tarfile.TarInfo(f"ds/{split}/{cls}/{name}")
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+                files[split].append((cls, data))
+    return path, files

@@ -123,3 +123,26 @@ def test_huge_integer_literal_in_set_is_a_config_error():
     big = "9" * 5000  # Python refuses int() of > 4300 digits: YAML's int constructor raises ValueError
     with pytest.raises(ConfigError, match="train.epochs="):
         load_config(None, [f"train.epochs={big}"])
+
+
+def test_test_split_and_search_data_sizes():
+    cfg = config_from_dict({})
+    assert cfg.data.test_split is None and cfg.search.train_size is None and cfg.search.val_size is None
+    cfg = config_from_dict(apply_overrides({}, ["data.test_split=none", "search.train_size=4000",
+                                                "search.val_size=1000", "data.holdout_size=0"]))
+    assert cfg.data.test_split == "none" and (cfg.search.train_size, cfg.search.val_size) == (4000, 1000)
+    assert config_from_dict({"data": {"test_split": "validation"}}).data.test_split == "validation"
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"data": {"test_split": "train"}}, "data.test_split='train'"),
+    ({"data": {"test_split": "../x"}}, "data.test_split='../x'"),
+    ({"data": {"test_split": 3}}, "data.test_split=3"),
+    ({"search": {"train_size": 0}}, "search.train_size=0"),
+    ({"search": {"val_size": -5}}, "search.val_size=-5"),
+    ({"search": {"train_size": 1.5}}, "search.train_size=1.5"),
+])
+def test_test_split_and_search_sizes_refused(raw, needle):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    assert needle in str(e.value) and "\n" not in str(e.value)

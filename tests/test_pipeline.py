@@ -145,3 +145,36 @@ def test_report_on_a_partial_run_leaves_out_unfinished_rows(pipeline_run, tmp_pa
     rows = [t["row"] for t in json.loads((out / "results.json").read_text())["table"]]
     assert rows == [r for r in pipeline_run["rows"] if r != "stage_beta"]
     assert "PARTIAL" in (out / "results.md").read_text()
+
+
+def test_report_has_a_test_column_from_metrics_files(tmp_path):
+    """summarise: "test acc. %" = mean ± std (n−1) over seeds of each run's top-level
+    ``test_accuracy``; "–" for rows whose runs have none (no test split, or older runs)."""
+    from rolekd_tf.pipeline import summarise
+
+    def run(name, final, **top):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"final": final, "wall_time_s": 1.0, "finished": True, **top}))
+        (d / "model.keras").write_bytes(b"x" * 1000)
+        return d
+
+    base = {"val_accuracy": 0.5, "holdout_accuracy": 0.4, "params": 10}
+    accs = [0.8125, 0.75, 0.78125]
+    steps = [{"kind": "train", "row": "vanilla_fp", "bits": 32, "seed": s,
+              "dir": run(f"fp-s{s}", base, test_accuracy=a, test_examples=10000)} for s, a in enumerate(accs)]
+    steps.append({"kind": "train", "row": "stage_beta", "bits": 2, "seed": 0,
+                  "dir": run("beta-s0", base, test_accuracy=None, test_examples=0)})
+    steps.append({"kind": "train", "row": "only_iikd", "bits": 2, "seed": 0, "dir": run("old-s0", base)})
+    table, md = summarise(None, steps)
+    by = {t["row"]: t for t in table}
+    ref = 100 * np.asarray(accs)
+    assert by["vanilla_fp"]["test_mean"] == pytest.approx(ref.mean(), abs=1e-9)
+    assert by["vanilla_fp"]["test_std"] == pytest.approx(ref.std(ddof=1), abs=1e-9)
+    assert by["stage_beta"]["test_mean"] is None and by["only_iikd"]["test_mean"] is None
+    header, _, *lines = md.splitlines()
+    assert "test acc. %" in header
+    col = [c.strip() for c in header.split("|")].index("test acc. % (mean ± std)")
+    cells = {ln.split("|")[1].strip(): ln.split("|")[col].strip() for ln in lines}
+    assert cells["Vanilla FP32 teacher"] == f"{ref.mean():.2f} ± {ref.std(ddof=1):.2f}"
+    assert cells["Stage β 2-bit (II-KD + A_S)"] == "–" and cells["Only II-KD 2-bit"] == "–"

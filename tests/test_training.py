@@ -44,6 +44,8 @@ def test_short_run_beats_chance_and_writes_run_dir(teacher_run):
     # 10 balanced classes: chance is 10%. Four short epochs on digits get far above it.
     assert m["final"]["val_accuracy"] > 0.5, m["final"]
     assert m["final"]["holdout_images"] == 300
+    # digits has no test split of its own: the test fields say so
+    assert m["test_accuracy"] is None and m["test_examples"] == 0
 
 
 def test_rerun_of_finished_run_does_nothing(teacher_run):
@@ -147,3 +149,87 @@ def test_exact_stem_variant_trains_on_centred_pixels_and_refuses_mismatched_teac
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and "model.exact_stem=true" in err[0] and "model.exact_stem=false" in err[0], p.stderr
     assert not (tmp_path / "s" / "model.keras").exists()
+
+
+# ------------------------------------------------------------------ the dataset's own test split
+
+SPLIT_TINY = ["--set", "data.train_size=250", "--set", "data.val_size=50", "--set", "data.holdout_size=0",
+              "--set", "train.batch_size=50", "--set", "augment.cutout=0", "--set", "model.name=resnet8",
+              "--set", "train.epochs=1"]
+
+
+def _decode(files):
+    """PIL + NumPy decode of (class, JPEG bytes) pairs → uint8 NHWC, labels by sorted class name."""
+    import io
+
+    from PIL import Image
+
+    classes = sorted({c for c, _ in files})
+    x = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.uint8) for _, b in files])
+    y = np.array([classes.index(c) for c, _ in files], np.int32)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def split_run(cifar10_split_tar, tmp_path_factory):
+    tar, files = cifar10_split_tar
+    out = tmp_path_factory.mktemp("runs") / "with-test"
+    p = train("--config", "configs/quickstart.yaml", "--set", f"data.dataset=imagefolder:{tar}", *SPLIT_TINY,
+              "--out", str(out))
+    return out, files, p
+
+
+def test_final_model_is_evaluated_on_the_test_split(split_run):
+    """metrics.json test_accuracy = an independent evaluation of the saved model on the test images
+    (decoded with PIL, normalised with the train images' mean/std measured in NumPy)."""
+    import keras
+
+    import rolekd_tf  # noqa: F401  (registers the layers for loading)
+
+    out, files, p = split_run
+    m = json.loads((out / "metrics.json").read_text())
+    x_test, y_test = _decode(files["test"])
+    x_train, _ = _decode(files["train"])
+    assert m["test_examples"] == len(y_test) == 100
+    assert m["final"]["test_examples"] == 100 and m["final"]["test_split"] == "test"
+    assert m["final"]["train_images"] == 250 and m["final"]["val_images"] == 50
+    f = x_train.astype(np.float64) / 255
+    mean, std = f.mean(axis=(0, 1, 2)), f.std(axis=(0, 1, 2))
+    model = keras.saving.load_model(str(out / "model.keras"), compile=False)
+    z = ((x_test.astype(np.float32) / 255.0 - mean.astype(np.float32)) / std.astype(np.float32))
+    pred = np.argmax(model.predict(z, batch_size=50, verbose=0), axis=-1)
+    acc = float(np.mean(pred == y_test))
+    assert m["test_accuracy"] == pytest.approx(acc, abs=1e-6), (m["test_accuracy"], acc)
+    assert m["final"]["test_accuracy"] == m["test_accuracy"]
+    assert f"test accuracy: {100 * acc:.2f}%  (100 images" in p.stdout
+
+
+def test_export_evaluates_on_the_test_split(split_run):
+    """The exporter scores the exported model on the test split and says so in report.json; the
+    exported pixels-in model agrees with an independent run on the raw test pixels."""
+    import keras
+
+    import rolekd_tf  # noqa: F401
+    from rolekd_tf.export import export_run
+
+    out, files, _ = split_run
+    rep = export_run(out, formats="keras", float64_reference=False, latency_repeats=1, verbose=False)
+    assert rep["reference"]["split"] == "test" and rep["reference"]["dataset_split"] == "test"
+    assert rep["reference"]["images"] == rep["reference"]["of"] == 100
+    assert json.loads((out / "export" / "report.json").read_text())["reference"]["split"] == "test"
+    x_test, y_test = _decode(files["test"])
+    exported = keras.saving.load_model(str(out / "export" / "model.keras"), compile=False)
+    acc = float(np.mean(np.argmax(exported.predict(x_test.astype(np.float32), verbose=0), -1) == y_test))
+    m = json.loads((out / "metrics.json").read_text())
+    assert rep["reference"]["accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert acc == pytest.approx(m["test_accuracy"], abs=1e-6)
+
+
+def test_named_missing_test_split_is_a_one_line_error(cifar10_split_tar, tmp_path):
+    tar, _ = cifar10_split_tar
+    p = train("--config", "configs/quickstart.yaml", "--set", f"data.dataset=imagefolder:{tar}", *SPLIT_TINY,
+              "--set", "data.test_split=validation", "--out", str(tmp_path / "x"), check=False)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1, p.stderr
+    assert err[0].startswith("error: ") and "'validation'" in err[0]
+    assert not (tmp_path / "x").exists()

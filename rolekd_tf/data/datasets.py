@@ -12,6 +12,13 @@ Accepted ``dataset`` strings (see :func:`available_datasets`):
   unreachable, the load fails within seconds with a DataError that names the offline forms
   (TFDS itself would retry its download for over 3 minutes).
 * ``imagefolder:PATH``: see :mod:`rolekd_tf.data.imagefolder`.
+
+Test split (``load_splits(test_split=...)``, config ``data.test_split``): the dataset's OWN test
+data, never cut from its training data. ``None`` = the dataset's test split if it has one (TFDS
+``test``; an image folder's ``test/`` beside ``train/``; ``embedded:digits`` has none); a name
+(``test``, ``validation``, …) = that split, a one-line DataError if it does not exist;
+``"none"`` = no test split. Test labels use the training split's class ids (same class names,
+checked).
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ REFERENCE_STATS = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 EMBEDDED = ("digits",)
+DEFAULT_TEST_SPLIT = "test"  #: the split ``test_split=None`` looks for
+NO_TEST_SPLIT = "none"  #: ``test_split`` value that turns the test split off
 OFFLINE_FORMS = ("'imagefolder:PATH' (a folder or .tar.gz of <split>/<class>/<image>) "
                  "or 'embedded:digits'")
 _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9.*]+)?$")
@@ -48,7 +57,7 @@ def available_datasets() -> str:
             "digits, offline), a TFDS image-classification name such as 'cifar10', "
             "'cifar100', 'svhn_cropped' (or 'tfds:NAME'; downloaded by TFDS, needs network "
             "the first time), or 'imagefolder:PATH' (a folder or .tar/.tar.gz/.tgz archive of "
-            "<split>/<class>/<image>; the 'train' split is used)")
+            "<split>/<class>/<image>; 'train' is trained on, 'test' is the test split)")
 
 
 # --------------------------------------------------------------------------- embedded
@@ -118,7 +127,17 @@ def _tfds_error(name: str, reason: str, verb: str = "downloaded") -> DataError:
                      f"offline alternatives: {OFFLINE_FORMS}")
 
 
-def _load_tfds(name: str, cache_dir):
+def _tfds_split_names(ds_info) -> list[str]:
+    """Split names TFDS knows for a prepared dataset ([] when it cannot tell, e.g. mock data)."""
+    try:
+        return [str(k) for k in ds_info.splits.keys()]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _load_tfds(name: str, cache_dir, split: str = "train", required: bool = True):
+    """``(x, y, info)`` of one TFDS split. ``split`` other than ``train`` is read after the train
+    split (the dataset is then prepared): missing → None, or a DataError when ``required``."""
     try:
         import tensorflow_datasets as tfds
     except Exception as exc:  # noqa: BLE001
@@ -154,10 +173,22 @@ def _load_tfds(name: str, cache_dir):
         problem = _network_problem()
         if problem:
             raise _tfds_error(name, problem)
+    if split != "train":
+        known = _tfds_split_names(builder.info)
+        if known and split not in known:
+            if not required:
+                return None
+            raise DataError(f"TFDS dataset {name!r} has no split {split!r}; its splits: "
+                            f"{', '.join(sorted(known))} (or data.test_split: none)")
     try:
-        ds, ds_info = tfds.load(name, split="train", as_supervised=True, data_dir=data_dir,
+        ds, ds_info = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
                                 download=True, with_info=True)
     except Exception as exc:  # noqa: BLE001
+        if split != "train":  # TFDS could not tell the split names beforehand
+            if not required:
+                return None
+            raise DataError(f"TFDS dataset {name!r} has no readable split {split!r} "
+                            f"({_short(exc)}); use another split or data.test_split: none") from None
         raise _tfds_error(name, _short(exc), "loaded" if prepared else "downloaded") from None
     xs, ys = [], []
     try:
@@ -168,7 +199,7 @@ def _load_tfds(name: str, cache_dir):
         raise DataError(f"TFDS dataset {name!r} could not be read into arrays ({_short(exc)}); "
                         "images must share one size") from None
     if not xs:
-        raise DataError(f"TFDS dataset {name!r} has an empty 'train' split")
+        raise DataError(f"TFDS dataset {name!r} has an empty {split!r} split")
     x, y = np.concatenate(xs), np.concatenate(ys)
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
@@ -216,12 +247,69 @@ def load_full(dataset: str, *, cache_dir=None):
     raise DataError(f"unknown dataset {dataset!r}; {hint}{available_datasets()}")
 
 
+def _test_request(test_split) -> tuple[str | None, bool]:
+    """``(split name or None, required)`` for a ``test_split`` setting (see the module docstring)."""
+    if test_split is None:
+        return DEFAULT_TEST_SPLIT, False
+    if not isinstance(test_split, str) or not test_split.strip():
+        raise DataError(f"test_split={test_split!r} must be a split name, 'none' or None")
+    name = test_split.strip()
+    if name.lower() == NO_TEST_SPLIT:
+        return None, False
+    if name == "train":
+        raise DataError("test_split='train' is not allowed: the test split must be data the model "
+                        "never trains on (leave it unset, name another split, or 'none')")
+    return name, True
+
+
+def load_test(dataset: str, info: DatasetInfo, *, test_split: str | None = None, cache_dir=None):
+    """``(x uint8 NHWC, y int32, split name)`` of ``dataset``'s own test split, or None.
+
+    ``test_split``: None = the ``test`` split if the dataset has one, a name = that split (a
+    DataError if missing), ``'none'`` = no test split. ``info`` is the training split's
+    :class:`DatasetInfo`: test images must have its class names (ids) and image shape.
+    """
+    split, required = _test_request(test_split)
+    if split is None:
+        return None
+    spec = dataset.strip()
+    kind, _, rest = spec.partition(":")
+    if kind == "embedded":
+        if required:
+            raise DataError(f"dataset {spec!r} has no {split!r} split (only its training data); "
+                            "leave data.test_split unset or set it to none")
+        return None
+    if kind == "imagefolder":
+        got = load_imagefolder(rest, cache_dir=cache_dir, split=split, required=required)
+        if got is None:
+            return None
+        x, y, names = got[0], got[1], got[2]
+    else:
+        got = _load_tfds(rest if kind == "tfds" and rest else spec, cache_dir, split=split,
+                         required=required)
+        if got is None:
+            return None
+        x, y, names = got[0], got[1], got[2].class_names
+    if list(names) != list(info.class_names):
+        missing = [c for c in info.class_names if c not in names]
+        extra = [c for c in names if c not in info.class_names]
+        raise DataError(f"dataset {spec!r}: the {split!r} split's classes differ from the training "
+                        f"classes (missing {missing[:5]}, extra {extra[:5]}); both must have the "
+                        "same class folders")
+    if tuple(x.shape[1:]) != tuple(info.image_shape):
+        raise DataError(f"dataset {spec!r}: {split!r} images are {tuple(x.shape[1:])} but training "
+                        f"images are {tuple(info.image_shape)}; all must share one size")
+    return x, y, split
+
+
 def load_splits(dataset: str, *, train_size: int | None = None, val_size: int | None = None,
-                holdout_size: int = 0, seed: int = 0, cache_dir=None) -> Splits:
-    """Load ``dataset`` and cut class-balanced train / val / holdout sets.
+                holdout_size: int = 0, seed: int = 0, cache_dir=None,
+                test_split: str | None = None) -> Splits:
+    """Load ``dataset`` and cut class-balanced train / val / holdout sets; add its test split.
 
     The sets are a pure function of ``(dataset, sizes, seed)``; the holdout is fixed
     (independent of ``seed``). Size rules: :func:`rolekd_tf.data.splits.split_indices`.
+    ``test_split``: see :func:`load_test` (None = the dataset's own ``test`` split if any).
     """
     x, y, info = load_full(dataset, cache_dir=cache_dir)
     try:
@@ -229,5 +317,8 @@ def load_splits(dataset: str, *, train_size: int | None = None, val_size: int | 
                                    holdout_size=holdout_size, seed=seed)
     except DataError as exc:
         raise DataError(f"dataset {dataset!r}: {exc}") from None
+    test = load_test(dataset, info, test_split=test_split, cache_dir=cache_dir)
+    xt, yt, tname = test if test is not None else (None, None, None)
     return Splits(x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va],
-                  x_holdout=x[ho], y_holdout=y[ho], info=info)
+                  x_holdout=x[ho], y_holdout=y[ho], info=info, x_test=xt, y_test=yt,
+                  test_split=tname)

@@ -4,6 +4,10 @@
   top-level directory (``cifar10/train/<class>/<n>.jpg``). The ``train`` split folder is used
   (the shallowest folder named ``train`` that holds class subfolders of images); if there is
   none and the root itself (or its single wrapper folder) holds class folders, that is used.
+* Other splits (the test split: ``test``, or any name given as ``split=``) are the folder of
+  that name BESIDE ``train/`` (``cifar10/test/<class>/<n>.jpg``); a layout without a ``train``
+  folder has no other splits. Their class folders must be exactly the training classes (same
+  names, hence the same sorted order and ids) and their images the training images' size.
 * Class ids are the sorted class-folder names; images are the files directly inside a class
   folder whose extension is an image extension (other files and hidden entries are ignored).
   Symbolic links to class folders and images are followed; a broken link is refused. At least
@@ -16,10 +20,12 @@
   keyed by the archive's resolved path, size and mtime. Members with absolute paths, ``..``,
   links or anything but regular files and folders are refused. Extraction goes to a temporary
   folder that is renamed into place, so an interrupted run never leaves a half tree.
-* The decoded arrays (+ class names and measured mean/std) are cached as ``decoded.npz`` beside
-  the extraction (folders: ``decoded-<fingerprint>.npz``, the fingerprint covering every image's
-  relative path, size and mtime), written atomically with :func:`rolekd_tf.fileio.atomic_path`.
-  A second load reads only the .npz.
+* The decoded arrays (+ class names, measured mean/std and the split name) are cached per split
+  as ``decoded.npz`` (train) / ``decoded-<split>.npz`` beside the extraction (folders:
+  ``decoded-<fingerprint>.npz`` / ``decoded-<split>-<fingerprint>.npz``, the fingerprint
+  covering every image's relative path, size and mtime), written atomically with
+  :func:`rolekd_tf.fileio.atomic_path`. A second load reads only the .npz; a cached file of
+  another split is never returned (the split name stored inside is checked).
 * Concurrent loaders of the same source (e.g. PBT trials) serialise on a lock file, so the
   source is decoded once.
 """
@@ -92,6 +98,17 @@ def _has_image(d: Path) -> bool:
 
 def _holds_classes(d: Path) -> bool:
     return any(_has_image(c) for c in _subdirs(d))
+
+
+def find_other_split_dir(root: Path, train_dir: Path, split: str) -> Path | None:
+    """The ``split`` folder beside ``train_dir`` inside ``root`` (None if absent, or if
+    ``train_dir`` is not a ``train`` folder below ``root``)."""
+    if train_dir.name != "train" or train_dir == root:
+        # class folders at the root: no split layout, so no other splits (and never look
+        # outside the folder the user named)
+        return None
+    d = train_dir.parent / split
+    return d if d.is_dir() and not d.is_symlink() else None
 
 
 def find_split_dir(root: Path, display: str) -> Path:
@@ -320,12 +337,15 @@ def _locked(folder: Path):
         fh.close()  # releases the lock
 
 
-def _read_npz(path: Path):
+def _read_npz(path: Path, split: str = "train"):
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             if int(z["format"]) != _CACHE_FORMAT:
+                return None
+            # files written before splits were cached separately hold the train split
+            if (str(z["split"]) if "split" in z.files else "train") != split:
                 return None
             x, y = z["x"], z["y"].astype(np.int32)
             names = [str(s) for s in z["class_names"]]
@@ -338,10 +358,10 @@ def _read_npz(path: Path):
     return x, y, names, mean, std
 
 
-def _write_npz(path: Path, x, y, names, mean, std) -> None:
+def _write_npz(path: Path, x, y, names, mean, std, split: str = "train") -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, format=np.int64(_CACHE_FORMAT), x=x, y=y.astype(np.int32),
+            np.savez(fh, format=np.int64(_CACHE_FORMAT), split=np.asarray(split), x=x, y=y.astype(np.int32),
                      class_names=np.asarray(names, dtype=str),
                      mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64))
 
@@ -413,20 +433,43 @@ def extract_archive(archive: Path, dest: Path, display: str) -> None:
 
 # --------------------------------------------------------------------------- entry point
 
-def load_imagefolder(path: str, *, cache_dir=None):
-    """Return ``(x uint8 NHWC, y int32, class_names, mean, std)`` of the ``train`` split."""
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def load_imagefolder(path: str, *, cache_dir=None, split: str = "train", required: bool = True):
+    """Return ``(x uint8 NHWC, y int32, class_names, mean, std)`` of one split (default ``train``).
+
+    ``split`` other than ``train``: the folder of that name beside ``train/``; when it does not
+    exist, ``required=False`` returns None and ``required=True`` raises a DataError.
+    """
     if not path:
         raise DataError("imagefolder: needs a path, e.g. 'imagefolder:/data/cifar10' "
                         "or 'imagefolder:/data/cifar10.tar.gz'")
+    if not isinstance(split, str) or not _SPLIT_NAME.match(split):
+        raise DataError(f"imagefolder split {split!r} is not a folder name (letters, digits, _ . -)")
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"imagefolder path {path} does not exist")
     root = cache_root(cache_dir) / "imagefolder"
     if p.is_file():
-        return _load_archive(p, root, path)
+        return _load_archive(p, root, path, split, required)
     if p.is_dir():
-        return _load_folder(p, root, path)
+        return _load_folder(p, root, path, split, required)
     raise DataError(f"imagefolder path {path} is neither a folder nor a tar archive")
+
+
+def _split_dir(tree: Path, display: str, split: str, required: bool) -> Path | None:
+    """The folder of ``split`` in an (extracted) tree; None / DataError when it is missing."""
+    train_dir = find_split_dir(tree, display)
+    if split == "train":
+        return train_dir
+    d = find_other_split_dir(tree, train_dir, split)
+    if d is None and required:
+        where = (f"beside '{_rel(train_dir, tree)}'" if train_dir.name == "train" and train_dir != tree
+                 else "(its class folders are not inside a 'train' folder, so it has no other splits)")
+        raise DataError(f"imagefolder {display} has no '{split}' split folder {where}; "
+                        "use an existing split or data.test_split: none")
+    return d
 
 
 def _decode_split(split_dir: Path, base: Path, display_root: str, display_file):
@@ -436,18 +479,24 @@ def _decode_split(split_dir: Path, base: Path, display_root: str, display_file):
     return x, y, names, mean, std
 
 
-def _load_archive(p: Path, root: Path, display: str):
+def _npz_name(split: str, fingerprint: str | None = None) -> str:
+    """Cache file of one split: train keeps the pre-split names, other splits carry theirs."""
+    tag = "" if split == "train" else f"-{split}"
+    return f"decoded{tag}.npz" if fingerprint is None else f"decoded{tag}-{fingerprint}.npz"
+
+
+def _load_archive(p: Path, root: Path, display: str, split: str, required: bool):
     if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise DataError(f"imagefolder path {display} is a file but not a .tar/.tar.gz/.tgz archive")
     st = p.stat()
     key = hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     base = root / f"{_slug(_archive_stem(p))}-{key}"
-    npz = base / "decoded.npz"
-    hit = _read_npz(npz)
+    npz = base / _npz_name(split)
+    hit = _read_npz(npz, split)
     if hit is not None:
         return hit
     with _locked(base) as held:
-        hit = _read_npz(npz)  # another process may have finished while we waited
+        hit = _read_npz(npz, split)  # another process may have finished while we waited
         if hit is not None:
             return hit
         if held:
@@ -457,35 +506,43 @@ def _load_archive(p: Path, root: Path, display: str):
         extracted = base / "extracted"
         if not extracted.is_dir():
             extract_archive(p, extracted, display)
-        split_dir = find_split_dir(extracted, display)
+        split_dir = _split_dir(extracted, display, split, required)
+        if split_dir is None:
+            return None
         data = _decode_split(split_dir, extracted, display,
                              lambda f: f"{display}:{_rel(f, extracted)}")
-        _write_npz(npz, *data)
+        _write_npz(npz, *data, split=split)
     return data
 
 
-def _load_folder(p: Path, root: Path, display: str):
-    split_dir = find_split_dir(p, display)
+def _load_folder(p: Path, root: Path, display: str, split: str, required: bool):
+    split_dir = _split_dir(p, display, split, required)
+    if split_dir is None:
+        return None
     names, files, y = scan_split(split_dir, display, p)
     h = hashlib.sha1()
     for f in files:
         st = f.stat()
         h.update(f"{_rel(f, p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     base = root / f"{_slug(p.resolve().name)}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:16]}"
-    npz = base / f"decoded-{h.hexdigest()[:16]}.npz"
-    hit = _read_npz(npz)
+    npz = base / _npz_name(split, h.hexdigest()[:16])
+    hit = _read_npz(npz, split)
     if hit is not None:
         return hit
     with _locked(base) as held:
-        hit = _read_npz(npz)
+        hit = _read_npz(npz, split)
         if hit is not None:
             return hit
         if held:
             clean_stale_temporaries(base)
-            for old in base.glob("decoded-*.npz"):  # the folder changed: drop old decodes
-                old.unlink(missing_ok=True)
+            # the folder changed: drop this split's old decodes (never another split's)
+            tag = "" if split == "train" else "-" + re.escape(split)
+            stale = re.compile(rf"decoded{tag}-[0-9a-f]{{16}}\.npz$")
+            for old in base.glob("decoded-*.npz"):
+                if stale.match(old.name):
+                    old.unlink(missing_ok=True)
         x = decode_images(files, str)
         mean, std = channel_stats(x)
         data = (x, y, names, mean, std)
-        _write_npz(npz, *data)
+        _write_npz(npz, *data, split=split)
     return data

@@ -43,7 +43,13 @@ class DatasetInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """uint8 NHWC images and int32 labels of the train / val / holdout sets, plus info."""
+    """uint8 NHWC images and int32 labels of the train / val / holdout / test sets, plus info.
+
+    train / val / holdout are cut from the dataset's training data
+    (:func:`rolekd_tf.data.splits.split_indices`); ``x_test``/``y_test`` are the dataset's OWN
+    test split (TFDS ``test``, an image folder's ``test/``), named by ``test_split``; empty
+    arrays (and ``test_split=None``) when the dataset has none or it was turned off.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -52,6 +58,23 @@ class Splits:
     x_holdout: np.ndarray
     y_holdout: np.ndarray
     info: DatasetInfo
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    test_split: str | None = None
+
+    def __post_init__(self):
+        # "no test split" is an empty array shaped like the training images, so code can
+        # always do len(splits.x_test) / x_test.shape[1:].
+        if self.x_test is None:
+            shape = tuple(self.x_train.shape[1:]) or tuple(self.info.image_shape)
+            object.__setattr__(self, "x_test", np.zeros((0,) + shape, np.uint8))
+        if self.y_test is None:
+            object.__setattr__(self, "y_test", np.zeros((0,), np.int32))
+        if len(self.x_test) != len(self.y_test):
+            raise DataError(f"dataset {self.info.name!r}: {len(self.x_test)} test images but "
+                            f"{len(self.y_test)} test labels")
+        if not len(self.x_test):
+            object.__setattr__(self, "test_split", None)
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple, tuple]:

@@ -67,7 +67,7 @@ def _check_data(model, splits, what: str) -> None:
                           "use the dataset the run was trained on")
     if tuple(info.image_shape) != shape:
         raise ExportError(f"{what} {info.name!r} has images of shape {tuple(info.image_shape)} but the model takes {shape}")
-    for name in ("x_train", "x_val", "x_holdout"):
+    for name in ("x_train", "x_val", "x_holdout", "x_test"):
         x = getattr(splits, name)
         if len(x) and tuple(x.shape[1:]) != shape:
             raise ExportError(f"{what} {info.name!r}: {name} has images of shape {tuple(x.shape[1:])} but the model takes {shape}")
@@ -93,8 +93,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
 
     ``splits``: a :class:`rolekd_tf.data.Splits` to use instead of loading the run's dataset
     (representative set = first ``representative_size`` training images of a seeded permutation,
-    evaluation = holdout split if any, else validation split, at most ``eval_size`` images drawn at
-    random with ``seed``). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
+    evaluation = the dataset's own test split if it has one, else the holdout split if any, else
+    the validation split, at most ``eval_size`` images drawn at random with ``seed``; report.json's
+    ``reference.split`` says which). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
     (int8 weights, int16 output; :func:`rolekd_tf.export.tflite.int16_logits`); False keeps int8
     logits (accelerators that run int8 ops only). ``float64_reference``: also evaluate the same
     network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
@@ -115,7 +116,8 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         d = cfg.data
         try:
             splits = load_splits(d.dataset, train_size=d.train_size, val_size=d.val_size,
-                                 holdout_size=d.holdout_size, seed=cfg.seed, cache_dir=d.cache_dir)
+                                 holdout_size=d.holdout_size, seed=cfg.seed, cache_dir=d.cache_dir,
+                                 test_split=d.test_split)
         except DataError as e:
             raise ExportError(f"cannot load the run's dataset for calibration/evaluation: {e}") from None
         what = "the run's dataset"
@@ -131,7 +133,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
         raise ExportError(f"dataset {info.name!r} has an empty training split; the int8 calibration needs images")
     rep_idx = rng.permutation(len(splits.x_train))[:representative_size]
     rep = splits.x_train[rep_idx].astype(np.float32)
-    if len(splits.x_holdout):
+    if len(splits.x_test):  # the numbers every table reports: the dataset's own test split
+        ex, ey, split_name = splits.x_test, splits.y_test, "test"
+    elif len(splits.x_holdout):
         ex, ey, split_name = splits.x_holdout, splits.y_holdout, "holdout"
     else:
         ex, ey, split_name = splits.x_val, splits.y_val, "val"
@@ -162,6 +166,7 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                                   + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
         "dataset": info.name,
         "reference": {"what": "Keras model.keras on the same pixels", "split": split_name,
+                      **({"dataset_split": splits.test_split} if split_name == "test" else {}),
                       "images": int(len(ex)), "of": int(n_split),
                       "classes": int(len(np.unique(ey))), **R.compare(ref, ref, ey),
                       **({"float64": {"what": "the same network and weights evaluated in float64",

@@ -10,11 +10,18 @@ Output directory (default ``searches/<cfg.name>-<role>``)::
     schedule.json      per-epoch schedule of the best final member, rebuilt from its lineage
     schedule.png       plot of that schedule
     lineage/           the best member's Ray-Tune log (pbt_policy_<id>.txt) — load_schedule reads it
-    summary.json       best member, accuracies, wall time, trainer time vs overhead
+    summary.json       best member, accuracies, wall time, trainer time vs overhead, and the data
+                       the members trained/were scored on (``data``)
     tb/member_<id>/    TensorBoard scalars per member
     pbt/               Keras Tuner project: oracle.json (PBT state), trial_<id>/ (segment
                        checkpoint + segment.json), lineage/ (every member's log, lineage.jsonl),
                        members/member_<id>.json (per-member metrics), decisions.json
+
+Data: members train on ``search.train_size`` images and are scored on ``search.val_size`` when
+either is set (PBA's reduced split; null = every image left), else on ``data.train_size`` /
+``data.val_size``; the holdout (``data.holdout_size``) is carved out first either way. A search
+never loads the dataset's test split (``data.test_split`` is forced to ``none`` in the members'
+config, :func:`task_config`): the test split is for the final trainings only.
 
 Re-running the same command resumes (an interrupted segment is re-run from its checkpoint).
 
@@ -76,10 +83,24 @@ def search_seed(cfg) -> int:
     return int(cfg.seed if s is None else s)
 
 
+def search_data(cfg) -> tuple[int | None, int | None, str]:
+    """``(train_size, val_size, source)`` of the data the search's members use: the
+    ``search.*`` pair when either is set (source ``"search"``), else ``data.*`` (``"data"``)."""
+    s = cfg.search
+    if s.train_size is not None or s.val_size is not None:
+        return s.train_size, s.val_size, "search"
+    return cfg.data.train_size, cfg.data.val_size, "data"
+
+
 def task_config(cfg):
     """The config each member trains with: ``train.epochs`` = ``search.epochs`` (the LR/λ
-    schedules span the search, as in PBA's search runs)."""
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=cfg.search.epochs))
+    schedules span the search, as in PBA's search runs); train/val sizes from
+    :func:`search_data`; ``data.test_split`` = ``none``, so no member (nor the chief) can
+    ever load, train on or select by the dataset's test split."""
+    train_size, val_size, _ = search_data(cfg)
+    data = dataclasses.replace(cfg.data, train_size=train_size, val_size=val_size, test_split="none")
+    return dataclasses.replace(cfg, data=data,
+                               train=dataclasses.replace(cfg.train, epochs=cfg.search.epochs))
 
 
 def _check_out_dir(out: Path, cfg_yaml: str, prov: dict, *, overwrite: bool, mode: str) -> None:
@@ -142,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def make_task():
         if "task" not in task_holder:
-            task_holder["task"] = Task(tcfg, role=role, teacher_dir=args.teacher, init_dir=args.teacher)
+            task = Task(tcfg, role=role, teacher_dir=args.teacher, init_dir=args.teacher)
+            if len(task.splits.x_test):  # pragma: no cover - task_config turns the test split off
+                raise RuntimeError("the search's task holds test images (bug)")
+            task_holder["task"] = task
         return task_holder["task"]
 
     if mode != "chief":
@@ -193,12 +217,26 @@ def main(argv: list[str] | None = None) -> int:
         # trials were booked by the gRPC threads; make sure we read the saved state (a stalled
         # search stays stalled here: the next run of the command retries its failed segments)
         oracle.reload(resume_stalled=False)
-    summary = finalize(out, cfg, oracle, wall=wall, segment_times=tuner.segment_times, role=role)
+    summary = finalize(out, cfg, oracle, wall=wall, segment_times=tuner.segment_times, role=role,
+                       task=task_holder.get("task"))
     print_summary(summary)
     return 0
 
 
-def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], role: str) -> dict:
+def search_data_record(cfg, task=None) -> dict:
+    """summary.json's ``data``: which data the members trained and were scored on."""
+    train_size, val_size, source = search_data(cfg)
+    rec = {"dataset": cfg.data.dataset, "from": f"{source}.train_size/{source}.val_size",
+           "train_size": train_size, "val_size": val_size, "holdout_size": cfg.data.holdout_size,
+           "seed": cfg.seed, "test_split": "none"}  # searches never read the test split
+    if task is not None:  # the chief of a distributed search builds no task
+        rec["train_images"] = int(len(task.splits.x_train))
+        rec["val_images"] = int(len(task.splits.x_val))
+    return rec
+
+
+def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], role: str,
+             task=None) -> dict:
     """Write schedule.json / schedule.png / lineage / summary.json for the best final member."""
     from rolekd_tf.fileio import clean_stale_temporaries
 
@@ -266,9 +304,15 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
         "overhead_seconds_this_run": wall - trainer_run if segment_times else None,
         "overhead_fraction_this_run": (wall - trainer_run) / trainer_run if trainer_run > 0 else None,
         "trainer_seconds_all_segments": trainer_all,
+        "data": search_data_record(cfg, task),
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _data_line(d: dict) -> str:
+    n = lambda k, size: d[k] if k in d else ("rest" if d.get(size) is None else d.get(size))  # noqa: E731
+    return f"{n('train_images', 'train_size')} / {n('val_images', 'val_size')} images ({d.get('from', '?')})"
 
 
 def print_summary(s: dict) -> None:
@@ -278,6 +322,7 @@ def print_summary(s: dict) -> None:
     rows = [
         ("best member", s["best_member"]),
         ("best val accuracy", f(s["best_val_accuracy"], "{:.4f}")),
+        ("member data (train / val)", _data_line(s.get("data") or {})),
         ("exploits in its lineage", s["exploits_in_lineage"]),
         ("schedule segments", " ".join(map(str, s["segment_lengths"]))),
         ("segments run (this run / all)", f"{s['segments_this_run']} / {s['segments_completed']}"),

@@ -78,3 +78,11 @@ def test_unknown_forms_list_accepted(bad):
     msg = str(e.value)
     assert "\n" not in msg
     assert "embedded:digits" in msg
+
+
+def test_digits_have_no_test_split():
+    s = load_splits("embedded:digits", train_size=100, val_size=50, seed=0)
+    assert s.test_split is None and s.x_test.shape == (0, 32, 32, 3) and s.y_test.shape == (0,)
+    with pytest.raises(DataError) as e:
+        load_splits("embedded:digits", train_size=100, val_size=50, seed=0, test_split="test")
+    assert "\n" not in str(e.value) and "'test'" in str(e.value)

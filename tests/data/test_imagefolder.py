@@ -12,6 +12,7 @@ from rolekd_tf.data import load_full, load_splits
 from rolekd_tf.errors import DataError
 
 CLASSES = {"cat": 4, "dog": 3, "zebra": 5}          # sorted → ids 0, 1, 2
+TEST_CLASSES = {"cat": 2, "dog": 1, "zebra": 2}     # the test split beside train/
 SIZE = (8, 6)                                        # W x H
 
 
@@ -19,27 +20,36 @@ def _colour(label, i):
     return (40 * label + 10, 200 - 15 * i, (37 * (label + i)) % 256)
 
 
-def make_tree(root, *, layout="wrapped", classes=CLASSES):
-    """Write ``[wrap/]train/<class>/<i>.{png,jpg}`` + a test split + a non-image file.
+def make_tree(root, *, layout="wrapped", classes=CLASSES, test_classes=TEST_CLASSES, test_size=SIZE):
+    """Write ``[wrap/]train/<class>/<i>.{png,jpg}`` + a ``test`` split + a non-image file.
 
-    Returns the expected {relative train path: (label, rgb array)} for PNG files.
+    Returns the expected {relative train path: (label, rgb array)}. Test images are darker
+    (``// 2``) than train images, so a test load that returned train images would show.
     """
+    return make_tree_with_test(root, layout=layout, classes=classes, test_classes=test_classes,
+                               test_size=test_size)[:2]
+
+
+def make_tree_with_test(root, *, layout="wrapped", classes=CLASSES, test_classes=TEST_CLASSES,
+                        test_size=SIZE):
+    """:func:`make_tree` that also returns the expected {relative test path: (label, rgb array)}."""
     base = root / "mydata" if layout == "wrapped" else root
-    expected = {}
-    for split, classes_ in (("train", classes), ("test", {"other": 2})):
+    expected, expected_test = {}, {}
+    for split, classes_, size in (("train", classes, SIZE), ("test", test_classes or {}, test_size)):
         for label, (cls, n) in enumerate(sorted(classes_.items())):
             d = base / split / cls
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                arr = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+                arr = np.zeros((size[1], size[0], 3), np.uint8)
                 arr[:] = _colour(label, i)
+                if split == "test":
+                    arr //= 2
                 arr[0, 0] = (255, 255, 255)
                 ext = "png" if i % 2 == 0 else "jpg"
                 Image.fromarray(arr).save(d / f"{i:03d}.{ext}", quality=95)
-                if split == "train":
-                    expected[f"{split}/{cls}/{i:03d}.{ext}"] = (label, arr)
+                (expected if split == "train" else expected_test)[f"{split}/{cls}/{i:03d}.{ext}"] = (label, arr)
             (d / "notes.txt").write_text("not an image, ignored")
-    return base, expected
+    return base, expected, expected_test
 
 
 def make_tar(src_dir, tar_path, arcname="mydata"):
@@ -308,3 +318,104 @@ def test_hostile_archive_members_refused(tmp_path, cache, member, add):
     (entry,) = list((cache / "imagefolder").iterdir())
     assert not (entry / "extracted").exists()
     assert not list(entry.glob(".tmp-*"))
+
+
+# ----------------------------------------------------------------------------- test split
+
+def _check_test(x, y, expected_test):
+    order = sorted(expected_test)
+    assert x.dtype == np.uint8 and x.shape == (len(order), SIZE[1], SIZE[0], 3)
+    assert y.dtype == np.int32
+    for k, rel in enumerate(order):
+        label, arr = expected_test[rel]
+        assert y[k] == label, rel
+        if rel.endswith(".png"):
+            np.testing.assert_array_equal(x[k], arr)
+        else:
+            assert np.abs(x[k].astype(int) - arr).mean() < 12
+
+
+@pytest.mark.parametrize("form", ["folder", "archive"])
+def test_test_split_beside_train(tmp_path, cache, form):
+    """``test/<class>/…`` beside ``train/`` is the test split: exact pixels, train's class ids."""
+    _, expected, expected_test = make_tree_with_test(tmp_path / "src")
+    spec = (f"imagefolder:{tmp_path / 'src'}" if form == "folder"
+            else f"imagefolder:{make_tar(tmp_path / 'src' / 'mydata', tmp_path / 'd.tar.gz')}")
+    s = load_splits(spec, train_size=6, val_size=None, holdout_size=3, seed=0, cache_dir=cache)
+    assert s.test_split == "test" and len(s.y_train) + len(s.y_val) + len(s.y_holdout) == 12
+    _check_test(s.x_test, s.y_test, expected_test)
+    # the train split is unchanged by the test split's presence
+    x, y, info = load_full(spec, cache_dir=cache)
+    _check(x, y, info, expected)
+    # explicit name = the same; 'none' = no test split (empty arrays shaped like the images)
+    s2 = load_splits(spec, train_size=6, seed=0, cache_dir=cache, test_split="test")
+    np.testing.assert_array_equal(s2.x_test, s.x_test)
+    s3 = load_splits(spec, train_size=6, seed=0, cache_dir=cache, test_split="none")
+    assert s3.x_test.shape == (0, SIZE[1], SIZE[0], 3) and s3.y_test.shape == (0,) and s3.test_split is None
+
+
+@pytest.mark.parametrize("form", ["folder", "archive"])
+def test_decoded_cache_is_keyed_on_the_split(tmp_path, cache, form, monkeypatch):
+    """Train and test are cached in different files; neither load ever returns the other's arrays."""
+    _, expected, expected_test = make_tree_with_test(tmp_path / "src")
+    spec = (f"imagefolder:{tmp_path / 'src'}" if form == "folder"
+            else f"imagefolder:{make_tar(tmp_path / 'src' / 'mydata', tmp_path / 'd.tar.gz')}")
+    dec = _CountingDecoder()
+    monkeypatch.setattr(imf, "_decode_one", dec)
+    for _ in range(2):
+        load_splits(spec, train_size=6, seed=0, cache_dir=cache)
+        assert dec.calls == 12 + 5                  # each split decoded once, then read from cache
+    (entry,) = list((cache / "imagefolder").iterdir())
+    names = sorted(p.name for p in entry.glob("decoded*.npz"))
+    assert len(names) == 2 and any("-test" in n for n in names), names
+    x, y, info = load_full(spec, cache_dir=cache)
+    _check(x, y, info, expected)
+    s = load_splits(spec, train_size=6, seed=0, cache_dir=cache)
+    _check_test(s.x_test, s.y_test, expected_test)
+    assert dec.calls == 17
+    # a cache file holding another split is a miss, never a wrong answer
+    train_npz = next(p for p in entry.glob("decoded*.npz") if "-test" not in p.name)
+    test_npz = next(p for p in entry.glob("decoded*.npz") if "-test" in p.name)
+    test_npz.write_bytes(train_npz.read_bytes())
+    s = load_splits(spec, train_size=6, seed=0, cache_dir=cache)
+    _check_test(s.x_test, s.y_test, expected_test)
+    assert dec.calls == 17 + 5
+
+
+def test_no_test_folder_means_no_test_split(tmp_path, cache):
+    make_tree(tmp_path / "src", test_classes=None)
+    s = load_splits(f"imagefolder:{tmp_path / 'src'}", train_size=6, seed=0, cache_dir=cache)
+    assert len(s.x_test) == 0 and s.test_split is None and s.x_test.shape[1:] == s.x_train.shape[1:]
+
+
+def _load_err(spec, cache, **kw):
+    with pytest.raises(DataError) as e:
+        load_splits(spec, train_size=6, seed=0, cache_dir=cache, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_named_missing_split_is_one_line_error(tmp_path, cache):
+    make_tree(tmp_path / "src")
+    msg = _load_err(f"imagefolder:{tmp_path / 'src'}", cache, test_split="validation")
+    assert "'validation'" in msg and "data.test_split: none" in msg
+    # class folders at the root (no train/ folder): there are no other splits at all
+    msg = _load_err(f"imagefolder:{tmp_path / 'src' / 'mydata' / 'train'}", cache, test_split="test")
+    assert "'test'" in msg
+
+
+def test_test_classes_must_match_train(tmp_path, cache):
+    make_tree(tmp_path / "src", test_classes={"cat": 1, "dog": 1, "zebra": 1, "emu": 1})
+    msg = _load_err(f"imagefolder:{tmp_path / 'src'}", cache)
+    assert "classes differ" in msg and "emu" in msg
+
+
+def test_test_images_must_match_train_size(tmp_path, cache):
+    make_tree(tmp_path / "src", test_size=(SIZE[0] + 2, SIZE[1]))
+    assert "share one size" in _load_err(f"imagefolder:{tmp_path / 'src'}", cache)
+
+
+def test_test_split_train_is_refused(tmp_path, cache):
+    make_tree(tmp_path / "src")
+    assert "never trains on" in _load_err(f"imagefolder:{tmp_path / 'src'}", cache, test_split="train")

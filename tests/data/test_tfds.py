@@ -77,3 +77,37 @@ def test_conversion_with_mocked_tfds(tmp_path, monkeypatch):
     assert np.array_equal(gx[..., 0], gx[..., 2])
     f = gx.astype(np.float64) / 255
     np.testing.assert_allclose(ginfo.mean, f.mean(axis=(0, 1, 2)), atol=1e-9)  # measured
+
+
+def test_test_split_from_mocked_tfds(tmp_path, monkeypatch):
+    """The real tfds.load path reads split 'test' too (TFDS mock data, offline)."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setenv("ROLEKD_NET_PROBE_HOST", "none")
+    calls = []
+    real_load = tfds.load
+    monkeypatch.setattr(tfds, "load", lambda *a, **k: (calls.append(k.get("split")), real_load(*a, **k))[1])
+    with tfds.testing.mock_data(num_examples=20):
+        s = load_splits("cifar10", train_size=12, val_size=None, seed=0, cache_dir=str(tmp_path))
+        off = load_splits("cifar10", train_size=12, val_size=None, seed=0, cache_dir=str(tmp_path),
+                          test_split="none")
+    assert calls == ["train", "test", "train"]           # 'none' never asks TFDS for the test split
+    assert s.test_split == "test" and s.x_test.shape == (20, 32, 32, 3) and s.x_test.dtype == np.uint8
+    assert s.y_test.dtype == np.int32 and s.y_test.min() >= 0 and s.y_test.max() < 10
+    assert len(off.x_test) == 0 and off.test_split is None
+
+
+def test_named_missing_tfds_split_is_one_line_error(tmp_path, monkeypatch):
+    """A prepared dataset knows its split names: a missing named split is refused by name."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setenv("ROLEKD_NET_PROBE_HOST", "none")
+    # mock data reports no split names; a prepared cifar10 reports these two
+    monkeypatch.setattr(dsmod, "_tfds_split_names", lambda info: ["test", "train"])
+    with tfds.testing.mock_data(num_examples=8):
+        with pytest.raises(DataError) as e:
+            load_splits("cifar10", train_size=4, cache_dir=str(tmp_path), test_split="validation")
+        s = load_splits("cifar10", train_size=4, cache_dir=str(tmp_path), test_split="test")
+    msg = str(e.value)
+    assert "\n" not in msg and "'validation'" in msg and "test, train" in msg
+    assert len(s.x_test) == 8

@@ -109,3 +109,42 @@ def test_incompatible_teacher_refused(tmp_path, classes, shape, match):
     with pytest.raises(CheckpointError, match=match):
         run_main(["--role", "student", "--config", CFG, *TINY, "--teacher", str(run), "--out", str(out)])
     assert not out.exists()  # nothing written
+
+
+def test_search_uses_its_own_data_and_never_reads_the_test_split(cifar10_split_tar, tmp_path, monkeypatch):
+    """search.train_size/val_size decide the members' data (recorded in summary.json); the test
+    split of a dataset that has one is never loaded (spy on the image-folder loader) nor held."""
+    import rolekd_tf.training as training
+    from rolekd_tf.data import datasets as dsmod
+
+    tar, _ = cifar10_split_tar
+    loads, tasks = [], []
+    real_load = dsmod.load_imagefolder
+    monkeypatch.setattr(dsmod, "load_imagefolder",
+                        lambda *a, **k: (loads.append(k.get("split", "train")), real_load(*a, **k))[1])
+
+    class SpyTask(training.Task):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            tasks.append(self)
+
+    monkeypatch.setattr(training, "Task", SpyTask)
+    out = tmp_path / "s"
+    run_main(["--role", "teacher", "--config", CFG, "--set", f"data.dataset=imagefolder:{tar}",
+              "--set", "data.train_size=250", "--set", "data.val_size=50", "--set", "data.holdout_size=0",
+              "--set", "search.train_size=40", "--set", "search.val_size=30", "--set", "train.batch_size=20",
+              "--set", "model.name=resnet8", "--set", "augment.cutout=0", "--set", "search.population=2",
+              "--set", "search.epochs=1", "--set", "search.ready_interval=1", "--out", str(out), "--quiet"])
+    assert loads and set(loads) == {"train"}, loads          # the test split was never read
+    (task,) = tasks
+    assert len(task.splits.x_test) == 0 and task.cfg.data.test_split == "none"
+    assert len(task.splits.x_train) == 40 and len(task.splits.x_val) == 30
+    assert task.steps_per_epoch == 2                          # members train on 40 images, not 250
+    d = json.loads((out / "summary.json").read_text())["data"]
+    assert d["train_images"] == 40 and d["val_images"] == 30 and d["from"] == "search.train_size/search.val_size"
+    # the search's config.yaml keeps the user's config: the final trainings read data.* from it
+    from rolekd_tf.config import read_yaml
+
+    saved = read_yaml(out / "config.yaml")
+    assert saved["data"]["train_size"] == 250 and saved["search"]["train_size"] == 40
+    assert saved["data"]["test_split"] is None
