@@ -30,6 +30,10 @@ def _expected_tap_channels(name):
         return [16 * k, 32 * k, 64 * k]
     if name == "preresnet164":
         return [64, 128, 256]
+    if name == "pyramidnet-110-48":  # ⌊16 + k·48/54⌋ at k = 18, 36, 54 (basic blocks)
+        return [32, 48, 64]
+    if name == "pyramidnet-200-240":  # 4·⌊16 + k·240/66⌋ at k = 22, 44, 66 (bottlenecks)
+        return [384, 704, 1024]
     return [16, 32, 64]
 
 
