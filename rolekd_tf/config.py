@@ -20,7 +20,7 @@ from rolekd_tf.errors import ConfigError
 
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
-UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum")
+UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
 OPTIMIZERS = ("sgd", "adam")
 SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
 INT8_STEPS = range(1, 43)  #: model.exact_stem_step (rolekd_tf.quant.dorefa.INT8_STEPS)
@@ -98,7 +98,9 @@ class AugmentConfig:
 @dataclass
 class DistillConfig:
     kd: str = "none"  #: none | ii | soft | rkd | mhgd | svd | dml
-    update: str = "clip_to_task_grad"  #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10)
+    #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10, no clipping) |
+    #: weighted_clip (paper §5.2: Eq. 10 with KD-SVD's per-variable clipping of λ·∇L_KD)
+    update: str = "clip_to_task_grad"
     lambda_init: float = 0.4
     lambda_decay: float = 0.5
     lambda_milestones: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])
