@@ -31,7 +31,7 @@ from rolekd_tf.errors import ConfigError
 
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
-UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum")
+UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
 OPTIMIZERS = ("sgd", "adam")
 SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
 INT8_STEPS = range(1, 43)  #: model.exact_stem_step (rolekd_tf.quant.dorefa.INT8_STEPS)
@@ -199,7 +199,8 @@ class AugmentConfig:
 @dataclass
 class DistillConfig:
     kd: str = one_of("none", KD_CHOICES)  #: none | ii | soft | rkd | mhgd | svd | dml
-    #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10)
+    #: clip_to_task_grad (released code) | weighted_sum (paper Eq. 10, no clipping) |
+    #: weighted_clip (paper §5.2: Eq. 10 with KD-SVD's per-variable clipping of λ·∇L_KD)
     update: str = one_of("clip_to_task_grad", UPDATE_CHOICES)
     lambda_init: float = num(0.4, 0, 100, unit="KD loss weight λ at epoch 0")
     lambda_decay: float = num(0.5, 0, 1, lo_open=True, unit="factor per λ milestone")

@@ -287,9 +287,9 @@ class Task:
             EpochTracker(),
         ]
         if self.teacher is not None and d.kd != "none":
-            # weighted_sum: λ reaches the loss (paper: ×0.5 every 30%); clip_to_task_grad: λ is
-            # only logged, decayed as the released code does (×0.6 at 30/60/80%).
-            factor = d.lambda_decay if d.update == "weighted_sum" else 0.6
+            # weighted_sum / weighted_clip: λ reaches the gradient (paper: ×0.5 every 30%);
+            # clip_to_task_grad: λ is only logged, decayed as the released code does (×0.6).
+            factor = d.lambda_decay if d.update in ("weighted_sum", "weighted_clip") else 0.6
             cbs.append(LambdaSchedule(t.epochs, lambda_init=d.lambda_init, factor=factor,
                                       fractions=d.lambda_milestones))
         return cbs

@@ -76,8 +76,8 @@ def test_paper_config_validates(path):
         assert cfg.distill.kd == "ii"
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.adam_epsilon) == ("adam", 1e-3, 1e-5)
         assert cfg.train.weight_decay == 1e-5 and cfg.train.lr_milestones == [0.3, 0.6, 0.8]
-    else:  # paper, Eq. 10
-        assert cfg.distill.kd == "ii" and cfg.distill.update == "weighted_sum"
+    else:  # paper, Eq. 10 with KD-SVD's per-variable clipping of the KD gradient (§5.2)
+        assert cfg.distill.kd == "ii" and cfg.distill.update == "weighted_clip"
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay) == ("sgd", 1e-3, 1e-5)
         assert (cfg.distill.lambda_init, cfg.distill.lambda_decay) == (0.4, 0.5)
         assert cfg.train.lr_milestones == [0.3, 0.6, 0.9] == cfg.distill.lambda_milestones
@@ -164,6 +164,13 @@ def test_paper_config_dry_run(path, tiny_splits, teacher_runs, cached_run_models
     teacher = str(teacher_runs(cfg.model.name)) if role == "student" else None
     task = Task(cfg, role=role, teacher_dir=teacher, init_dir=teacher, splits=tiny_splits)
     assert task.steps_per_epoch == 1
+    if role == "student":  # λ decays as configured wherever it reaches the gradient
+        from rolekd_tf.distill.callbacks import LambdaSchedule
+
+        (ls,) = [c for c in task.callbacks() if isinstance(c, LambdaSchedule)]
+        paper = cfg.distill.update in ("weighted_sum", "weighted_clip")
+        assert ls.factor == (cfg.distill.lambda_decay if paper else 0.6)
+        assert list(ls.fractions) == list(cfg.distill.lambda_milestones)
     if sig in _DRY_RUNS:  # the same code already stepped for an equivalent file
         assert _DRY_RUNS[sig]["finite"], f"{_DRY_RUNS[sig]['file']} (same code path) did not step"
         return

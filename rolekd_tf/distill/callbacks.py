@@ -2,7 +2,8 @@
 
 * :class:`EpochTracker` — sets ``model.epoch`` (float variable) to the current epoch at epoch begin;
   the clip rule's ``sigmoid(epoch − e0)`` reads it inside the compiled step (no retrace).
-* :class:`LambdaSchedule` — ``λ = λ0 · factor^(#boundaries passed)``. Paper (``weighted_sum``):
+* :class:`LambdaSchedule` — ``λ = λ0 · factor^(#boundaries passed)``. Paper (``weighted_sum``,
+  ``weighted_clip``):
   ×0.5 at every 30 % of the epochs; released code (``clip_to_task_grad``): ×0.6 at 30/60/80 %,
   logged only (λ never reaches the gradient there).
 """

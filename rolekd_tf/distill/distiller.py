@@ -16,7 +16,9 @@ from rolekd_tf.distill import losses as _losses
 from rolekd_tf.errors import CheckpointError, ConfigError, ModelError
 from rolekd_tf.models.taps import feature_model, tap_layer_names
 
-UPDATES = ("clip_to_task_grad", "weighted_sum")
+UPDATES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
+#: the update rules that clip the KD gradient per variable against the task gradient
+CLIPPED_UPDATES = ("clip_to_task_grad", "weighted_clip")
 KD_NAMES = tuple(sorted(_losses.LOSSES)) + ("none",)
 
 
@@ -68,7 +70,12 @@ class Distiller(keras.Model):
       update: how feature/relation KD (ii, mhgd, svd, rkd) enters the gradient:
         ``"clip_to_task_grad"`` (released code; default): per student variable
         ``g = ∂CE/∂w + wd·w + clip_by_norm(∂L_KD/∂w, ‖∂CE/∂w‖₂·sigmoid(epoch − clip_e0))``, λ logged only;
-        ``"weighted_sum"`` (paper Eq. 10): ``∇(CE + λ·L_KD) + wd·w``.
+        ``"weighted_sum"`` (paper Eq. 10 without clipping): ``∇(CE + λ·L_KD) + wd·w``;
+        ``"weighted_clip"`` (paper §5.2: Eq. 10 *with* KD-SVD's clipping):
+        ``g = ∂CE/∂w + wd·w + clip_by_norm(λ·∂L_KD/∂w, ‖∂CE/∂w‖₂·sigmoid(epoch − clip_e0))``.
+        λ is applied *before* the clip: the clip acts on the gradient of the loss term λ·L_KD as
+        it stands in Eq. 10 (KD-SVD clips the gradient of the distillation term of its total
+        loss), so λ (and its decay) matters while ‖λ·∇L_KD‖ < τ and the bound τ caps it otherwise.
         ``soft`` always uses ``(1−soft_alpha)·CE + soft_alpha·KD`` and ``dml`` ``CE + KD`` (released
         baselines); ``none`` is plain ``CE + wd``.
       weight_decay: coupled L2 on the student's kernels, added to the gradient as ``wd·w``.
@@ -85,7 +92,8 @@ class Distiller(keras.Model):
 
     Metrics (``fit`` logs / TensorBoard): ``loss``, ``ce``, each KD term (``mhgd``, ``rkd``, ``svd``,
     ``soft``, ``dml``), ``kd`` (sum of terms), ``lambda``, ``accuracy`` (+ ``peer_ce`` for dml).
-    ``loss`` is ``CE + w·KD + ½wd·Σ‖kernel‖²`` with ``w = λ`` (weighted_sum), 1 (clip), or the
+    ``loss`` is ``CE + w·KD + ½wd·Σ‖kernel‖²`` with ``w = λ`` (weighted_sum, weighted_clip), 1
+    (clip_to_task_grad), or the
     soft/dml mixing. ``test_step``: student only → ``loss`` (= CE), ``ce``, ``accuracy``.
 
     Checkpoint/resume: :meth:`save_train_state` / :meth:`load_train_state` (student weights incl.
@@ -228,7 +236,9 @@ class Distiller(keras.Model):
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         s_vars = list(self.student.trainable_variables)
         extra = self._extra_trainables()
-        clip = self.update == "clip_to_task_grad" and self.kd in ("ii", "mhgd", "svd", "rkd")
+        clip = self.update in CLIPPED_UPDATES and self.kd in ("ii", "mhgd", "svd", "rkd")
+        # weighted_clip: the clipped gradient is that of λ·L_KD (Eq. 10's term); released rule: of L_KD
+        kd_scale = self.kd_lambda if self.update == "weighted_clip" else None
         t_outs = self._teacher_outs(x) if self.needs_teacher else None
         with tf.GradientTape(persistent=clip or self.kd == "dml") as tape:
             s_outs = self._student_outs(x, training=True)
@@ -248,7 +258,7 @@ class Distiller(keras.Model):
                 obj = (1.0 - self.soft_alpha) * ce + self.soft_alpha * kd
             elif self.kd in ("dml", "none"):
                 obj = ce + kd
-            elif clip:
+            elif clip and kd_scale is None:
                 obj = ce + kd  # logged only; the update is built from separate gradients below
             else:
                 obj = ce + self.kd_lambda * kd
@@ -256,6 +266,8 @@ class Distiller(keras.Model):
         if clip:
             g_ce = _gradients(tape, ce, s_vars)
             g_kd = _gradients(tape, kd, s_vars + extra)
+            if kd_scale is not None:
+                g_kd = [kd_scale * g for g in g_kd]  # λ before the clip (adapters: λ·∇L_KD)
             factor = tf.sigmoid(self.epoch - self.clip_e0)
             grads = [
                 clipped_kd_update(gc, gk, w, factor=factor,

@@ -200,6 +200,22 @@ class KDSVD:
         return {"svd": v, "kd": v}
 
 
+#: TF1 ``tf.contrib.layers.variance_scaling_initializer()`` defaults (factor 2, FAN_IN, normal):
+#: a normal truncated at ±2σ with σ = sqrt(1.3·factor/fan_in); the 1.3 compensates the truncation
+#: (the drawn values then have std ≈ sqrt(2/fan_in), He et al.).
+HEAD_INIT_FACTOR = 2.0
+TRUNCATION_COMPENSATION = 1.3
+
+
+def released_head_initializer(fan_in: int, seed: int):
+    """Kernel initialiser of the MHGD heads as role-kd builds them (KD.md §6): its attention heads
+    are created inside ``ResNet_arg_scope``, whose ``fully_connected`` default is
+    ``variance_scaling_initializer()`` — truncated normal (re-drawn beyond 2σ, as Keras'
+    ``TruncatedNormal``), σ = sqrt(1.3·2/fan_in). ``fan_in``: input width of the dense kernel."""
+    stddev = float(np.sqrt(TRUNCATION_COMPENSATION * HEAD_INIT_FACTOR / int(fan_in)))
+    return keras.initializers.TruncatedNormal(mean=0.0, stddev=stddev, seed=int(seed))
+
+
 @keras.saving.register_keras_serializable(package="rolekd_tf")
 class MHGD(keras.layers.Layer):
     """Multi-head graph distillation (KD.md §6).
@@ -212,7 +228,9 @@ class MHGD(keras.layers.Layer):
     KL with the STUDENT distribution first, as ``kld_loss(G_S, G_T)`` in the released code).
 
     Heads are frozen (``trainable=False``) and their BN runs in inference mode. Released code: random
-    heads, BN at initial statistics (``x/√(1+1e-3)``). Original MHGD: call :meth:`pretrain_heads`
+    heads, BN at initial statistics (``x/√(1+1e-3)``), kernels from :func:`released_head_initializer`
+    (He-scaled truncated normal, not Glorot: at CIFAR ResNet widths this makes the initial
+    attention logits G several times larger, and so the whole MHGD term stronger). Original MHGD: call :meth:`pretrain_heads`
     first (teacher-only self-supervised task). BN: ``center=True, scale=False, eps=1e-3``.
     """
 
@@ -229,9 +247,11 @@ class MHGD(keras.layers.Layer):
             c_prev, c = self.channels[i - 1], self.channels[i]
             d2 = (c + c_prev) // 2
             self.dims.append(d2)
-            init = lambda k: keras.initializers.GlorotUniform(seed=self.seed * 1000 + 10 * i + k)  # noqa: E731
-            sd = keras.layers.Dense(d2 * self.heads, use_bias=False, kernel_initializer=init(0), name=f"sender_{i}")
-            rd = keras.layers.Dense(d2 * self.heads, use_bias=False, kernel_initializer=init(1), name=f"receiver_{i}")
+            seed = self.seed * 1000 + 10 * i
+            sd = keras.layers.Dense(d2 * self.heads, use_bias=False, name=f"sender_{i}",
+                                    kernel_initializer=released_head_initializer(c, seed))
+            rd = keras.layers.Dense(d2 * self.heads, use_bias=False, name=f"receiver_{i}",
+                                    kernel_initializer=released_head_initializer(c_prev, seed + 1))
             sb = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.999, scale=False, name=f"sender_bn_{i}")
             rb = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.999, scale=False, name=f"receiver_bn_{i}")
             sd.build((None, c)); rd.build((None, c_prev)); sb.build((None, d2 * self.heads)); rb.build((None, d2 * self.heads))  # noqa: E702
@@ -274,9 +294,9 @@ class MHGD(keras.layers.Layer):
         for i in range(1, len(self.channels)):
             c_prev, c = self.channels[i - 1], self.channels[i]
             d = (c + c_prev) // 2
-            fc0 = keras.layers.Dense(d, kernel_initializer=keras.initializers.GlorotUniform(seed=rng + 3 * i))
+            fc0 = keras.layers.Dense(d, kernel_initializer=released_head_initializer(c_prev, rng + 3 * i))
             bn0 = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.999, scale=False)
-            fc1 = keras.layers.Dense(c, kernel_initializer=keras.initializers.GlorotUniform(seed=rng + 3 * i + 1))
+            fc1 = keras.layers.Dense(c, kernel_initializer=released_head_initializer(d * self.heads, rng + 3 * i + 1))
             fc0.build((None, c_prev)); bn0.build((None, d)); fc1.build((None, d * self.heads))  # noqa: E702
             est.append((fc0, bn0, fc1))
         return est

@@ -1,4 +1,4 @@
-"""Model zoo: CIFAR ResNets, PreResNets, WRNs and AlexNet, full precision or DoReFa k-bit, with
+"""Model zoo: CIFAR ResNets, PreResNets, WRNs, PyramidNets and AlexNet, full precision or DoReFa k-bit, with
 named KD feature taps (``tap_1 … tap_n``, ``logits``)."""
 from rolekd_tf.models.device import choose_jit_compile
 from rolekd_tf.models.layers import ZeroPadShortcut

@@ -1,10 +1,17 @@
 """AlexNet-CIFAR as in the role-kd code (REFERENCE.md §4).
 
-``pad 5 (32→42) → conv1 11×11×64 valid → BN → ReLU → maxpool → conv2 5×5×192 → BN → act → maxpool
+``pad 5 (32→42) → conv1 11×11×64 valid → BN → act → maxpool → conv2 5×5×192 → BN → act → maxpool
 → conv3 3×3×384 → BN → act → conv4 3×3×256 → BN → act → conv5 3×3×256 → BN → act → maxpool
-→ flatten (4×4×256) → fc1 4096 → BN → act → fc2 4096 → BN → act → logits (no bias)``.
+→ flatten (4×4×256) → fc1 4096 → BN → act → fc2 4096 → BN → ReLU → logits (no bias)``.
 Max-pools are 2×2 / stride 2 (32→16→8→4). Every conv/dense except conv1 and logits uses
-``w_bits``; every ReLU after the first is an activation quantiser at ``a_bits``.
+``w_bits``.
+
+Activation quantisers where role-kd's student ``AlexNetCifar`` puts them (its ``activate`` =
+DoReFa ``fa(clip(relu(x), 0, 1))`` after each BN + ReLU): after conv1 (``act1``; the full-precision
+first conv still feeds a quantised conv2), conv2 … conv5 (``act2`` … ``act5``) and fc1
+(``fc1_act``) — six in all — but **not** after fc2: ``fc2_act`` stays a full-precision ReLU, so
+the FP logits dense ("fct" in the code) reads full-precision features, as the FP last layer of the
+ResNets reads the FP pooled block output.
 Taps (KD.md §1; after the activation quantiser): tap_1 after pool2 (8×8×192), tap_2 after conv3
 (8×8×384), tap_3 after conv4 (8×8×256), tap_4 after conv5 + pool (4×4×256).
 """
@@ -20,7 +27,7 @@ def alexnet(*, num_classes, w_bits=32, a_bits=32, input_shape=(32, 32, 3)):
     x = keras.layers.ZeroPadding2D(5, name="pad")(inputs)
     x = B.conv(x, 64, 11, 1, "conv1", w_bits=32, padding="valid")
     x = B.bn(x, "bn1")
-    x = B.relu(x, "act1")
+    x = B.act_q(x, a_bits, "act1")
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
     x = B.conv(x, 192, 5, 1, "conv2", w_bits)
     x = B.bn(x, "bn2")
@@ -46,6 +53,6 @@ def alexnet(*, num_classes, w_bits=32, a_bits=32, input_shape=(32, 32, 3)):
     x = B.act_q(x, a_bits, "fc1_act")
     x = B.dense(x, 4096, "fc2", w_bits, use_bias=False)
     x = B.bn(x, "fc2_bn")
-    x = B.act_q(x, a_bits, "fc2_act")
+    x = B.relu(x, "fc2_act")  # FP into the FP logits dense, as role-kd (no quantiser before fct)
     logits = B.dense(x, num_classes, "logits", w_bits=32, use_bias=False)
     return keras.Model(inputs, logits, name="alexnet")

@@ -45,3 +45,37 @@ class ZeroPadShortcut(keras.layers.Layer):
         config = super().get_config()
         config.update(channels=self.channels, strides=self.strides)
         return config
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class ChannelZeroPad(keras.layers.Layer):
+    """Append zero channels so the output has ``channels`` channels: ``[x, 0, …, 0]`` on the last
+    axis (PyramidNet's zero-padded identity shortcut, Han et al. 2017: the new channels come after
+    the input's, unlike :class:`ZeroPadShortcut` which splits them around it). No weights."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        if self.channels < 1:
+            raise ModelError(f"ChannelZeroPad {kwargs.get('name')!r}: channels={channels!r} must be >= 1")
+
+    def _extra(self, cin) -> int:
+        extra = self.channels - int(cin)
+        if extra < 0:
+            raise ModelError(f"ChannelZeroPad {self.name!r}: input has {cin} channels > channels={self.channels}")
+        return extra
+
+    def call(self, inputs):
+        extra = self._extra(inputs.shape[-1])
+        if not extra:
+            return inputs
+        return ops.pad(inputs, [[0, 0]] * (len(inputs.shape) - 1) + [[0, extra]])
+
+    def compute_output_shape(self, input_shape):
+        self._extra(input_shape[-1])
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels)
+        return config

@@ -1,8 +1,10 @@
 """Model registry: name → builder, plus :func:`build_model`.
 
-Canonical names (:func:`available_models`) are registered explicitly; three families also accept
+Canonical names (:func:`available_models`) are registered explicitly; four families also accept
 any valid depth/width by pattern: ``resnet{6n+2}`` (e.g. ``resnet8``, ``resnet110``),
-``preresnet{d}`` (6n + 2 below 164, 9n + 2 from 164 on) and ``wrn-{d}-{k}`` (d = 6n + 4).
+``preresnet{d}`` (6n + 2 below 164, 9n + 2 from 164 on), ``wrn-{d}-{k}`` (d = 6n + 4) and
+``pyramidnet-{d}-{α}`` (basic 6n + 2 below 164, bottleneck 9n + 2 from 164 on; a ``-basic`` /
+``-bottleneck`` suffix forces the block type, e.g. ``pyramidnet-11-12-bottleneck``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import keras
 from rolekd_tf.errors import ModelError
 from rolekd_tf.models.alexnet import alexnet
 from rolekd_tf.models.preresnet import preresnet, wide_resnet
+from rolekd_tf.models.pyramidnet import pyramidnet
 from rolekd_tf.models.resnet import resnet18, resnet_cifar
 from rolekd_tf.quant.dorefa import validate_bits
 
@@ -31,9 +34,12 @@ MODELS: dict[str, Builder] = {
     **{f"preresnet{d}": functools.partial(preresnet, d) for d in (20, 32, 44, 56, 110, 164)},
     **{f"wrn-{d}-{k}": functools.partial(wide_resnet, d, k)
        for d, k in ((16, 2), (16, 4), (28, 10), (40, 2))},
+    # Han et al.'s CIFAR models (paper §5.6 uses PyramidNet-200-240 as a teacher)
+    **{f"pyramidnet-{d}-{a}": functools.partial(pyramidnet, d, a) for d, a in ((110, 48), (200, 240))},
 }
 
-_FAMILIES = "resnet{6n+2}, preresnet{6n+2 | 9n+2 for >=164}, wrn-{6n+4}-{k}"
+_FAMILIES = ("resnet{6n+2}, preresnet{6n+2 | 9n+2 for >=164}, wrn-{6n+4}-{k}, "
+             "pyramidnet-{6n+2 | 9n+2 for >=164}-{alpha}[-basic|-bottleneck]")
 
 
 def register_model(name: str, builder: Builder) -> None:
@@ -70,6 +76,14 @@ def _from_pattern(name: str) -> Builder | None:
             return functools.partial(wide_resnet, d, k)
         raise ModelError(f"model {name!r}: WRN depth must be 6n+4 (e.g. 16, 28, 40) and "
                          f"widen factor >= 1; got depth {d}, widen {k}")
+    m = re.fullmatch(r"pyramidnet-(\d+)-(\d+)(?:-(basic|bottleneck))?", name)
+    if m:
+        from rolekd_tf.models.pyramidnet import block_type_for, blocks_per_stage
+
+        d, a = int(m.group(1)), int(m.group(2))
+        block = m.group(3) or block_type_for(d)
+        blocks_per_stage(d, block)  # raises ModelError naming the allowed depths
+        return functools.partial(pyramidnet, d, a, block=block)
     return None
 
 

@@ -64,6 +64,63 @@ def test_clip_step_equals_manual_rule():
         np.testing.assert_allclose(b - v.numpy(), exp, rtol=2e-3, atol=1e-6)
 
 
+def test_weighted_clip_step_equals_independent_rule():
+    """Paper rule (§5.2): ``g = ∇CE + wd·w + clip_by_norm(λ·∇L_KD, ‖∇CE‖·sigmoid(epoch − e0))``
+    per variable, λ applied before the clip. λ is chosen so that the clip is active for some
+    variables and inactive for others, and the result must differ from the other placement
+    (``λ·clip(∇L_KD, τ)``) and from both other update rules."""
+    t, s = tiny_model(0, name="t"), tiny_model(1, name="s")
+    x, y = tiny_data(16)
+    d = _compiled(Distiller(t, s, kd="ii", update="weighted_clip", weight_decay=1e-3, clip_e0=1.0))
+    d.optimizer = keras.optimizers.SGD(1.0)
+    d.optimizer.build(d.trainable_variables)
+    d.epoch.assign(3.0)
+    before = [v.numpy().copy() for v in s.trainable_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        outs = d._student_outs(x, training=True)
+        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, outs[-1], from_logits=True))
+        kd = d.kd_loss(outs, d._teacher_outs(x))["kd"]
+    g_ce = [g.numpy() for g in tape.gradient(ce, s.trainable_variables)]
+    g_kd = [g.numpy() for g in tape.gradient(kd, s.trainable_variables)]
+    f = 1 / (1 + np.exp(-(3.0 - 1.0)))
+    ratios = [np.linalg.norm(gk) / (np.linalg.norm(gc) * f) for gc, gk in zip(g_ce, g_kd)
+              if np.linalg.norm(gc) > 0 and np.linalg.norm(gk) > 0]
+    lam = float(1.0 / np.median(ratios))  # about half the variables end up clipped
+    d.kd_lambda.assign(lam)
+    d.train_step((tf.constant(x), tf.constant(y)))
+    kernels = {id(v) for v in s.trainable_variables if "kernel" in v.path}
+    clipped = unclipped = differs = 0
+    for v, b, gc, gk in zip(s.trainable_variables, before, g_ce, g_kd):
+        tau = np.linalg.norm(gc) * f
+        lk = lam * gk
+        n = np.linalg.norm(lk)
+        kd_part = lk * min(1.0, tau / n) if n > 0 else 0 * lk
+        clipped += n > tau * 1.01
+        unclipped += n < tau * 0.99
+        decay = 1e-3 * b if id(v) in kernels else 0
+        got = b - v.numpy()
+        np.testing.assert_allclose(got, gc + kd_part + decay, rtol=2e-3, atol=1e-6)
+        other = gc + lam * (gk * min(1.0, tau / np.linalg.norm(gk)) if np.linalg.norm(gk) > 0 else 0) + decay
+        differs += not np.allclose(got, other, rtol=2e-3, atol=1e-6)
+    assert clipped >= 2 and unclipped >= 2 and differs >= 2
+
+
+def test_weighted_clip_with_adapter_and_lambda_in_logged_loss():
+    t, s = tiny_model(0, name="t"), tiny_model(1, channels=(4, 6, 12), name="s")
+    x, y = tiny_data(16)
+    d = _compiled(Distiller(t, s, kd="mhgd", update="weighted_clip", adapter=True, lambda_init=0.25))
+    d.optimizer = keras.optimizers.SGD(1.0)
+    d.optimizer.build(d.trainable_variables)
+    k0 = d.adapters[0].kernel.numpy().copy()
+    with tf.GradientTape() as tape:
+        kd = d.kd_loss(d._student_outs(x, training=True), d._teacher_outs(x))["kd"]
+    g_adapter = tape.gradient(kd, d.adapters[0].kernel).numpy()
+    logs = d.train_step((tf.constant(x), tf.constant(y)))
+    # the adapter has no task gradient: it gets λ·∇L_KD, unclipped
+    np.testing.assert_allclose(k0 - d.adapters[0].kernel.numpy(), 0.25 * g_adapter, rtol=2e-3, atol=1e-7)
+    np.testing.assert_allclose(float(logs["loss"]), float(logs["ce"]) + 0.25 * float(logs["kd"]), rtol=1e-5)
+
+
 # ----------------------------------------------------------------- frozen teacher, fit, callbacks
 @pytest.mark.parametrize("kd", ["ii", "soft"])
 def test_teacher_bit_identical_and_metrics_finite(kd, tmp_path):
@@ -109,6 +166,9 @@ def test_lambda_schedule_values():
     assert [ls.value(e, 0.4) for e in (0, 2, 3, 6, 9)] == [0.4, 0.4, 0.2, 0.1, 0.05]
     code = LambdaSchedule.for_update("clip_to_task_grad", 10, 0.4)
     assert code.boundaries == [3, 6, 8] and code.factor == 0.6
+    for rule in ("weighted_sum", "weighted_clip"):  # λ reaches the gradient: the paper's decay
+        paper = LambdaSchedule.for_update(rule, 10, 0.4)
+        assert paper.boundaries == [3, 6, 9] and paper.factor == 0.5
 
 
 # ----------------------------------------------------------------- errors, adapter

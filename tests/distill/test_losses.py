@@ -216,3 +216,77 @@ def test_losses_minimal_when_student_equals_teacher():
     assert abs(L.SoftKD()(s, s)["soft"].numpy()) < 1e-6
     assert abs(L.dml_loss(s[-1], s[-1]).numpy()) < 1e-6
     assert abs(L.RKD("standard")(s, s)["rkd"].numpy()) < 1e-6
+
+
+# ----------------------------------------------------------------- MHGD head initialisation
+#: std of a unit normal truncated (and re-drawn) beyond ±2: sqrt(1 − 4φ(2)/(2Φ(2) − 1))
+_TRUNC2_STD = float(np.sqrt(1 - 4 * np.exp(-2) / np.sqrt(2 * np.pi) / 0.9544997361036416))
+
+
+def _np_truncated_normal(rng, shape, stddev):
+    """TF1 ``truncated_normal``: N(0, stddev²), values beyond 2·stddev re-drawn."""
+    out = rng.normal(size=shape)
+    bad = np.abs(out) > 2
+    while bad.any():
+        out[bad] = rng.normal(size=int(bad.sum()))
+        bad = np.abs(out) > 2
+    return out * stddev
+
+
+def _np_initial_logits(rng, p, q, heads, *, glorot=False):
+    """NumPy reference of the frozen random heads' attention logits G = S·Rᵀ [H,B,B]: kernels drawn
+    as role-kd's ``variance_scaling_initializer()`` (truncated normal, σ = sqrt(1.3·2/fan_in)) or,
+    for comparison, Glorot-uniform; BN at initial statistics (÷√(1 + 1e-3))."""
+    d2 = (p.shape[1] + q.shape[1]) // 2
+
+    def kernel(fan_in):
+        if glorot:
+            lim = np.sqrt(6 / (fan_in + d2 * heads))
+            return rng.uniform(-lim, lim, size=(fan_in, d2 * heads))
+        return _np_truncated_normal(rng, (fan_in, d2 * heads), np.sqrt(1.3 * 2 / fan_in))
+
+    bn = 1 / np.sqrt(1 + 1e-3)
+    s = (p @ kernel(p.shape[1]) * bn).reshape(len(p), d2, heads)
+    r = (q @ kernel(q.shape[1]) * bn).reshape(len(q), d2, heads)
+    return np.einsum("bdh,cdh->hbc", s, r)
+
+
+def _unit_rows(rng, b, c):
+    x = rng.normal(size=(b, c))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_mhgd_head_kernels_are_released_variance_scaling():
+    layer = L.MHGD([16, 32, 64], heads=4, seed=3)
+    for pair, (c_prev, c) in enumerate(((16, 32), (32, 64))):
+        for dense, fan_in in ((layer.senders[pair], c), (layer.receivers[pair], c_prev)):
+            w = dense.kernel.numpy()
+            sigma = np.sqrt(1.3 * 2 / fan_in)  # tf.contrib variance_scaling_initializer() defaults
+            assert np.abs(w).max() <= 2 * sigma * (1 + 1e-6)  # truncated at 2σ
+            np.testing.assert_allclose(w.std(), sigma * _TRUNC2_STD, rtol=0.05)
+            np.testing.assert_allclose(w.std(), np.sqrt(2 / fan_in), rtol=0.05)  # ≈ He (fan-in)
+            assert abs(w.mean()) < 0.1 * sigma
+
+
+def test_mhgd_initial_logit_scale_matches_numpy_reference_and_exceeds_glorot():
+    """The std of the frozen heads' initial attention logits (on fixed random unit vectors, CIFAR
+    ResNet widths 16/32/64, 4 heads) equals the NumPy reference of role-kd's initialisation and is
+    several times the Glorot one (the strength of the whole MHGD term scales with it)."""
+    rng = np.random.default_rng(7)
+    b, heads, widths = 32, 4, [16, 32, 64]
+    vecs = [_unit_rows(rng, b, c) for c in widths]
+    ours = {0: [], 1: []}
+    for seed in range(6):
+        layer = L.MHGD(widths, heads=heads, seed=seed)
+        for pair in (0, 1):
+            ours[pair].append(layer.graph(pair, tf.constant(vecs[pair + 1]), tf.constant(vecs[pair])).numpy())
+    for pair in (0, 1):
+        p, q = vecs[pair + 1], vecs[pair]
+        ref = np.concatenate([_np_initial_logits(rng, p, q, heads).ravel() for _ in range(40)])
+        glo = np.concatenate([_np_initial_logits(rng, p, q, heads, glorot=True).ravel() for _ in range(40)])
+        d2 = (p.shape[1] + q.shape[1]) // 2
+        analytic = np.sqrt(d2) * (2.6 * _TRUNC2_STD**2) / np.sqrt(p.shape[1] * q.shape[1]) / (1 + 1e-3)
+        np.testing.assert_allclose(ref.std(), analytic, rtol=0.05)
+        got = np.concatenate([g.ravel() for g in ours[pair]]).std()
+        np.testing.assert_allclose(got, ref.std(), rtol=0.15)
+        assert got / glo.std() > 3.5, (pair, got, glo.std())

@@ -30,6 +30,10 @@ def _expected_tap_channels(name):
         return [16 * k, 32 * k, 64 * k]
     if name == "preresnet164":
         return [64, 128, 256]
+    if name == "pyramidnet-110-48":  # ⌊16 + k·48/54⌋ at k = 18, 36, 54 (basic blocks)
+        return [32, 48, 64]
+    if name == "pyramidnet-200-240":  # 4·⌊16 + k·240/66⌋ at k = 22, 44, 66 (bottlenecks)
+        return [384, 704, 1024]
     return [16, 32, 64]
 
 
@@ -106,10 +110,22 @@ def test_alexnet_quantiser_placement():
     assert {l.name for l in quant if l.w_bits == 32} == {"conv1", "logits"}
     assert {l.name for l in quant if l.w_bits == 4} == {"conv2", "conv3", "conv4", "conv5",
                                                          "fc1", "fc2"}
-    assert type(m.get_layer("act1")) is keras.layers.ReLU
+    # role-kd's student AlexNetCifar: a quantiser after conv1's BN+ReLU, none between fc2 and fct
     aqs = [l.name for l in m.layers if isinstance(l, ActivationQuantizer)]
-    assert aqs == ["act2", "act3", "act4", "act5", "fc1_act", "fc2_act"]
+    assert aqs == ["act1", "act2", "act3", "act4", "act5", "fc1_act"]
+    assert all(m.get_layer(n).a_bits == 4 for n in aqs)
+    assert type(m.get_layer("fc2_act")) is keras.layers.ReLU
+    order = [l.name for l in m.layers]
+    assert order[order.index("conv1"):order.index("conv2") + 1] == ["conv1", "bn1", "act1", "pool1", "conv2"]
+    assert order[order.index("fc2"):] == ["fc2", "fc2_bn", "fc2_act", "logits"]
     assert m.get_layer("logits").use_bias is False
+    # numerically: conv2 reads 4-bit levels, logits read unclipped FP features
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    probe = keras.Model(m.inputs[0], [m.get_layer("pool1").output, m.get_layer("fc2_act").output])
+    p1, f2 = (t.numpy() for t in probe(x, training=False))
+    np.testing.assert_allclose(p1 * 15, np.round(p1 * 15), atol=1e-4)
+    assert p1.max() <= 1.0 and p1.min() >= 0.0
+    assert f2.min() >= 0.0 and not np.allclose(f2 * 15, np.round(f2 * 15), atol=1e-4)
 
 
 def test_fp_first_conv_and_last_dense_quantised_middle_numerically():

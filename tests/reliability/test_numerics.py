@@ -32,7 +32,8 @@ def _degenerate_batches():
 # soft/dml ignore `update`: one combination each, not a skipped second one
 @pytest.mark.parametrize("kd,update", [(k, u) for k in ("ii", "soft", "rkd", "mhgd", "svd", "dml")
                                        for u in ("clip_to_task_grad", "weighted_sum")
-                                       if not (k in ("soft", "dml") and u == "weighted_sum")])
+                                       if not (k in ("soft", "dml") and u == "weighted_sum")]
+                         + [("ii", "weighted_clip")])
 def test_distiller_step_finite_on_degenerate_batches(kd, update):
     import keras
     import tensorflow as tf
