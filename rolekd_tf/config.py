@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from rolekd_tf.errors import ConfigError
+from rolekd_tf.rows import ROW_NAMES, canonical
 
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
@@ -121,20 +122,32 @@ class SearchConfig:
     seed: int | None = None  #: PBT decisions (exploit/explore); None = the top-level seed
 
 
-ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
+#: every pipeline row name (rolekd_tf.rows is the row table: what each row trains)
+ROWS = ROW_NAMES
+#: Table 2 complete plus Table 3's II-KD + A_T row
+DEFAULT_ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "alpha_lowbit", "only_iikd", "stage_beta",
+                "student_at")
+STUDENT_SEARCHES = ("iikd", "per_kd")
 
 
 @dataclass
 class PipelineConfig:
-    """What ``python -m rolekd_tf.pipeline`` runs (the paper's Table 2/3 rows)."""
+    """What ``python -m rolekd_tf.pipeline`` runs (rows of the paper's Tables 1–4)."""
 
     bits: list = field(default_factory=lambda: [2])  #: student bit widths (w = a)
     seeds: list = field(default_factory=lambda: [0])  #: seeds of the final trainings
-    rows: list = field(default_factory=lambda: list(ROWS))
-    #: overrides (``section.key=value``) that turn the teacher recipe into the student recipe
+    rows: list = field(default_factory=lambda: list(DEFAULT_ROWS))  #: names from rolekd_tf.rows
+    #: overrides (``section.key=value``) that turn the teacher recipe into the recipe of a student
+    #: initialised from the teacher (rows trained from scratch keep the config's own recipe)
     student_set: list = field(default_factory=lambda: [
         "train.optimizer=adam", "train.lr=0.001", "train.weight_decay=1e-5",
         "train.lr_milestones=[0.3,0.6,0.8]"])
+    #: A_T from this schedule file instead of a stage α search (paper §5.1: CIFAR-100 reuses
+    #: CIFAR-10's A_T); null = search it
+    teacher_schedule: str | None = None
+    #: ``iikd``: one stage β search per student network, with II-KD (the paper); its A_S serves
+    #: every KD row. ``per_kd``: one search per KD loss, each row trains with its own loss's A_S.
+    student_search: str = "iikd"
     export: bool = True
     #: add the tfmot 8-bit QAT baseline row (benchmarks/tfmot_baseline.py in its own process with
     #: TF_USE_LEGACY_KERAS=1; needs the optional extra ``pip install -e '.[tfmot]'``)
@@ -308,6 +321,13 @@ def validate(cfg: Config) -> Config:
     for r in p.rows:
         if r not in ROWS:
             raise ConfigError(f"pipeline.rows contains {r!r}{_suggest(str(r), list(ROWS))}")
+    needy = [r for r in p.rows if canonical(r).kd != "none" or canonical(r).init == "teacher"]
+    if needy and not any(canonical(r).teacher for r in p.rows):
+        raise ConfigError(f"pipeline.rows has {needy[0]!r}, which needs a teacher, but no teacher row; "
+                          "add vanilla_fp or stage_alpha")
+    if p.teacher_schedule is not None and not p.teacher_schedule.strip():
+        raise ConfigError("pipeline.teacher_schedule is empty; give a schedule file or null")
+    _check_choice("pipeline.student_search", p.student_search, STUDENT_SEARCHES)
     if not p.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in p.seeds):
         raise ConfigError(f"pipeline.seeds={p.seeds!r} must be a non-empty list of integers")
     for o in p.student_set:
