@@ -362,6 +362,9 @@ def dry_run(config_path: str, out: str | None = None, sets: list[str] | None = N
     steps = plan(cfg, config_path, out_dir, sets)
     text, total = describe(cfg, steps)
     print(f"pipeline {cfg.name} (dry run: nothing is run or written) into {out_dir}/")
+    ts = cfg.pipeline.teacher_schedule
+    if ts and not Path(ts).is_file():
+        print(f"note: pipeline.teacher_schedule {ts} does not exist yet: run the pipeline that writes it first")
     print(text)
     return {"steps": steps, "gpu_hours": total}
 
