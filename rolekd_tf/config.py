@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from rolekd_tf.errors import ConfigError
+from rolekd_tf.rows import ROW_NAMES, canonical
 
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
@@ -234,22 +235,34 @@ class SearchConfig:
     val_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
 
 
-ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
+#: every pipeline row name (rolekd_tf.rows is the row table: what each row trains)
+ROWS = ROW_NAMES
+#: Table 2 complete plus Table 3's II-KD + A_T row
+DEFAULT_ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "alpha_lowbit", "only_iikd", "stage_beta",
+                "student_at")
+STUDENT_SEARCHES = ("iikd", "per_kd")
 
 
 @dataclass
 class PipelineConfig:
-    """What ``python -m rolekd_tf.pipeline`` runs (the paper's Table 2/3 rows)."""
+    """What ``python -m rolekd_tf.pipeline`` runs (rows of the paper's Tables 1–4)."""
 
     #: student bit widths (w = a)
     bits: list[int] = one_of(lambda: [2], tuple(range(1, 9)), "1..8", factory=True)
     #: seeds of the final trainings (non-empty, no repeats)
     seeds: list[int] = nums(lambda: [0], 0, SEED_MAX, unit="seed", nonempty=True, unique=True)
-    rows: list[str] = one_of(lambda: list(ROWS), ROWS, factory=True)
-    #: overrides (``section.key=value``) that turn the teacher recipe into the student recipe
+    rows: list[str] = one_of(lambda: list(DEFAULT_ROWS), ROWS, factory=True)  #: names from rolekd_tf.rows
+    #: overrides (``section.key=value``) that turn the teacher recipe into the recipe of a student
+    #: initialised from the teacher (rows trained from scratch keep the config's own recipe)
     student_set: list[str] = field(default_factory=lambda: [
         "train.optimizer=adam", "train.lr=0.001", "train.weight_decay=1e-5",
         "train.lr_milestones=[0.3,0.6,0.8]"])
+    #: A_T from this schedule file instead of a stage α search (paper §5.1: CIFAR-100 reuses
+    #: CIFAR-10's A_T); null = search it
+    teacher_schedule: str | None = None
+    #: ``iikd``: one stage β search per student network, with II-KD (the paper); its A_S serves
+    #: every KD row. ``per_kd``: one search per KD loss, each row trains with its own loss's A_S.
+    student_search: str = one_of("iikd", STUDENT_SEARCHES)
     export: bool = True
     #: add the tfmot 8-bit QAT baseline row (benchmarks/tfmot_baseline.py in its own process with
     #: TF_USE_LEGACY_KERAS=1; needs the optional extra ``pip install -e '.[tfmot]'``)
@@ -459,6 +472,13 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"search.ready_interval={s.ready_interval} is longer than search.epochs={s.epochs}"
         )
+    p = cfg.pipeline
+    needy = [r for r in p.rows if canonical(r).kd != "none" or canonical(r).init == "teacher"]
+    if needy and not any(canonical(r).teacher for r in p.rows):
+        raise ConfigError(f"pipeline.rows has {needy[0]!r}, which needs a teacher, but no teacher row; "
+                          "add vanilla_fp or stage_alpha")
+    if p.teacher_schedule is not None and not p.teacher_schedule.strip():
+        raise ConfigError("pipeline.teacher_schedule is empty; give a schedule file or null")
     for o in cfg.pipeline.student_set:
         if "=" not in o:
             raise ConfigError(f"pipeline.student_set entry {o!r} must look like section.key=value")

@@ -1,24 +1,30 @@
 """The whole method end to end: stage α search → teacher → stage β search → students → export.
 
 ``python -m rolekd_tf.pipeline --config CFG [--out DIR] [--set k=v …]`` runs the rows of the
-paper's Table 2/3 named in ``cfg.pipeline.rows`` by calling the public commands (``search.py``,
-``train.py``, ``python -m rolekd_tf.export``) in subprocesses, printing each so users can re-run any
-step alone. Every step writes its own directory under ``DIR`` and resumes when re-run, so the
-driver itself resumes after an interruption. The summary table is read back from each run's
-``metrics.json`` (never from the driver's memory) and written to ``DIR/results.md`` /
-``results.json``.
+paper's Tables 1–4 named in ``cfg.pipeline.rows`` (the row table: :mod:`rolekd_tf.rows`) by calling
+the public commands (``search.py``, ``train.py``, ``python -m rolekd_tf.export``) in subprocesses,
+printing each so users can re-run any step alone. Every step writes its own directory under
+``DIR`` and resumes when re-run, so the driver itself resumes after an interruption. The summary
+table is read back from each run's ``metrics.json`` (never from the driver's memory), printed next
+to the paper's number for the same row (:mod:`rolekd_tf.paper_results`), and written to
+``DIR/results.md`` / ``results.json``.
 
-Rows (``pipeline.rows``):
-  vanilla_fp      teacher, baseline augmentation only
-  stage_alpha     teacher re-trained with A_T (stage α search on the reduced split)
-  vanilla_lowbit  k-bit student initialised from the teacher, no KD, baseline augmentation
-  only_iikd       k-bit student distilled with II-KD, baseline augmentation
-  stage_beta      k-bit student distilled with II-KD and A_S (stage β search)
-  student_at      k-bit student distilled with II-KD and the teacher's A_T (Table 3)
+Two data scales: searches read the search's reduced split (``search.train_size`` /
+``search.val_size``), final trainings the full training split (``data.*``) and report on the
+dataset's test split. ``pipeline.teacher_schedule: PATH`` gives stage α a schedule file instead of
+a search (paper §5.1: CIFAR-100 reuses CIFAR-10's A_T).
 
-With ``pipeline.tfmot: true`` one more row runs tfmot's 8-bit QAT baseline
-(``benchmarks/tfmot_baseline.py``, its own process) on the same data, recipe and epoch budget.
-``--report`` prints the table of whatever has finished (e.g. while a long run is still going).
+Table 2 rows: ``vanilla_fp``, ``stage_alpha`` (teachers), ``vanilla_lowbit`` and ``alpha_lowbit``
+(k-bit from scratch, baseline augmentation / A_T, no KD), ``only_iikd`` and ``stage_beta`` (k-bit
+initialised from the teacher, II-KD, baseline augmentation / A_S); Table 3: ``student_at`` (II-KD +
+A_T), ``t3_<kd>_at`` / ``t3_<kd>_as``; Table 1: ``t1_<kd>``; Table 4: ``t4_<student>`` (FP
+student, II-KD + A_S, 1×1 adapters) and ``t4_<student>_vanilla``.
+
+``--dry-run`` prints the plan — every step, its command, the data it reads and an estimate of its
+GPU-hours (:mod:`rolekd_tf.cost`) — and runs and writes nothing. With ``pipeline.tfmot: true`` one
+more row runs tfmot's 8-bit QAT baseline (``benchmarks/tfmot_baseline.py``, its own process) on the
+same data, recipe and epoch budget. ``--report`` prints the table of whatever has finished (e.g.
+while a long run is still going).
 """
 from __future__ import annotations
 
@@ -33,15 +39,10 @@ import time
 from pathlib import Path
 
 from rolekd_tf.errors import RolekdError
+from rolekd_tf.rows import ROW_TABLE, Row, canonical
 
-ROW_TITLES = {
-    "vanilla_fp": "Vanilla FP32 teacher",
-    "stage_alpha": "Stage α teacher (A_T) FP32",
-    "vanilla_lowbit": "Vanilla {b}-bit",
-    "only_iikd": "Only II-KD {b}-bit",
-    "stage_beta": "Stage β {b}-bit (II-KD + A_S)",
-    "student_at": "{b}-bit II-KD + A_T (Table 3)",
-}
+#: title of every row that has runs of its own (aliases show their target's runs)
+ROW_TITLES = {name: r.title for name, r in ROW_TABLE.items() if r.same_as is None}
 
 
 class StepFailed(RolekdError):
@@ -103,80 +104,131 @@ def _script(name: str) -> str:
     return name if Path(name).resolve() == _ROOT / name else str(_ROOT / name)
 
 
+def _row_sets(cfg, row: Row, bits: int, kd: str | None = None) -> list[str]:
+    """``section.key=value`` overrides that turn the config into ``row``'s run at ``bits``
+    (``kd`` replaces the row's loss: a stage β search for a row runs with II-KD)."""
+    if row.teacher:
+        return ["distill.kd=none"]
+    kd = row.kd if kd is None else kd
+    sets = list(cfg.pipeline.student_set) if row.recipe == "student" else []
+    if row.model is not None:
+        sets.append(f"model.name={row.model}")
+    sets += [f"model.w_bits={bits}", f"model.a_bits={bits}", f"distill.kd={kd}"]
+    if row.adapter:
+        sets.append("distill.adapter=true")
+    return sets
+
+
+def _student_search_dir(out: Path, row: Row, bits: int, kd: str) -> Path:
+    name = "search-student-" + (f"w{bits}a{bits}" if row.lowbit else "fp32")
+    if row.model is not None:
+        name += f"-{row.model}"
+    return out / (name if kd == "ii" else f"{name}-{kd}")
+
+
+def teacher_row(rows) -> str | None:
+    """The row whose first-seed run every student distils from: stage α when planned."""
+    names = {canonical(r).name for r in rows}
+    return next((t for t in ("stage_alpha", "vanilla_fp") if t in names), None)
+
+
 def plan(cfg, config_path: str, out: Path, sets: list[str]) -> list[dict]:
-    """The ordered steps (dicts with ``kind``, ``row``, ``bits``, ``seed``, ``cmd``, ``dir``).
+    """The ordered steps; computes, creates and reads nothing.
+
+    Every step is a dict with ``kind`` (search | train | export | baseline), ``dir`` and ``cmd``;
+    search and train steps also ``row``, ``seed``, ``bits`` (32 = full precision), ``sets`` (the
+    step's ``section.key=value`` overrides on top of the config and the user's ``--set``),
+    ``scale`` (``search``: the search's reduced split, ``search.train_size``/``val_size``;
+    ``full``: ``data.*``), ``model``, ``kd``, ``teacher`` / ``init`` / ``schedule`` (paths or None).
 
     Seed-major order: the searches, every row of the first seed, the exports and the baseline
     come first, then the other seeds, so an interrupted run already holds one complete table
-    (``--report`` prints it).
+    (``--report`` prints it). Rows that are aliases (``rolekd_tf.rows``) add no runs.
     """
     py = sys.executable
     base = ["--config", config_path] + [a for s in sets for a in ("--set", s)]
     p = cfg.pipeline
-    rows = list(p.rows)
-    student_rows = [r for r in rows if r in ("vanilla_lowbit", "only_iikd", "stage_beta", "student_at")]
-    need_at = "stage_alpha" in rows or "student_at" in rows
-    if student_rows and "stage_alpha" not in rows and "vanilla_fp" not in rows:
-        raise RolekdError("pipeline.rows has student rows but no teacher row (vanilla_fp or stage_alpha)")
-    steps: list[dict] = []
-    s_teacher = out / "search-teacher"
-    if need_at:
-        steps.append({"kind": "search", "dir": s_teacher,
-                      "cmd": [py, _script("search.py"), "--role", "teacher", *base, "--out", str(s_teacher), "--quiet"]})
-    at = s_teacher / "schedule.json"
+    runs = [ROW_TABLE[n] for n in dict.fromkeys(canonical(r).name for r in p.rows)]
     seeds = list(p.seeds)
-    teacher = out / (f"teacher-alpha-s{seeds[0]}" if "stage_alpha" in rows else f"teacher-vanilla-s{seeds[0]}")
-    stu = [a for s in p.student_set for a in ("--set", s)]
+    t_row = teacher_row(p.rows)
+    teacher = None if t_row is None else out / f"teacher-{'alpha' if t_row == 'stage_alpha' else 'vanilla'}-s{seeds[0]}"
+    steps: list[dict] = []
+    at = Path(p.teacher_schedule) if p.teacher_schedule else out / "search-teacher" / "schedule.json"
+    if any(r.schedule == "A_T" for r in runs) and not p.teacher_schedule:
+        d = out / "search-teacher"
+        steps.append({"kind": "search", "row": "stage_alpha", "seed": cfg.seed, "bits": 32, "dir": d,
+                      "sets": ["distill.kd=none"], "scale": "search", "model": cfg.model.name, "kd": "none",
+                      "teacher": None, "init": None, "schedule": None,
+                      "cmd": [py, _script("search.py"), "--role", "teacher", *base, "--set", "distill.kd=none",
+                              "--out", str(d), "--quiet"]})
+    searches: dict[Path, list[str]] = {}
     first_seed_end = None
+
+    def student_search(row: Row, bits: int) -> Path:
+        """The stage β search ``row`` trains with (added to the plan at first use)."""
+        kd = "ii" if p.student_search == "iikd" else row.kd
+        d = _student_search_dir(out, row, bits, kd)
+        s_sets = _row_sets(cfg, row, bits, kd=kd)
+        if d in searches:
+            return d
+        searches[d] = s_sets
+        steps.append({"kind": "search", "row": row.name, "seed": cfg.seed, "bits": bits, "dir": d,
+                      "sets": s_sets, "scale": "search", "model": row.model or cfg.model.name, "kd": kd,
+                      # search.py starts students from the teacher's weights: rows trained from
+                      # scratch (Table 4's foreign networks) need it not to (docs/PROTOCOL.md)
+                      "teacher": teacher, "init": teacher if row.init == "teacher" else None, "schedule": None,
+                      "cmd": [py, _script("search.py"), "--role", "student", *base,
+                              *[a for s in s_sets for a in ("--set", s)], "--teacher", str(teacher),
+                              "--out", str(d), "--quiet"]})
+        return d
+
     for i, sd in enumerate(seeds):
         if i == 1:
             first_seed_end = len(steps)
-        for row, name in (("vanilla_fp", "vanilla"), ("stage_alpha", "alpha")):
-            if row not in rows:
-                continue
-            d = out / f"teacher-{name}-s{sd}"
-            cmd = [py, _script("train.py"), *base, "--set", f"seed={sd}", "--set", "distill.kd=none"]
-            if row == "stage_alpha":
-                cmd += ["--schedule", str(at)]
-            steps.append({"kind": "train", "row": row, "bits": 32, "seed": sd, "dir": d,
+        ordered = ([(r, 32) for r in runs if r.teacher] + [(r, 32) for r in runs if not r.teacher and not r.lowbit]
+                   + [(r, b) for b in p.bits for r in runs if r.lowbit])
+        for row, b in ordered:
+            sched = {"A_T": at, "baseline": None}.get(row.schedule)
+            if row.schedule == "A_S":
+                sched = student_search(row, b) / "schedule.json"
+            if row.teacher:
+                d = out / f"teacher-{'alpha' if row.name == 'stage_alpha' else 'vanilla'}-s{sd}"
+            else:
+                d = out / f"{f'w{b}a{b}' if row.lowbit else 'fp32'}-{row.name}-s{sd}"
+            r_sets = _row_sets(cfg, row, b)
+            init = teacher if row.init == "teacher" else None
+            t_dir = teacher if row.kd != "none" else None
+            cmd = [py, _script("train.py"), *base, *[a for s in r_sets for a in ("--set", s)],
+                   "--set", f"seed={sd}"]
+            if init is not None:
+                cmd += ["--init", str(init)]
+            if t_dir is not None:
+                cmd += ["--teacher", str(t_dir)]
+            if sched is not None:
+                cmd += ["--schedule", str(sched)]
+            steps.append({"kind": "train", "row": row.name, "bits": b, "seed": sd, "dir": d,
+                          "sets": r_sets + [f"seed={sd}"], "scale": "full", "model": row.model or cfg.model.name,
+                          "kd": row.kd, "teacher": t_dir, "init": init, "schedule": sched,
                           "cmd": cmd + ["--out", str(d), "--quiet"]})
-        for b in p.bits:
-            bits = ["--set", f"model.w_bits={b}", "--set", f"model.a_bits={b}"]
-            s_student = out / f"search-student-w{b}a{b}"
-            if i == 0 and "stage_beta" in rows:  # needs the teacher of the first seed only
-                steps.append({"kind": "search", "dir": s_student,
-                              "cmd": [py, _script("search.py"), "--role", "student", *base, *stu, *bits,
-                                      "--set", "distill.kd=ii", "--teacher", str(teacher),
-                                      "--out", str(s_student), "--quiet"]})
-            for row in student_rows:
-                kd = "none" if row == "vanilla_lowbit" else "ii"
-                sched = {"stage_beta": s_student / "schedule.json", "student_at": at}.get(row)
-                d = out / f"w{b}a{b}-{row}-s{sd}"
-                cmd = [py, _script("train.py"), *base, *stu, *bits, "--set", f"seed={sd}", "--init", str(teacher)]
-                if kd != "none":
-                    cmd += ["--teacher", str(teacher), "--kd", kd]
-                else:
-                    cmd += ["--set", "distill.kd=none"]
-                if sched is not None:
-                    cmd += ["--schedule", str(sched)]
-                steps.append({"kind": "train", "row": row, "bits": b, "seed": sd, "dir": d,
-                              "cmd": cmd + ["--out", str(d), "--quiet"]})
     tail: list[dict] = []
+    names = [r.name for r in runs]
     if p.export:
-        final_row = next((r for r in ("stage_beta", "only_iikd", "vanilla_lowbit") if r in rows), None)
+        final_row = next((r for r in ("stage_beta", "only_iikd", "vanilla_lowbit") if r in names), None)
         if final_row:
             for b in p.bits:
                 d = out / f"w{b}a{b}-{final_row}-s{seeds[0]}"
                 tail.append({"kind": "export", "dir": d, "cmd": [py, "-m", "rolekd_tf.export", str(d)]})
-        tail.append({"kind": "export", "dir": teacher, "cmd": [py, "-m", "rolekd_tf.export", str(teacher)]})
+        if teacher is not None:
+            tail.append({"kind": "export", "dir": teacher, "cmd": [py, "-m", "rolekd_tf.export", str(teacher)]})
     if p.tfmot:
         d = out / "tfmot-qat8"
         script = _script("benchmarks/tfmot_baseline.py")
         # Same data, recipe and seed as the teacher rows; E FP + E QAT epochs = one teacher run
         # plus one student run of this pipeline.
         tail.append({"kind": "baseline", "row": "tfmot_qat8", "bits": 8, "seed": seeds[0], "dir": d,
-                      "cmd": [py, script, *base, "--set", f"seed={seeds[0]}", "--out", str(d),
-                              "--results-md", "", "--verbose", "0"]})
+                     "sets": [], "scale": "full", "model": cfg.model.name, "kd": "none",
+                     "cmd": [py, script, *base, "--set", f"seed={seeds[0]}", "--out", str(d),
+                             "--results-md", "", "--verbose", "0"]})
     cut = len(steps) if first_seed_end is None else first_seed_end
     return steps[:cut] + tail + steps[cut:]
 
@@ -244,11 +296,44 @@ def summarise(cfg, steps: list[dict], partial: bool = False) -> tuple[list[dict]
     return table, "\n".join(lines)
 
 
+def paper_comparison(cfg, table: list[dict]) -> tuple[list[dict], str]:
+    """Each requested row (aliases included) beside the paper's number for the same row.
+
+    ``table``: :func:`summarise`'s rows. Ours is the test-split mean when the runs have one
+    (``test_mean``), else the holdout mean — the column says which. Paper numbers exist only
+    where REFERENCE.md has them (:mod:`rolekd_tf.paper_results`); elsewhere "–".
+    """
+    from rolekd_tf.paper_results import paper_number
+
+    by_key = {(t["row"], t["bits"]): t for t in table}
+    out, lines = [], ["| table | row | bits (w/a) | ours % | measured on | paper % |", "|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(cfg.pipeline.rows):
+        row, target = ROW_TABLE[name], canonical(name)
+        for b in (cfg.pipeline.bits if target.lowbit else [32]):
+            t = by_key.get((target.name, b))
+            model = target.model or cfg.model.name
+            paper = paper_number(name, cfg.data.dataset, model, b)
+            ours, on = None, "–"
+            if t is not None:
+                for key, split in (("test_mean", "test"), ("holdout_mean", "holdout"), ("val_mean", "val")):
+                    if t.get(key) is not None:
+                        ours, on = (t[key], t.get(key.replace("mean", "std"))), split
+                        break
+            out.append({"table": row.table, "row": name, "runs_of": target.name, "bits": b, "model": model,
+                        "ours_mean": None if ours is None else ours[0],
+                        "ours_std": None if ours is None else ours[1], "measured_on": on, "paper": paper})
+            o = "–" if ours is None else f"{ours[0]:.2f} ± {ours[1] or 0:.2f}"
+            lines.append(f"| {row.table} | {row.title.format(b=b)} | {'32/32' if b == 32 else f'{b}/{b}'} | {o} | "
+                         f"{on} | {'–' if paper is None else f'{paper:.2f}'} |")
+    return out, "\n".join(lines)
+
+
 def _write_results(cfg, config_path, sets, steps, out_dir: Path, log: list, wall: float | None,
                    partial: bool) -> tuple[dict, str]:
     from rolekd_tf.fileio import atomic_write_json, atomic_write_text
 
     table, md = summarise(cfg, steps, partial=partial)
+    paper, paper_md = paper_comparison(cfg, table)
     plots = sorted(str(p) for p in out_dir.glob("search-*/schedule.png"))
     tflite = sorted(str(p) for p in out_dir.glob("*/export/*.tflite"))
     journal = out_dir / "steps.jsonl"
@@ -266,12 +351,39 @@ def _write_results(cfg, config_path, sets, steps, out_dir: Path, log: list, wall
               f"step time summed over all invocations {total:.0f}s"
               + (f"; this invocation's wall time {wall:.0f}s" if wall is not None else "")
               + (" (PARTIAL: unfinished runs are left out)" if partial and done < len(steps) else "") + ".")
+    md = md + "\n\nNext to the paper (same table, row and bit width):\n\n" + paper_md
     atomic_write_text(out_dir / "results.md", header + "\n\n" + md + "\n")
-    res = {"config": config_path, "sets": sets, "table": table, "steps": log, "wall_time_s": wall,
-           "steps_finished": done, "steps_total": len(steps), "step_seconds_total": total,
+    res = {"config": config_path, "sets": sets, "table": table, "paper_comparison": paper, "steps": log,
+           "wall_time_s": wall, "steps_finished": done, "steps_total": len(steps), "step_seconds_total": total,
            "schedule_plots": plots, "tflite": tflite}
     atomic_write_json(out_dir / "results.json", res)
     return res, md
+
+
+def dry_run(config_path: str, out: str | None = None, sets: list[str] | None = None) -> dict:
+    """Print the plan (steps, commands, data read, GPU-hour estimates); run and write nothing."""
+    from rolekd_tf.config import load_config
+    from rolekd_tf.dryrun import describe
+
+    sets = list(sets or [])
+    cfg = load_config(config_path, sets)
+    out_dir = Path(out or f"runs/{cfg.name}-pipeline")
+    steps = plan(cfg, config_path, out_dir, sets)
+    text, total = describe(cfg, steps)
+    print(f"pipeline {cfg.name} (dry run: nothing is run or written) into {out_dir}/")
+    ts = cfg.pipeline.teacher_schedule
+    if ts and not Path(ts).is_file():
+        print(f"note: pipeline.teacher_schedule {ts} does not exist yet: run the pipeline that writes it first")
+    print(text)
+    return {"steps": steps, "gpu_hours": total}
+
+
+def _check_inputs(cfg) -> None:
+    """Fail before the first step on inputs the plan takes from outside ``--out``."""
+    ts = cfg.pipeline.teacher_schedule
+    if ts and any(canonical(r).schedule == "A_T" for r in cfg.pipeline.rows) and not Path(ts).is_file():
+        raise RolekdError(f"pipeline.teacher_schedule={ts!r} is not a file (e.g. run the CIFAR-10 pipeline "
+                          "first and point at its search-teacher/schedule.json)")
 
 
 def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | None = None,
@@ -291,8 +403,9 @@ def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | Non
         print(f"\n{res['steps_finished']}/{res['steps_total']} steps finished; "
               f"results: {out_dir}/results.md, {out_dir}/results.json")
         return res
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_inputs(cfg)
     steps = plan(cfg, config_path, out_dir, sets)
+    out_dir.mkdir(parents=True, exist_ok=True)
     print(f"pipeline {cfg.name}: {len(steps)} steps into {out_dir}/ (re-run the same command to resume)")
     t0 = time.time()
     log: list = []
@@ -317,9 +430,16 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--report", action="store_true",
                     help="run nothing: print and save the table of the runs finished so far")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the plan (commands, data each step reads, GPU-hour estimates); run and write nothing")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
-    run_pipeline(args.config, args.out, args.set, report_only=args.report)
+    if args.dry_run and args.report:
+        raise RolekdError("--dry-run and --report exclude each other")
+    if args.dry_run:
+        dry_run(args.config, args.out, args.set)
+    else:
+        run_pipeline(args.config, args.out, args.set, report_only=args.report)
     return 0
 
 

@@ -6,7 +6,10 @@ opened and the summary table is recomputed from the runs' own ``metrics.json`` f
 
 Default suite: the two method rows (stage_alpha, stage_beta), which already run every public
 command (both searches, train.py as teacher and as II-KD student, both exports): 6 steps, ~4 min.
-``-m slow`` adds the run with all six rows (10 steps, ~7 min on 2 busy cores, 2026-12-02).
+``-m slow`` adds the run with the default rows (Table 2 + student_at: 11 steps).
+
+The plan itself (which command each row of Tables 1–4 runs, aliases, ``teacher_schedule``,
+``--dry-run``, the paper column of the report) is checked without running anything, in seconds.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ pipeline:
   export: true
 """
 
-ALL_ROWS = ["vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at"]
+ALL_ROWS = ["vanilla_fp", "stage_alpha", "vanilla_lowbit", "alpha_lowbit", "only_iikd", "stage_beta", "student_at"]
 METHOD_ROWS = ["stage_alpha", "stage_beta"]
 
 
@@ -178,3 +181,183 @@ def test_report_has_a_test_column_from_metrics_files(tmp_path):
     cells = {ln.split("|")[1].strip(): ln.split("|")[col].strip() for ln in lines}
     assert cells["Vanilla FP32 teacher"] == f"{ref.mean():.2f} ± {ref.std(ddof=1):.2f}"
     assert cells["Stage β 2-bit (II-KD + A_S)"] == "–" and cells["Only II-KD 2-bit"] == "–"
+
+
+# ------------------------------------------------------------------ the plan, without running it
+
+def _plan(tmp_path, rows, *, bits=(2,), seeds=(0,), extra=()):
+    from rolekd_tf.config import load_config
+    from rolekd_tf.pipeline import plan
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(TINY.replace("{rows}", "[" + ", ".join(rows) + "]"))
+    sets = [f"pipeline.bits={list(bits)}", f"pipeline.seeds={list(seeds)}", *extra]
+    cfg = load_config(cfg_path, sets)
+    return cfg, plan(cfg, str(cfg_path), tmp_path / "out", sets)
+
+
+def _flag(cmd, name):
+    return cmd[cmd.index(name) + 1] if name in cmd else None
+
+
+def _sets(cmd):
+    return [cmd[i + 1] for i, c in enumerate(cmd) if c == "--set"]
+
+
+STUDENT_RECIPE = "train.optimizer=adam"  # first entry of pipeline.student_set (the default)
+
+
+@pytest.mark.parametrize("row,init,teacher,schedule,kd,recipe", [
+    # Table 2: vanilla k-bit and stage α k-bit are DoReFa nets trained from scratch, no KD
+    ("vanilla_lowbit", False, False, None, "none", False),
+    ("alpha_lowbit", False, False, "search-teacher", "none", False),
+    ("only_iikd", True, True, None, "ii", True),
+    ("stage_beta", True, True, "search-student-w2a2", "ii", True),
+    ("student_at", True, True, "search-teacher", "ii", True),
+    ("t1_mhgd", True, True, "search-student-w2a2", "mhgd", True),  # A_S of the II-KD search
+    ("t3_dml_at", True, True, "search-teacher", "dml", True),
+    ("t3_svd_as", True, True, "search-student-w2a2", "svd", True),
+])
+def test_each_row_runs_its_definition(tmp_path, row, init, teacher, schedule, kd, recipe):
+    _, steps = _plan(tmp_path, ["stage_alpha", row])
+    (st,) = [s for s in steps if s["kind"] == "train" and s.get("bits") == 2]
+    cmd = st["cmd"]
+    t_dir = str(tmp_path / "out" / "teacher-alpha-s0")
+    assert _flag(cmd, "--init") == (t_dir if init else None)
+    assert _flag(cmd, "--teacher") == (t_dir if teacher else None)
+    sched = _flag(cmd, "--schedule")
+    assert sched == (None if schedule is None else str(tmp_path / "out" / schedule / "schedule.json"))
+    assert f"distill.kd={kd}" in _sets(cmd)
+    assert (STUDENT_RECIPE in _sets(cmd)) == recipe
+    assert {"model.w_bits=2", "model.a_bits=2"} <= set(_sets(cmd))
+    assert st["row"] == canonical_name(row)
+
+
+def canonical_name(row):
+    from rolekd_tf.rows import canonical
+
+    return canonical(row).name
+
+
+def test_table4_students_use_their_own_network_search_and_adapters(tmp_path):
+    _, steps = _plan(tmp_path, ["stage_alpha", "t4_wrn-16-2", "t4_wrn-16-2_vanilla"])
+    train = {s["row"]: s for s in steps if s["kind"] == "train"}
+    kd, alone = train["t4_wrn-16-2"], train["t4_wrn-16-2_vanilla"]
+    for st in (kd, alone):
+        assert {"model.name=wrn-16-2", "model.w_bits=32", "model.a_bits=32"} <= set(_sets(st["cmd"]))
+        assert _flag(st["cmd"], "--init") is None  # another network: nothing to copy
+        assert st["bits"] == 32 and st["dir"].name.startswith("fp32-")
+    assert "distill.adapter=true" in _sets(kd["cmd"]) and "distill.adapter=true" not in _sets(alone["cmd"])
+    assert _flag(kd["cmd"], "--teacher").endswith("teacher-alpha-s0")
+    (search,) = [s for s in steps if s["kind"] == "search" and s["dir"].name.startswith("search-student")]
+    assert search["dir"].name == "search-student-fp32-wrn-16-2"
+    assert _flag(kd["cmd"], "--schedule") == str(search["dir"] / "schedule.json")
+    assert {"model.name=wrn-16-2", "distill.kd=ii", "distill.adapter=true"} <= set(_sets(search["cmd"]))
+    assert search["init"] is None
+
+
+def test_aliases_add_no_runs(tmp_path):
+    _, a = _plan(tmp_path / "a", ["stage_alpha", "stage_beta", "t1_soft"], bits=(2, 4))
+    _, b = _plan(tmp_path / "b", ["stage_alpha", "stage_beta", "t1_soft", "t1_ii", "t3_ii_as", "t3_soft_as"],
+                 bits=(2, 4))
+    rel = lambda steps, root: [(s["kind"], str(s["dir"].relative_to(root))) for s in steps]  # noqa: E731
+    assert rel(a, tmp_path / "a") == rel(b, tmp_path / "b")
+    # one stage β search per bit width serves II-KD and soft labels (student_search: iikd)
+    assert [s["dir"].name for s in a if s["kind"] == "search"] == [
+        "search-teacher", "search-student-w2a2", "search-student-w4a4"]
+
+
+def test_per_kd_student_search(tmp_path):
+    _, steps = _plan(tmp_path, ["stage_alpha", "stage_beta", "t1_soft"], extra=["pipeline.student_search=per_kd"])
+    searches = {s["dir"].name: s for s in steps if s["kind"] == "search"}
+    assert set(searches) == {"search-teacher", "search-student-w2a2", "search-student-w2a2-soft"}
+    assert "distill.kd=soft" in _sets(searches["search-student-w2a2-soft"]["cmd"])
+    soft = next(s for s in steps if s["kind"] == "train" and s["row"] == "t1_soft")
+    assert _flag(soft["cmd"], "--schedule").endswith("search-student-w2a2-soft/schedule.json")
+
+
+def test_teacher_schedule_replaces_the_stage_alpha_search(tmp_path):
+    sched = tmp_path / "a_t.json"
+    _, steps = _plan(tmp_path, ["stage_alpha", "alpha_lowbit", "student_at"],
+                     extra=[f"pipeline.teacher_schedule={sched}"])
+    assert not any(s["dir"].name == "search-teacher" for s in steps)
+    users = [s for s in steps if s["kind"] == "train"]
+    assert len(users) == 3 and all(_flag(s["cmd"], "--schedule") == str(sched) for s in users)
+
+
+def test_missing_teacher_schedule_fails_before_any_step(tmp_path):
+    from rolekd_tf.errors import RolekdError
+    from rolekd_tf.pipeline import run_pipeline
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(TINY.replace("{rows}", "[stage_alpha]"))
+    out = tmp_path / "out"
+    with pytest.raises(RolekdError, match="teacher_schedule"):
+        run_pipeline(str(cfg_path), str(out), [f"pipeline.teacher_schedule={tmp_path / 'missing.json'}"])
+    assert not out.exists()
+
+
+def test_rows_that_need_a_teacher_need_a_teacher_row(tmp_path):
+    from rolekd_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="only_iikd.*teacher"):
+        _plan(tmp_path, ["vanilla_lowbit", "only_iikd"])
+    _plan(tmp_path, ["vanilla_lowbit", "alpha_lowbit"])  # from scratch: no teacher needed
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    from rolekd_tf.pipeline import dry_run
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(TINY.replace("{rows}", "[stage_alpha, vanilla_lowbit, stage_beta]"))
+    before = sorted(tmp_path.rglob("*"))
+    res = dry_run(str(cfg_path), str(tmp_path / "out"), [])
+    assert sorted(tmp_path.rglob("*")) == before
+    text = capsys.readouterr().out
+    import shlex
+
+    for st in res["steps"]:
+        assert "$ " + " ".join(shlex.quote(str(c)) for c in st["cmd"]) in text
+    assert text.count("search split: train 120 / val 60") == 2  # both searches
+    assert text.count("full data: train 120 / val 60 / holdout 60") == 3  # the three trainings
+    assert text.count("estimate: ") == len(res["steps"])
+    assert res["gpu_hours"] > 0
+
+
+def test_search_steps_read_the_search_split(tmp_path):
+    """search.train_size/val_size (h3's SearchConfig fields) set the search's data; trainings keep
+    data.*. Checked on a stand-in config object so it holds before those fields are merged."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from rolekd_tf.config import load_config
+    from rolekd_tf.dryrun import describe_data, step_scale
+
+    cfg = load_config(None, ["data.dataset=cifar10", "data.val_size=1000"])
+    cfg = SimpleNamespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    cfg.search = SimpleNamespace(train_size=4000, val_size=46000)
+    s = step_scale(cfg, {"scale": "search"})
+    assert (s.train, s.val, s.test) == (4000, 46000, None)
+    f = step_scale(cfg, {"scale": "full"})
+    assert (f.train, f.val, f.holdout, f.test) == (49000, 1000, 0, 10000)
+    assert "search split: train 4,000 / val 46,000 (search.train_size/val_size)" in describe_data(cfg, {"scale": "search"})
+
+
+def test_report_puts_the_paper_number_beside_each_row():
+    from rolekd_tf.config import load_config
+    from rolekd_tf.pipeline import paper_comparison
+
+    cfg = load_config(None, ["data.dataset=cifar100", "model.name=resnet18", "pipeline.bits=[4]",
+                             "pipeline.rows=[stage_alpha, stage_beta, t1_ii, student_at, alpha_lowbit]"])
+    table = [{"row": "stage_alpha", "bits": 32, "test_mean": 75.0, "test_std": 0.1, "holdout_mean": None},
+             {"row": "stage_beta", "bits": 4, "holdout_mean": 70.0, "holdout_std": 0.5},
+             {"row": "student_at", "bits": 4, "test_mean": 71.0, "test_std": 0.0}]
+    rows, md = paper_comparison(cfg, table)
+    got = {(r["row"], r["bits"]): (r["ours_mean"], r["measured_on"], r["paper"]) for r in rows}
+    assert got == {("stage_alpha", 32): (75.0, "test", 75.19),
+                   ("stage_beta", 4): (70.0, "holdout", 74.21),
+                   ("t1_ii", 4): (70.0, "holdout", 74.21),  # Table 1's II-KD row = stage β's runs
+                   ("student_at", 4): (71.0, "test", 73.46),
+                   ("alpha_lowbit", 4): (None, "–", None)}
+    assert "| 1 | Table 1: 4-bit II-KD + A_S | 4/4 | 70.00 ± 0.50 | holdout | 74.21 |" in md
