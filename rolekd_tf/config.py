@@ -119,6 +119,9 @@ class SearchConfig:
     resample_p: float = 0.2
     perturb_max: int = 3
     seed: int | None = None  #: PBT decisions (exploit/explore); None = the top-level seed
+    #: members' start policies: "zeros" (PBA) | "random" (one PBA explore step from zeros per
+    #: member, seeded by the search seed) — see rolekd_tf/search/space.py, search/informative.py
+    init: str = "zeros"
 
 
 ROWS = ("vanilla_fp", "stage_alpha", "vanilla_lowbit", "only_iikd", "stage_beta", "student_at")
@@ -301,6 +304,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"search.quantile={s.quantile} must be in (0, 0.5]")
     if not 0 <= s.resample_p <= 1:
         raise ConfigError(f"search.resample_p={s.resample_p} must be in [0, 1]")
+    from rolekd_tf.search.space import INIT_CHOICES
+
+    _check_choice("search.init", s.init, INIT_CHOICES)
     p = cfg.pipeline
     for b in p.bits:
         if b not in ALLOWED_BITS or b == 32:

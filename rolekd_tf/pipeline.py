@@ -265,6 +265,31 @@ def _write_results(cfg, config_path, sets, steps, out_dir: Path, log: list, wall
     return res, md
 
 
+#: rows trained with a searched schedule → the row they repeat exactly when that schedule is all zero
+_SCHEDULE_ROWS = {"stage_alpha": "vanilla_fp", "stage_beta": "only_iikd", "student_at": "only_iikd"}
+
+
+def check_searched_schedule(st: dict) -> None:
+    """Before a training step that uses a searched schedule (stage α / stage β / A_T student):
+    stop when the search learned an all-zero schedule — the row would repeat its baseline row
+    byte for byte (issue 20) — and print a warning when the schedule is the best member's start
+    policy unchanged (a random start selected, not evolved). One-line message naming the search
+    directory and the setting to change (``rolekd_tf.search.informative``)."""
+    row, cmd = st.get("row"), st.get("cmd", [])
+    if st.get("kind") != "train" or row not in _SCHEDULE_ROWS or "--schedule" not in cmd:
+        return
+    from rolekd_tf.search.informative import schedule_status
+
+    search_dir = Path(cmd[cmd.index("--schedule") + 1]).parent
+    status = schedule_status(search_dir)
+    if status.empty:
+        raise StepFailed(
+            f"{row} would repeat {_SCHEDULE_ROWS[row]}: {status.warning}; delete {search_dir} and "
+            "re-run the pipeline with that setting (pipeline --set search.…)")
+    if status.unchanged:
+        print(f"warning: {status.warning}", file=sys.stderr, flush=True)
+
+
 def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | None = None,
                  report_only: bool = False) -> dict:
     """Run (or, with ``report_only``, only summarise) the pipeline; returns the results dict."""
@@ -291,6 +316,7 @@ def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | Non
         if st["kind"] == "baseline" and _finished(st):
             print(f"\n(skipping {st['dir']}: finished)", flush=True)
             continue
+        check_searched_schedule(st)
         _run(st["cmd"], log, out_dir / "steps.jsonl")
     wall = time.time() - t0
     res, md = _write_results(cfg, config_path, sets, steps, out_dir, log, wall, partial=False)

@@ -10,7 +10,11 @@ Output directory (default ``searches/<cfg.name>-<role>``)::
     schedule.json      per-epoch schedule of the best final member, rebuilt from its lineage
     schedule.png       plot of that schedule
     lineage/           the best member's Ray-Tune log (pbt_policy_<id>.txt) — load_schedule reads it
-    summary.json       best member, accuracies, wall time, trainer time vs overhead
+    summary.json       best member, accuracies, wall time, trainer time vs overhead, and the
+                       verdict on the schedule: schedule_empty / schedule_unchanged /
+                       schedule_informative / warning (rolekd_tf.search.informative); an
+                       uninformative schedule also prints one ``warning: …`` line on stderr
+                       naming the setting to change (exit status stays 0)
     tb/member_<id>/    TensorBoard scalars per member
     pbt/               Keras Tuner project: oracle.json (PBT state), trial_<id>/ (segment
                        checkpoint + segment.json), lineage/ (every member's log, lineage.jsonl),
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle = PBTOracle(
         population=s.population, ready_interval=s.ready_interval, epochs=s.epochs,
         quantile=s.quantile, resample_p=s.resample_p, perturb_max=s.perturb_max,
-        seed=search_seed(cfg),
+        seed=search_seed(cfg), init=getattr(s, "init", "zeros"),
     )
     tuner = PBTTuner(
         oracle, task_factory=make_task, base_seed=cfg.seed,
@@ -226,7 +230,10 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
     if m["score"] is None or m["failed"]:  # pragma: no cover - the oracle stalls instead
         raise RolekdError(f"the search in {str(out)!r} has no member with a completed last segment")
     rows = oracle.member_log(best)
-    sched = lin.schedule_for_rows(rows, E)
+    start = oracle.start_policy(best)
+    # A member that never exploited trained with its start policy throughout (zeros under PBA's
+    # init; its random draw under search.init=random).
+    sched = lin.schedule_for_rows(rows, E, default_policy=start)
     ldir = out / "lineage"
     ldir.mkdir(parents=True, exist_ok=True)
     log_file = None
@@ -267,7 +274,17 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
         "overhead_fraction_this_run": (wall - trainer_run) / trainer_run if trainer_run > 0 else None,
         "trainer_seconds_all_segments": trainer_all,
     }
+    from rolekd_tf.search.informative import check_schedule
+
+    verdict = check_schedule(sched.as_array(), start, where=str(out), best_member=best, exploits=len(rows),
+                             init=oracle.init, ready_interval=cfg.search.ready_interval,
+                             population=cfg.search.population)
+    summary.update(init=oracle.init, schedule_empty=verdict.empty, schedule_unchanged=verdict.unchanged,
+                   schedule_informative=verdict.informative, warning=verdict.warning or None)
     atomic_write_json(out / "summary.json", summary)
+    if verdict.warning:
+        # Not an error: the search did what PBA does; the schedule just carries no information.
+        print(f"warning: {verdict.warning}", file=sys.stderr, flush=True)
     return summary
 
 
