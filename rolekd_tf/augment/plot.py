@@ -134,13 +134,14 @@ def plot_schedule(schedule: Schedule, path: str | os.PathLike, *, title: str | N
 
 
 def plot_compare(schedules: Sequence[Schedule], labels: Sequence[str], path: str | os.PathLike, *,
-                 title: str | None = None, dpi: int = 120) -> None:
+                 title: str | None = None, dpi: int = 120):
     """Write a PNG with the schedules side by side (one column each: probability over magnitude),
     e.g. A_T and A_S as the paper's Fig. 3 and Fig. 4.
 
     Shared scales: every column's probabilities are divided by the **largest** per-epoch sum of
     all the schedules (so a column that reaches 1 holds the strongest epoch of the figure and the
     heights compare across columns); magnitudes share the 0..9 axis; one colour per op, one legend.
+    Returns the matplotlib Figure (already written to ``path``).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -169,3 +170,4 @@ def plot_compare(schedules: Sequence[Schedule], labels: Sequence[str], path: str
     fig.subplots_adjust(left=0.06, right=1 - 1.9 / (5.2 * n + 2.2), top=0.88, bottom=0.08,
                         hspace=0.25, wspace=0.08)
     _save(fig, path)
+    return fig
