@@ -297,6 +297,9 @@ def print_summary(s: dict) -> None:
         ("best val accuracy", f(s["best_val_accuracy"], "{:.4f}")),
         ("exploits in its lineage", s["exploits_in_lineage"]),
         ("schedule segments", " ".join(map(str, s["segment_lengths"]))),
+        ("schedule", "all zero (see the warning)" if s.get("schedule_empty") else
+         "start policy unchanged (see the warning)" if s.get("schedule_unchanged") else
+         f"learned (search.init={s.get('init', 'zeros')})"),
         ("segments run (this run / all)", f"{s['segments_this_run']} / {s['segments_completed']}"),
         ("search wall time (s)", f(s["search_wall_seconds_this_run"])),
         ("trainer time (s)", f(s["trainer_seconds_this_run"])),

@@ -59,6 +59,10 @@ def test_never_exploited_winner_warns_zeros(tmp_path, capsys):
     assert "search.population" in err[0] and err[0][len("warning: "):] == s["warning"]
     st = schedule_status(out)
     assert st.empty and not st.informative and not schedule_is_informative(out)
+    from rolekd_tf.search.run import print_summary
+
+    print_summary(s)
+    assert "all zero (see the warning)" in capsys.readouterr().out
 
 
 def test_never_exploited_winner_init_random_is_nonempty(tmp_path, capsys):
