@@ -328,8 +328,9 @@ def main(argv=None) -> int:
             if seeds not in (None, d["seeds"]):
                 raise SystemExit(f"error: {f} has {d['seeds']} seeds, the others {seeds}")
             seeds = d["seeds"]
-        cmd = ("PYTHONPATH=$PWD python benchmarks/search_lineage.py --regimes R --raw-out R.json "
-               f"(R = null, helps, hurts; --seeds {seeds}), then --merge *.json")
+        cmd = (f"PYTHONPATH=$PWD python benchmarks/search_lineage.py --seeds {seeds} --regimes R "
+               "[--populations P] --raw-out F.json` in parallel processes (one per regime; population 16 "
+               "of `helps` / `hurts` in its own), then `… --merge F.json …")
         atomic_write_text(args.out, report(res, seeds, wall, cmd))
         print(f"wrote {args.out}")
         return 0
