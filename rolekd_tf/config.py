@@ -29,6 +29,7 @@ import yaml
 
 from rolekd_tf.errors import ConfigError
 from rolekd_tf.rows import ROW_NAMES, canonical
+from rolekd_tf.search.space import INIT_CHOICES
 
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
@@ -233,6 +234,9 @@ class SearchConfig:
     #: search uses ``data.train_size``/``data.val_size``. Final trainings always use ``data.*``.
     train_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
     val_size: int | None = num(None, 1, MAX_IMAGES, unit="images")
+    #: members' start policies: "zeros" (PBA) | "random" (one PBA explore step from zeros per
+    #: member, seeded by the search seed) — see rolekd_tf/search/space.py, search/informative.py
+    init: str = one_of("zeros", INIT_CHOICES)
 
 
 #: every pipeline row name (rolekd_tf.rows is the row table: what each row trains)

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from rolekd_tf.errors import RolekdError
-from rolekd_tf.rows import ROW_TABLE, Row, canonical
+from rolekd_tf.rows import ROW_TABLE, Row, canonical, without_schedule
 
 #: title of every row that has runs of its own (aliases show their target's runs)
 ROW_TITLES = {name: r.title for name, r in ROW_TABLE.items() if r.same_as is None}
@@ -386,6 +386,33 @@ def _check_inputs(cfg) -> None:
                           "first and point at its search-teacher/schedule.json)")
 
 
+def check_searched_schedule(st: dict) -> None:
+    """Before a training step that uses a searched schedule (stage α / stage β / an A_T or A_S row):
+    stop when the search learned an all-zero schedule — the row would repeat its baseline row
+    (``rows.without_schedule``) byte for byte (issue 20) — and print a warning when the schedule is
+    the best member's start policy unchanged (a random start selected, not evolved). One-line
+    message naming the search directory and the setting to change
+    (``rolekd_tf.search.informative``). A schedule file given by ``pipeline.teacher_schedule`` is
+    not a search of this pipeline and is taken as it is."""
+    row, cmd = st.get("row"), st.get("cmd", [])
+    if st.get("kind") != "train" or row is None or "--schedule" not in cmd:
+        return
+    search_dir = Path(cmd[cmd.index("--schedule") + 1]).parent
+    if not (search_dir / "summary.json").is_file():
+        return
+    from rolekd_tf.search.informative import schedule_status
+
+    status = schedule_status(search_dir)
+    base = without_schedule(row)
+    if status.empty:
+        repeats = f"would repeat {base.name}" if base is not None else "would train with no policy augmentation"
+        raise StepFailed(
+            f"{row} {repeats}: {status.warning}; delete {search_dir} and "
+            "re-run the pipeline with that setting (pipeline --set search.…)")
+    if status.unchanged:
+        print(f"warning: {status.warning}", file=sys.stderr, flush=True)
+
+
 def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | None = None,
                  report_only: bool = False) -> dict:
     """Run (or, with ``report_only``, only summarise) the pipeline; returns the results dict."""
@@ -413,6 +440,7 @@ def run_pipeline(config_path: str, out: str | None = None, sets: list[str] | Non
         if st["kind"] == "baseline" and _finished(st):
             print(f"\n(skipping {st['dir']}: finished)", flush=True)
             continue
+        check_searched_schedule(st)
         _run(st["cmd"], log, out_dir / "steps.jsonl")
     wall = time.time() - t0
     res, md = _write_results(cfg, config_path, sets, steps, out_dir, log, wall, partial=False)

@@ -33,7 +33,7 @@ model: {name: resnet8, bn_momentum: 0.9}
 train: {epochs: 2, batch_size: 30, optimizer: sgd, lr: 0.05, lr_milestones: [0.5]}
 augment: {cutout: 8}
 distill: {kd: none}
-search: {population: 2, ready_interval: 1, epochs: 2}
+search: {population: 2, ready_interval: 1, epochs: 2, init: random}  # zeros: often all-zero → the guard stops
 pipeline:
   bits: [2]
   seeds: [0]

@@ -4,6 +4,8 @@
       any supported schedule (our JSON, PBA published text, Ray-Tune pbt_policy log) -> our JSON
   plot SCHEDULE [--epochs N] [--train-epochs M] --out fig.png [--title T]
       two-panel probability / magnitude figure (paper Fig. 3/4)
+  compare SEARCH_DIR_T SEARCH_DIR_S --out fig.png [--title T]
+      A_T and A_S side by side (paper Fig. 3 vs Fig. 4), shared scales and colours
   show SCHEDULE [--epochs N] [--train-epochs M]
       print the schedule's segments
   preview [--data SPEC] [--n K] --out grid.png
@@ -57,6 +59,41 @@ def _cmd_plot(args) -> int:
     sched = _load(args)
     plot_schedule(sched, args.out, title=args.title)
     print(f"wrote {args.out}: {sched.epochs} epochs, {len(sched.segments)} segments")
+    return 0
+
+
+_ROLE_LABEL = {"teacher": "A_T (teacher search)", "student": "A_S (student search)"}
+
+
+def _search_schedule(path: str, what: str):
+    """(schedule, label) of a finished search directory; the label names its role and folder."""
+    import json
+    from pathlib import Path
+
+    from rolekd_tf.augment.policy import load_schedule
+
+    d = Path(path)
+    if not (d / "schedule.json").is_file():
+        raise ConfigError(f"{what} {path!r} is not a finished search directory (no schedule.json); "
+                          "give the --out folder of a search.py run")
+    role = None
+    try:
+        role = json.loads((d / "search.json").read_text(encoding="utf-8")).get("role")
+    except (OSError, ValueError, AttributeError):
+        pass
+    sched = load_schedule(d / "schedule.json")
+    label = _ROLE_LABEL.get(role, f"{role or 'unknown role'} search")
+    return sched, f"{label}, {d.resolve().name}"
+
+
+def _cmd_compare(args) -> int:
+    from rolekd_tf.augment.plot import plot_compare
+
+    st, lt = _search_schedule(args.search_t, "SEARCH_DIR_T")
+    ss, ls = _search_schedule(args.search_s, "SEARCH_DIR_S")
+    plot_compare([st, ss], [lt, ls], args.out, title=args.title)
+    print(f"wrote {args.out}: {lt} ({st.epochs} epochs, {len(st.segments)} segments) | "
+          f"{ls} ({ss.epochs} epochs, {len(ss.segments)} segments)")
     return 0
 
 
@@ -126,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-raise errors with a traceback")
 
     p = argparse.ArgumentParser(prog="python -m rolekd_tf.augment",
-                                description="Augmentation schedule tools (convert, plot, show, preview).")
+                                description="Augmentation schedule tools (convert, plot, compare, show, preview).")
     p.add_argument("--debug", action="store_true", default=False,
                    help="re-raise errors with a traceback")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -152,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     sched_args(pl, True)
     pl.add_argument("--title", default=None)
     pl.set_defaults(func=_cmd_plot)
+
+    cp = sub.add_parser("compare", parents=[common],
+                        help="A_T and A_S side by side from two search directories (paper Fig. 3 vs 4)")
+    cp.add_argument("search_t", metavar="SEARCH_DIR_T", help="the teacher (stage α) search directory")
+    cp.add_argument("search_s", metavar="SEARCH_DIR_S", help="the student (stage β) search directory")
+    cp.add_argument("--out", required=True, help="output PNG")
+    cp.add_argument("--title", default=None)
+    cp.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("show", parents=[common], help="print a schedule's segments")
     sched_args(s, False)

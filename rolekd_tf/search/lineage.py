@@ -135,13 +135,14 @@ def _policy_attr(name: str):
     return getattr(policy_mod, name, None)
 
 
-def schedule_for_rows(rows: Sequence[list], epochs: int):
+def schedule_for_rows(rows: Sequence[list], epochs: int, *, default_policy: Sequence[int] | None = None):
     """The policy module's ``Schedule`` for a lineage (via its ``parse_pba_log``), or ``None``
-    when the policy module is not available. Empty lineage → constant all-zeros schedule."""
+    when the policy module is not available. Empty lineage → ``default_policy`` (the member's
+    start policy; all zeros when not given) for every epoch."""
     Schedule = _policy_attr("Schedule")
     parse = _policy_attr("parse_pba_log")
     if Schedule is None:
         return None
     if rows and parse is not None:
         return parse([list(r) for r in rows], epochs)
-    return Schedule(rows_to_policies(rows, epochs))
+    return Schedule(rows_to_policies(rows, epochs, default_policy=default_policy))

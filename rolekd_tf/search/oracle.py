@@ -27,6 +27,11 @@ completion order, and across a kill/resume — and every ranking compares member
 epoch. Consequently the target "takes over the source's epoch" trivially (both are at the same
 epoch); the lineage rows still record both.
 
+Start policies: PBA's all-zero policy for every member (``init="zeros"``, the default), or
+``init="random"`` — one PBA explore step from zeros per member, drawn from its own generator
+seeded by the search seed (:func:`rolekd_tf.search.space.initial_policies`); recorded per member
+(``start_policy``) because a member that never exploits trains with it throughout.
+
 Ready point (after generation g, every member at epoch ``E_g < epochs``): sort by score (ties:
 lower member id first), ``n = min(ceil(quantile·N), N // 2)``; each member in the bottom ``n``
 (plus any member whose segment failed) copies a uniformly drawn top-``n`` member that has a
@@ -63,7 +68,8 @@ from keras_tuner.src.engine import trial as trial_module
 from rolekd_tf.errors import ConfigError
 from rolekd_tf.fileio import atomic_write_json, clean_stale_temporaries
 from rolekd_tf.search import lineage as lineage_mod
-from rolekd_tf.search.space import check_policy, explore, initial_policy
+from rolekd_tf.search.space import INIT_CHOICES, check_policy, explore, initial_policy
+from rolekd_tf.search.space import initial_policies as make_initial_policies
 
 OBJECTIVE = "val_accuracy"
 HP_MEMBER = "pbt/member"
@@ -110,6 +116,7 @@ class PBTOracle(keras_tuner.Oracle):
         resample_p: float = 0.2,
         perturb_max: int = 3,
         seed: int = 0,
+        init: str = "zeros",
         initial_policies: list[list[int]] | None = None,
         keep_checkpoints: bool = False,
         max_retries_per_trial: int = 0,
@@ -140,10 +147,14 @@ class PBTOracle(keras_tuner.Oracle):
         self.keep_checkpoints = bool(keep_checkpoints)
         if initial_policies is not None and len(initial_policies) != population:
             raise ConfigError(f"initial_policies has {len(initial_policies)} entries; population is {population}")
-        init = [check_policy(p, f"initial policy {i}") for i, p in enumerate(initial_policies)] \
-            if initial_policies is not None else [initial_policy() for _ in range(population)]
+        if init not in INIT_CHOICES:
+            raise ConfigError(f"search.init={init!r} is not a start-policy rule; allowed: {', '.join(INIT_CHOICES)}")
+        # ``initial_policies`` (explicit start policies, tests / benchmarks) wins over ``init``.
+        self.init = "custom" if initial_policies is not None else str(init)
+        starts = [check_policy(p, f"initial policy {i}") for i, p in enumerate(initial_policies)] \
+            if initial_policies is not None else make_initial_policies(init, self.population, self.pbt_seed)
         self._rng = np.random.default_rng(self.pbt_seed)
-        self._pbt = self._fresh_state(init)
+        self._pbt = self._fresh_state(starts)
         self.verbose = 0  # Keras Tuner's trial tables are noise here; PBTTuner prints progress
 
     # ------------------------------------------------------------------ state
@@ -156,6 +167,7 @@ class PBTOracle(keras_tuner.Oracle):
             "resample_p": self.resample_p,
             "perturb_max": self.perturb_max,
             "seed": self.pbt_seed,
+            "init": self.init,
         }
 
     def _fresh_state(self, init_policies) -> dict:
@@ -168,6 +180,7 @@ class PBTOracle(keras_tuner.Oracle):
                 "failed": False,
                 "log": [],
                 "history": [],
+                "start_policy": list(init_policies[i]),
             }
             for i in range(self.population)
         }
@@ -207,7 +220,8 @@ class PBTOracle(keras_tuner.Oracle):
     def set_state(self, state):
         super().set_state(state)
         pbt = dict(state["pbt"])
-        saved = pbt.get("settings", {})
+        saved = dict(pbt.get("settings", {}))
+        saved.setdefault("init", "zeros")  # oracle.json written before search.init existed
         if saved != self._settings():
             diff = next((k for k in self._settings() if saved.get(k) != self._settings()[k]), "?")
             raise ConfigError(
@@ -493,6 +507,13 @@ class PBTOracle(keras_tuner.Oracle):
 
     def member_log(self, mid: str) -> list[list]:
         return [list(r) for r in self._pbt["members"][str(mid)]["log"]]
+
+    def start_policy(self, mid: str) -> list[int]:
+        """The policy member ``mid`` started the search with (its schedule if it never exploited)."""
+        m = self._pbt["members"][str(mid)]
+        if "start_policy" in m:
+            return list(m["start_policy"])
+        return initial_policy()  # oracle.json written before start policies were recorded: zeros
 
     # ---------------------------------------------------------- side outputs
     @property

@@ -10,8 +10,12 @@ Output directory (default ``searches/<cfg.name>-<role>``)::
     schedule.json      per-epoch schedule of the best final member, rebuilt from its lineage
     schedule.png       plot of that schedule
     lineage/           the best member's Ray-Tune log (pbt_policy_<id>.txt) — load_schedule reads it
-    summary.json       best member, accuracies, wall time, trainer time vs overhead, and the data
-                       the members trained/were scored on (``data``)
+    summary.json       best member, accuracies, wall time, trainer time vs overhead, the data
+                       the members trained/were scored on (``data``), and the verdict on the
+                       schedule: schedule_empty / schedule_unchanged / schedule_informative /
+                       warning (rolekd_tf.search.informative); an uninformative schedule also
+                       prints one ``warning: …`` line on stderr naming the setting to change
+                       (exit status stays 0)
     tb/member_<id>/    TensorBoard scalars per member
     pbt/               Keras Tuner project: oracle.json (PBT state), trial_<id>/ (segment
                        checkpoint + segment.json), lineage/ (every member's log, lineage.jsonl),
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle = PBTOracle(
         population=s.population, ready_interval=s.ready_interval, epochs=s.epochs,
         quantile=s.quantile, resample_p=s.resample_p, perturb_max=s.perturb_max,
-        seed=search_seed(cfg),
+        seed=search_seed(cfg), init=getattr(s, "init", "zeros"),
     )
     tuner = PBTTuner(
         oracle, task_factory=make_task, base_seed=cfg.seed,
@@ -264,7 +268,10 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
     if m["score"] is None or m["failed"]:  # pragma: no cover - the oracle stalls instead
         raise RolekdError(f"the search in {str(out)!r} has no member with a completed last segment")
     rows = oracle.member_log(best)
-    sched = lin.schedule_for_rows(rows, E)
+    start = oracle.start_policy(best)
+    # A member that never exploited trained with its start policy throughout (zeros under PBA's
+    # init; its random draw under search.init=random).
+    sched = lin.schedule_for_rows(rows, E, default_policy=start)
     ldir = out / "lineage"
     ldir.mkdir(parents=True, exist_ok=True)
     log_file = None
@@ -306,7 +313,17 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
         "trainer_seconds_all_segments": trainer_all,
         "data": search_data_record(cfg, task),
     }
+    from rolekd_tf.search.informative import check_schedule
+
+    verdict = check_schedule(sched.as_array(), start, where=str(out), best_member=best, exploits=len(rows),
+                             init=oracle.init, ready_interval=cfg.search.ready_interval,
+                             population=cfg.search.population)
+    summary.update(init=oracle.init, schedule_empty=verdict.empty, schedule_unchanged=verdict.unchanged,
+                   schedule_informative=verdict.informative, warning=verdict.warning or None)
     atomic_write_json(out / "summary.json", summary)
+    if verdict.warning:
+        # Not an error: the search did what PBA does; the schedule just carries no information.
+        print(f"warning: {verdict.warning}", file=sys.stderr, flush=True)
     return summary
 
 
@@ -325,6 +342,9 @@ def print_summary(s: dict) -> None:
         ("member data (train / val)", _data_line(s.get("data") or {})),
         ("exploits in its lineage", s["exploits_in_lineage"]),
         ("schedule segments", " ".join(map(str, s["segment_lengths"]))),
+        ("schedule", "all zero (see the warning)" if s.get("schedule_empty") else
+         "start policy unchanged (see the warning)" if s.get("schedule_unchanged") else
+         f"learned (search.init={s.get('init', 'zeros')})"),
         ("segments run (this run / all)", f"{s['segments_this_run']} / {s['segments_completed']}"),
         ("search wall time (s)", f(s["search_wall_seconds_this_run"])),
         ("trainer time (s)", f(s["trainer_seconds_this_run"])),

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rolekd_tf.errors import ScheduleError
+from rolekd_tf.errors import ConfigError, ScheduleError
 
 NUM_OPS = 15
 POLICY_LEN = 60
@@ -26,9 +26,41 @@ LEVEL_MAX = 9  #: magnitude levels 0..9
 UPPER = np.array([PROB_MAX if i % 2 == 0 else LEVEL_MAX for i in range(POLICY_LEN)], dtype=np.int64)
 
 
+#: ``search.init`` choices: how the members' start policies are drawn.
+INIT_CHOICES = ("zeros", "random")
+
+
 def initial_policy() -> list[int]:
     """PBA starts every member from the all-zeros policy (no policy augmentation)."""
     return [0] * POLICY_LEN
+
+
+def random_initial_policy(rng: np.random.Generator) -> list[int]:
+    """A start policy for ``search.init=random``: one PBA explore step from the all-zero policy.
+
+    That is exactly the distribution of the policies PBA's own members hold after their first
+    exploit, so it stays inside what PBA itself trains with: ~48 % of the 30 probability slots
+    non-zero, mean probability 0.16, mostly low levels (mean 1.5 of 9). A uniform draw over the
+    full ranges (mean probability 0.5, mean level 4.5 in every slot) would start every member at
+    the cap of two ops per image at random magnitudes — much stronger than the schedules PBA
+    learns (``benchmarks/results/search_lineage.md`` compares the two).
+    """
+    return explore(initial_policy(), rng)
+
+
+def initial_policies(init: str, population: int, seed: int) -> list[list[int]]:
+    """``population`` start policies for ``search.init`` (``zeros`` | ``random``).
+
+    ``random`` draws from its own generator seeded by ``seed`` (not the PBT decision stream), so
+    the same seed gives the same start policies and switching ``init`` leaves the exploit/explore
+    random stream where it was.
+    """
+    if init == "zeros":
+        return [initial_policy() for _ in range(population)]
+    if init == "random":
+        rng = np.random.default_rng([int(seed), 0x1A17])  # 0x1A17: a fixed stream tag ("init")
+        return [random_initial_policy(rng) for _ in range(population)]
+    raise ConfigError(f"search.init={init!r} is not a start-policy rule; allowed: {', '.join(INIT_CHOICES)}")
 
 
 def check_policy(policy: Sequence[int], what: str = "policy") -> list[int]:

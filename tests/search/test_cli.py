@@ -28,7 +28,8 @@ def test_student_needs_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("setting,match", [("search.population=1", "population"),
-                                           ("search.ready_interval=9", "ready_interval")])
+                                           ("search.ready_interval=9", "ready_interval"),
+                                           ("search.init=uniform", r"search.init='uniform' is not allowed")])
 def test_bad_search_settings(tmp_path, setting, match):
     with pytest.raises(ConfigError, match=match):
         run_main(["--role", "teacher", "--config", CFG, "--set", setting, "--set", "search.epochs=8",

@@ -219,3 +219,56 @@ def test_failed_member_is_forced_to_exploit(tmp_path):
     assert o.pbt_state["members"]["1"]["failed"] is False
     run_all(o)
     assert o.finished
+
+
+def test_init_random_start_policies_seeded(tmp_path):
+    from rolekd_tf.search.space import initial_policies
+
+    o = make(tmp_path, name="a", init="random")
+    first = [o.create_trial(f"t{i}").hyperparameters.values for i in range(8)]
+    got = [json.loads(h[om.HP_POLICY]) for h in first]
+    assert got == initial_policies("random", 8, 3)               # the search seed (3) draws them
+    assert all(any(p[0::2]) for p in got) and all((np.asarray(p) <= UPPER).all() for p in got)
+    assert [o.start_policy(str(i)) for i in range(8)] == got
+    assert make(tmp_path, name="b", init="random").pbt_state["members"]["0"]["policy"] == got[0]
+    assert make(tmp_path, name="c", init="random", seed=4).pbt_state["members"]["0"]["policy"] != got[0]
+    assert make(tmp_path, name="d").pbt_state["members"]["0"]["policy"] == [0] * 60
+    with pytest.raises(ConfigError, match="search.init='sparse'"):
+        make(tmp_path, name="e", init="sparse")
+
+
+def test_init_random_state_round_trip_and_mismatch(tmp_path):
+    a = make(tmp_path, name="a", init="random")
+    for _ in range(13):  # middle of generation 1
+        run_one(a)
+    b = make(tmp_path, name="a", init="random")
+    b.reload()
+    assert b.get_state()["pbt"] == a.get_state()["pbt"]
+    run_all(a)
+    run_all(b)
+    assert a.pbt_state["lineage"] == b.pbt_state["lineage"]
+    assert a.pbt_state["decisions"] == b.pbt_state["decisions"]
+    for mid in a.pbt_state["members"]:  # never-exploited members keep their random start
+        m = a.pbt_state["members"][mid]
+        if not m["log"]:
+            assert m["policy"] == a.start_policy(mid) and any(m["policy"])
+    # resuming with the other start rule is refused, naming the setting
+    c = make(tmp_path, name="a")
+    with pytest.raises(ConfigError, match="search.init='random', now 'zeros'"):
+        c.reload()
+
+
+def test_state_without_init_setting_resumes_as_zeros(tmp_path):
+    """oracle.json written before search.init existed: no settings['init'], no start_policy."""
+    a = make(tmp_path, name="a")
+    for _ in range(5):
+        run_one(a)
+    state = json.loads(json.dumps(a.get_state()))
+    del state["pbt"]["settings"]["init"]
+    for m in state["pbt"]["members"].values():
+        del m["start_policy"]
+    b = make(tmp_path, name="x")
+    b.set_state(state)
+    assert b.start_policy("0") == [0] * 60
+    with pytest.raises(ConfigError, match="search.init"):
+        make(tmp_path, name="y", init="random").set_state(state)

@@ -79,3 +79,30 @@ def test_check_policy_errors():
         check_policy([0, 10] + [0] * 58)
     with pytest.raises(ScheduleError, match="probability is 0..10"):
         check_policy([11] + [0] * 59)
+
+
+def test_random_initial_policies_seeded_in_range_and_nonzero():
+    from rolekd_tf.search.space import initial_policies
+
+    a = initial_policies("random", 8, seed=3)
+    assert a == initial_policies("random", 8, seed=3)           # same seed → same starts
+    assert a != initial_policies("random", 8, seed=4)           # other seed → other starts
+    assert len({tuple(p) for p in a}) == 8                        # members start apart
+    for p in a:
+        assert check_policy(p) == p                               # 60 ints within the ranges
+        assert any(p[0::2])                                       # some op has a probability > 0
+    assert initial_policies("zeros", 3, seed=3) == [[0] * 60] * 3
+    with pytest.raises(Exception, match="search.init='uniform'.*zeros, random"):
+        initial_policies("uniform", 3, seed=0)
+
+
+def test_random_initial_policy_is_one_explore_step_from_zeros():
+    """Independent expectation of one PBA explore step from 0: with p = 0.2 uniform over the range
+    (mean 5 for probabilities, 4.5 for levels), else max(0, ±U{0..3}) (mean 0.5 · 1.5 = 0.75)."""
+    from rolekd_tf.search.space import initial_policies
+
+    a = np.asarray(initial_policies("random", 20000, seed=0), dtype=float)
+    assert a[:, 0::2].mean() == pytest.approx(0.2 * 5 + 0.8 * 0.75, abs=0.03)
+    assert a[:, 1::2].mean() == pytest.approx(0.2 * 4.5 + 0.8 * 0.75, abs=0.03)
+    # P(probability slot stays 0) = 0.2 · 1/11 + 0.8 · (1/4 + 3/4 · 1/2)
+    assert (a[:, 0::2] == 0).mean() == pytest.approx(0.2 / 11 + 0.8 * (0.25 + 0.375), abs=0.01)
