@@ -160,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     _check_out_dir(out, cfg.to_yaml(), prov, overwrite=args.overwrite, mode=mode)
 
     # Validate the task (data, teacher classes / input shape) before writing anything.
-    from rolekd_tf.training import Task
+    from rolekd_tf.training import Task, read_run_config
 
     tcfg = task_config(cfg)
     task_holder: dict = {}
 
     def make_task():
         if "task" not in task_holder:
-            task = Task(tcfg, role=role, teacher_dir=args.teacher, init_dir=args.teacher)
+            # A student of the teacher's own network starts from the teacher's weights (stage β, as in
+            # role-kd); another network (Table 4's full-precision students) starts from scratch.
+            same_net = args.teacher and read_run_config(args.teacher).model.name == cfg.model.name
+            task = Task(tcfg, role=role, teacher_dir=args.teacher, init_dir=args.teacher if same_net else None)
             if len(task.splits.x_test):  # pragma: no cover - task_config turns the test split off
                 raise RuntimeError("the search's task holds test images (bug)")
             task_holder["task"] = task
