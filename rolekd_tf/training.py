@@ -517,7 +517,6 @@ def run_training(
     """
     from rolekd_tf import rundir
 
-    keras = _keras()
     run_dir = Path(out_dir)
     role = "student" if teacher else "teacher"
     schedule = schedule or cfg.augment.schedule
@@ -533,6 +532,7 @@ def run_training(
             return done
     # Validate everything that can fail before writing (or, for --overwrite, moving) anything.
     sched = prepare_schedule(cfg, schedule)
+    keras = _keras()  # (imported only now: a refused output directory is reported at once)
     keras.utils.set_random_seed(cfg.seed)
     task = Task(cfg, role=role, teacher_dir=teacher, init_dir=init, verbose=verbose)
     model = task.build()
