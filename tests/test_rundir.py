@@ -310,3 +310,15 @@ def test_kill9_while_training_then_rerun_takes_the_lock_over_and_resumes(tmp_pat
     assert f"left by pid {p.pid}" in r.stdout
     assert "resuming" in r.stdout and "from epoch" in r.stdout
     assert json.loads((run / "metrics.json").read_text())["history"]["epoch"] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------ input files
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path):
+    """(config.read_yaml; kept here with the other input-safety cases.) Was UnicodeDecodeError →
+    'internal error', exit 1."""
+    from rolekd_tf.config import load_config
+
+    c = tmp_path / "c.yaml"
+    c.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text .byte 9."):
+        load_config(c)
