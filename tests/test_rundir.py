@@ -218,9 +218,13 @@ def _cases(t: Path, base: Path):
 
 @pytest.mark.parametrize("case", ["unknown_model", "oversized_batch", "oversized_split", "unreadable_schedule",
                                   "teacher_is_out", "init_is_out"])
-def test_overwrite_with_a_refused_input_leaves_every_byte_in_place(finished, case):
-    base = finished.parent
-    args, needle = _cases(finished, base)[case]
+def test_overwrite_with_a_refused_input_leaves_every_byte_in_place(finished, tmp_path, case):
+    import shutil
+
+    base = tmp_path  # each case gets its own copy (mtimes kept): no case sees another's damage
+    t = base / "teacher"
+    shutil.copytree(finished, t)
+    args, needle = _cases(t, base)[case]
     before = snapshot(base, exclude=[base / "bad_sched.json"])
     r = run_tool("train", [*args, "--overwrite"], cwd=base)
     assert not error_problems(r, needle), r.stderr
