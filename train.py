@@ -30,7 +30,8 @@ def parse_args(argv):
                    help="augmentation schedule: our JSON, a PBA schedule text or a Ray-Tune log")
     p.add_argument("--schedule-epochs", type=int, metavar="N",
                    help="epoch count of the search that wrote a PBA/Ray-Tune log")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    p.add_argument("--overwrite", action="store_true", help="start again: replace an existing run directory made by train.py (after every check "
+                        "passed; the old one is moved aside and deleted once the new run started)")
     p.add_argument("--export", action="store_true", help="export SavedModel/TFLite when done")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     from rolekd_tf.training import run_training
 
     metrics = run_training(cfg, out, init=args.init, teacher=args.teacher, schedule=args.schedule,
-                           overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+                           overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+                           config_path=args.config)
     f = metrics["final"]
     print(f"run directory: {out}")
     print(f"val accuracy: {100 * f['val_accuracy']:.2f}%  ({f['val_images']} images)"

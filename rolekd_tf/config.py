@@ -517,9 +517,9 @@ def config_from_dict(raw: Any) -> Config:
         if key in _SECTIONS:
             kwargs[key] = _build_section(key, _SECTIONS[key], value)
         elif key == "name":
-            if not isinstance(value, str) or not value or "/" in value:
-                raise ConfigError(f"name={value!r} must be a non-empty string without '/'")
-            kwargs[key] = value
+            from rolekd_tf.rundir import check_name
+
+            kwargs[key] = check_name(value)
         elif key == "seed":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"seed={_show(value)} must be an integer")
@@ -574,9 +574,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except ValueError as e:  # e.g. an integer literal of > 4300 digits
-        if isinstance(e, UnicodeDecodeError):
-            raise
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(e)[:120]}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

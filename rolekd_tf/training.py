@@ -77,10 +77,30 @@ def load_run_model(run_dir: str | os.PathLike):
         raise CheckpointError(
             f"run directory {str(run_dir)!r} has no model.keras (is the training finished?)"
         )
+    _check_keras_archive(path)
     try:
         return keras.saving.load_model(str(path), compile=False)
     except Exception as e:  # corrupt / foreign file
         raise CheckpointError(f"cannot load {str(path)!r}: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _check_keras_archive(path: Path) -> None:
+    """A ``.keras`` file is a zip archive: say "truncated or corrupt" instead of Keras' "File not
+    found" for a cut-off copy, and name the member whose CRC fails for a damaged one."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{str(path)!r} is truncated or not a .keras file (no complete zip archive, "
+                              f"{path.stat().st_size} bytes); copy it again or re-run its training")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is truncated or corrupt ({e}); copy it again or re-run "
+                              "its training") from None
+    if bad is not None:
+        raise CheckpointError(f"{str(path)!r} is corrupt (member {bad!r} fails its CRC check); copy it "
+                              "again or re-run its training")
 
 
 def _check_same_stem(model, exact_stem: bool, what: str) -> None:
@@ -443,6 +463,51 @@ def prepare_schedule(cfg: Config, schedule_path: str | None):
     return sched.stretch(E)
 
 
+def _read_run_file(path: Path, *, as_json: bool):
+    """A run-directory file as text / JSON; damage is a one-line CheckpointError, not a crash."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if as_json else text
+    except UnicodeDecodeError as e:
+        why = f"byte {e.start} is not UTF-8"
+    except json.JSONDecodeError as e:
+        why = f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+    raise CheckpointError(f"{str(path)!r} is damaged ({why}); fix or remove it, or start again with "
+                          "--overwrite")
+
+
+def _existing_run(run_dir: Path, cfg_yaml: str, prov: dict) -> dict | None:
+    """Refuse a run directory of another configuration; the metrics if it is already finished."""
+    if not (run_dir / "config.yaml").exists():
+        return None
+    old = _read_run_file(run_dir / "config.yaml", as_json=False)
+    old_prov = {}
+    if (run_dir / "run.json").exists():
+        old_prov = _read_run_file(run_dir / "run.json", as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(run_dir / 'run.json')!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
+    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+        diff = _first_difference(old, cfg_yaml, old_prov, prov)
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
+            "use another --out, or --overwrite to start again"
+        )
+    if (run_dir / "metrics.json").exists():
+        m = _read_run_file(run_dir / "metrics.json", as_json=True)
+        if isinstance(m, dict) and m.get("finished") and (run_dir / "model.keras").exists():
+            return m
+    return None
+
+
+def run_inputs(cfg: Config, *, init=None, teacher=None, schedule=None, config_path=None) -> dict:
+    """label → path of every file/folder a training command reads (for :func:`rundir.check_out`)."""
+    from rolekd_tf.rundir import dataset_path
+
+    return {"teacher run": teacher, "--init run": init, "schedule file": schedule,
+            "dataset": dataset_path(cfg.data.dataset), "config file": config_path}
+
+
 def run_training(
     cfg: Config,
     out_dir: str | os.PathLike,
@@ -452,44 +517,50 @@ def run_training(
     schedule: str | None = None,
     overwrite: bool = False,
     verbose: int = 1,
+    config_path: str | os.PathLike | None = None,
 ) -> dict:
     """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run).
 
-    Returns the final metrics dict (also written to ``out_dir/metrics.json``).
+    Everything (output location, config, dataset, teacher, ``--init``, schedule, model) is checked
+    before the first write or delete; the directory is locked while the run uses it
+    (:mod:`rolekd_tf.rundir`). ``config_path``: the config file, only to refuse an ``out_dir``
+    that contains it. Returns the final metrics dict (also written to ``out_dir/metrics.json``).
     """
-    keras = _keras()
+    from rolekd_tf import rundir
+
     run_dir = Path(out_dir)
     role = "student" if teacher else "teacher"
     schedule = schedule or cfg.augment.schedule
+    rundir.check_out(run_dir, run_inputs(cfg, init=init, teacher=teacher, schedule=schedule,
+                                         config_path=config_path))
+    state = rundir.inspect(run_dir, "run", overwrite=overwrite)
     prov = _provenance(role, init, teacher, schedule)
     cfg_yaml = cfg.to_yaml()
-    if (run_dir / "config.yaml").exists() and not overwrite:
-        old = (run_dir / "config.yaml").read_text()
-        old_prov = {}
-        if (run_dir / "run.json").exists():
-            old_prov = json.loads((run_dir / "run.json").read_text())
-        if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
-            diff = _first_difference(old, cfg_yaml, old_prov, prov)
-            raise CheckpointError(
-                f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
-                "use another --out, or --overwrite to start again"
-            )
-        if (run_dir / "metrics.json").exists():
-            m = json.loads((run_dir / "metrics.json").read_text())
-            if m.get("finished") and (run_dir / "model.keras").exists():
-                print(f"{run_dir} is already finished; nothing to do", flush=True)
-                return m
-    elif overwrite and run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    # Validate everything that can fail before writing anything.
+    if state == "ours" and not overwrite:
+        done = _existing_run(run_dir, cfg_yaml, prov)
+        if done is not None:
+            print(f"{run_dir} is already finished; nothing to do", flush=True)
+            return done
+    # Validate everything that can fail before writing (or, for --overwrite, moving) anything.
     sched = prepare_schedule(cfg, schedule)
+    keras = _keras()  # (imported only now: a refused output directory is reported at once)
     keras.utils.set_random_seed(cfg.seed)
     task = Task(cfg, role=role, teacher_dir=teacher, init_dir=init, verbose=verbose)
     model = task.build()
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.claim(run_dir, "run", state, overwrite=overwrite) as claim:
+        if not claim.fresh:  # decided again under the lock: another process may have run meanwhile
+            done = _existing_run(run_dir, cfg_yaml, prov)
+            if done is not None:
+                print(f"{run_dir} is already finished; nothing to do", flush=True)
+                return done
+        return _train_locked(task, model, sched, run_dir, claim, prov, teacher)
+
+
+def _train_locked(task: "Task", model, sched, run_dir: Path, claim, prov: dict, teacher) -> dict:
+    """The part of :func:`run_training` that writes: ``run_dir`` is locked by this process."""
+    keras = _keras()
+    cfg = task.cfg
     clean_stale_temporaries(run_dir)
     clean_stale_temporaries(run_dir / "checkpoints")
     save_config(cfg, run_dir / "config.yaml")
@@ -502,6 +573,7 @@ def run_training(
         sched.save(run_dir / "schedule.json")
         table = PolicyTable(cfg.train.epochs)
         table.assign_schedule(sched.as_array())
+    claim.started()  # the new run stands: an --overwrite'n old directory can go now
 
     initial_epoch, history, prior_wall = 0, {}, 0.0
     state = run_dir / "checkpoints" / "state.npz"
@@ -512,7 +584,7 @@ def run_training(
         if "history" in meta:  # saved with the weights: metrics.json may lag one epoch behind
             history = meta["history"]
         elif (run_dir / "metrics.json").exists():
-            history = json.loads((run_dir / "metrics.json").read_text()).get("history", {})
+            history = _read_run_file(run_dir / "metrics.json", as_json=True).get("history", {})
         history = {k: v[:initial_epoch] for k, v in history.items()}
         print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 

@@ -233,3 +233,49 @@ def test_named_missing_test_split_is_a_one_line_error(cifar10_split_tar, tmp_pat
     assert p.returncode == 2 and len(err) == 1, p.stderr
     assert err[0].startswith("error: ") and "'validation'" in err[0]
     assert not (tmp_path / "x").exists()
+
+def test_truncated_or_corrupt_model_keras_is_named_not_file_not_found(tmp_path):
+    """A cut-off copy of model.keras said "File not found" (Keras' message for any bad zip)."""
+    import keras
+
+    from rolekd_tf.errors import CheckpointError
+    from rolekd_tf.training import load_run_model
+
+    x = keras.Input((8,))
+    m = keras.Model(x, keras.layers.Dense(4)(x))
+    good = tmp_path / "good"
+    good.mkdir()
+    m.save(str(good / "model.keras"))
+    data = (good / "model.keras").read_bytes()
+    assert load_run_model(good).output.shape[-1] == 4
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated") as e:
+        load_run_model(cut)
+    assert "not found" not in str(e.value).lower()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with __import__("zipfile").ZipFile(good / "model.keras") as z:  # a byte flipped inside the weights
+        info = z.getinfo("model.weights.h5")
+    pos = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    (bad / "model.keras").write_bytes(data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:])
+    with pytest.raises(CheckpointError, match="corrupt.*model.weights.h5.*CRC"):
+        load_run_model(bad)
+
+
+def test_damaged_run_files_are_one_line_errors(tmp_path):
+    from rolekd_tf.config import load_config
+    from rolekd_tf.errors import CheckpointError
+    from rolekd_tf.training import _existing_run, _provenance
+
+    cfg = load_config(None)
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    (run / "run.json").write_bytes(b'{"role": "teacher\xff"}')
+    with pytest.raises(CheckpointError, match="run.json.*damaged.*not UTF-8"):
+        _existing_run(run, cfg.to_yaml(), _provenance("teacher", None, None, None))
+    (run / "run.json").write_text('{"role": ')
+    with pytest.raises(CheckpointError, match="run.json.*damaged.*invalid JSON"):
+        _existing_run(run, cfg.to_yaml(), _provenance("teacher", None, None, None))

@@ -125,6 +125,25 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     info = splits.info
     mean, std = graph.model_normalisation(model, info.mean, info.std)  # exact_stem: (pixels − 128)/64
 
+    # The run directory is locked while its export is written: train.py (e.g. --overwrite) and a
+    # second export wait their turn instead of replacing files under this one.
+    from rolekd_tf.rundir import DirLock, _command
+
+    with DirLock(run_dir, "run", _command()):
+        return _write_exports(run_dir, fmts, explicit_w4, cfg, model, splits, info, mean, std, t_start,
+                              representative_size=representative_size, eval_size=eval_size,
+                              latency_repeats=latency_repeats, num_threads=num_threads, seed=seed,
+                              verbose=verbose, int16_logits=int16_logits,
+                              float64_reference=float64_reference)
+
+
+def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, mean, std, t_start, *,
+                   representative_size, eval_size, latency_repeats, num_threads, seed, verbose,
+                   int16_logits, float64_reference) -> dict:
+    """The writing half of :func:`export_run` (``run_dir`` is locked by this process)."""
+    from rolekd_tf.export import graph, savedmodel, tflite as T
+    from rolekd_tf.export import report as R
+
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out)

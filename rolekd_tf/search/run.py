@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set search.population=8 (repeatable)")
     ap.add_argument("--out", default=None, help="output directory (default searches/<name>-<role>)")
-    ap.add_argument("--overwrite", action="store_true", help="delete an existing search directory first")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="start again: replace an existing search directory made by search.py (after every "
+                         "check passed; the old one is moved aside and deleted once the new search started)")
     ap.add_argument("--rebuild-every-trial", action="store_true",
                     help="rebuild the model after clear_session() for every segment (default: reuse "
                          "one compiled model per process and swap weights/optimizer state)")
@@ -107,28 +107,38 @@ def task_config(cfg):
                                train=dataclasses.replace(cfg.train, epochs=cfg.search.epochs))
 
 
-def _check_out_dir(out: Path, cfg_yaml: str, prov: dict, *, overwrite: bool, mode: str) -> None:
-    cfg_file = out / "config.yaml"
-    if overwrite:
-        if mode == "worker":
+def _check_out_dir(out: Path, cfg_yaml: str, prov: dict, *, overwrite: bool, mode: str) -> str:
+    """Read-only checks of the search directory; returns :func:`rundir.inspect`'s state
+    (``"worker"`` for a worker, which neither owns nor locks the chief's directory)."""
+    from rolekd_tf import rundir
+
+    if mode == "worker":
+        if overwrite:
             raise ConfigError("--overwrite is for the chief (or a single process), not a worker")
-        if out.exists():
-            shutil.rmtree(out)
+        return "worker"
+    if (mode == "chief" and out.is_dir() and not (out / "config.yaml").exists()
+            and {p.name for p in out.iterdir()} <= {"pbt", "tb"}):
+        return "empty"  # workers started first and made their folders: still a new search
+    state = rundir.inspect(out, "search", overwrite=overwrite)
+    if state == "ours" and not overwrite:
+        _same_search(out, cfg_yaml, prov)
+    return state
+
+
+def _same_search(out: Path, cfg_yaml: str, prov: dict) -> None:
+    """Refuse a search directory created with another config / role / teacher."""
+    from rolekd_tf.training import _first_difference, _read_run_file
+
+    if not (out / "config.yaml").exists():
         return
-    if not cfg_file.exists():
-        if out.exists() and any(out.iterdir()) and mode != "worker":
-            raise CheckpointError(
-                f"{str(out)!r} exists but is not a search directory (no config.yaml); "
-                "choose another --out or pass --overwrite"
-            )
-        return
-    old = cfg_file.read_text(encoding="utf-8")
+    old = _read_run_file(out / "config.yaml", as_json=False)
     old_prov = {}
     if (out / "search.json").exists():
-        old_prov = json.loads((out / "search.json").read_text(encoding="utf-8"))
+        old_prov = _read_run_file(out / "search.json", as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(out / 'search.json')!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
     if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
-        from rolekd_tf.training import _first_difference
-
         diff = _first_difference(old, cfg_yaml, old_prov, prov)
         raise CheckpointError(
             f"search directory {str(out)!r} was created with another configuration ({diff}); "
@@ -155,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"search.ready_interval={s.ready_interval} is longer than search.epochs={s.epochs}")
     mode = _distributed_role()
     out = Path(args.out or Path("searches") / f"{cfg.name}-{role}")
+    from rolekd_tf import rundir
+
+    rundir.check_out(out, {"teacher run": args.teacher, "config file": args.config,
+                           "dataset": rundir.dataset_path(cfg.data.dataset)})
     teacher_abs = str(Path(args.teacher).resolve()) if args.teacher else None
     prov = {"role": role, "teacher": teacher_abs}
-    _check_out_dir(out, cfg.to_yaml(), prov, overwrite=args.overwrite, mode=mode)
+    state = _check_out_dir(out, cfg.to_yaml(), prov, overwrite=args.overwrite, mode=mode)
 
     # Validate the task (data, teacher classes / input shape) before writing anything.
     from rolekd_tf.training import Task, read_run_config
@@ -181,13 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     elif args.teacher:
         make_task()  # the chief trains nothing, but a bad teacher must fail before the search starts
 
-    if mode != "worker":
-        out.mkdir(parents=True, exist_ok=True)
+    if mode == "worker":
+        return _search(args, cfg, out, mode, make_task)
+    # Only the chief (or a single process) owns and locks the directory; workers share it.
+    shared = ("pbt", "tb") if mode == "chief" else ()  # workers may start writing before the chief
+    with rundir.claim(out, "search", state, overwrite=args.overwrite, shared=shared) as claim:
+        if not claim.fresh:  # decided again under the lock: another process may have run meanwhile
+            _same_search(out, cfg.to_yaml(), prov)
         save_config(cfg, out / "config.yaml")
         from rolekd_tf.fileio import atomic_write_json
 
         atomic_write_json(out / "search.json", prov)
+        claim.started()
+        return _search(args, cfg, out, mode, make_task)
 
+
+def _search(args, cfg, out: Path, mode: str, make_task) -> int:
+    """Run (or join, as a worker) the PBT search in ``out``; finalize as chief / single process."""
+    role = args.role
+    s = cfg.search
     from keras_tuner.src import config as kt_config
 
     from rolekd_tf.search.oracle import PBTOracle

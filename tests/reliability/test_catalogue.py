@@ -102,6 +102,38 @@ def _emptydir(d: Path):
     (d / "notarun" / "config.yaml").write_text("name: x\n")
 
 
+def _foreign(d: Path):
+    (d / "mine").mkdir()
+    (d / "mine" / "notes.txt").write_text("never made by train.py or search.py\n")
+
+
+def _old_run(d: Path):
+    r = d / "r"
+    (r / "checkpoints").mkdir(parents=True)
+    (r / ".rolekd").write_text('{"kind": "run", "pid": 1, "host": "h", "created": "t"}\n')
+    (r / "config.yaml").write_text("name: old\n")
+    (r / "run.json").write_text('{"role": "teacher"}\n')
+    (r / "model.keras").write_bytes(b"old model")
+    (r / "checkpoints" / "state.npz").write_bytes(b"old state")
+
+
+def _truncated_run(d: Path):
+    """A run directory whose model.keras (a zip archive) was cut in half, e.g. by a failed copy."""
+    import io
+    import zipfile
+
+    t = d / "tt"
+    t.mkdir()
+    (t / "config.yaml").write_text(TINY_YAML)
+    (t / "run.json").write_text('{"role": "teacher"}\n')
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", os.urandom(20000))
+    data = buf.getvalue()
+    (t / "model.keras").write_bytes(data[: len(data) // 2])
+
+
 def _cases(fx: dict) -> list[Case]:
     T3 = str(fx["teacher3"])
     D = fx["data"]
@@ -136,6 +168,27 @@ def _cases(fx: dict) -> list[Case]:
         Case("train_readonly_out_dir", "train", [*tiny, "--out", "ro/run"], "permission denied", {"": _ro}),
         Case("train_out_below_a_file", "train", [*tiny, "--out", "afile/run"], "afile/run",
              {"afile": "I am a file, not a folder\n"}),
+        Case("train_config_not_utf8", "train", ["--config", "c.yaml"], "not UTF-8",
+             {"c.yaml": b"name: caf\xe9\ntrain: {epochs: 1}\n"}),
+        # ------------------------------------------------------------- train.py: output location
+        Case("train_name_dotdot", "train", [*tiny, "--set", "name=.."], "name='..'"),
+        Case("train_name_with_separator", "train", [*tiny, "--set", "name=a/b"], "name='a/b'"),
+        Case("train_out_is_working_dir", "train", [*tiny, "--out", "."], "working directory"),
+        Case("train_overwrite_foreign_folder", "train", [*tiny, "--out", "mine", "--overwrite"],
+             "not a run directory", {"": _foreign}),
+        Case("train_into_foreign_folder", "train", [*tiny, "--out", "mine"], "not a run directory",
+             {"": _foreign}),
+        Case("train_overwrite_unknown_model_keeps_run", "train",
+             [*tiny, "--set", "model.name=resnet7", "--out", "r", "--overwrite"], "resnet7", {"": _old_run}),
+        Case("train_overwrite_batch_too_large_keeps_run", "train",
+             [*tiny, "--set", "train.batch_size=512", "--out", "r", "--overwrite"], "batch_size", {"": _old_run}),
+        Case("train_overwrite_bad_schedule_keeps_run", "train",
+             [*tiny, "--schedule", "s.json", "--out", "r", "--overwrite"], "truncated",
+             {"s.json": _truncated_doc(), "": _old_run}),
+        Case("train_overwrite_teacher_is_out", "train",
+             [*tiny, "--kd", "ii", "--teacher", T3, "--out", T3, "--overwrite"], "teacher run"),
+        Case("train_teacher_model_truncated", "train", [*tiny, "--kd", "ii", "--teacher", "tt", "--out", "r"],
+             "truncated", {"": _truncated_run}),
         # ------------------------------------------------------------- train.py: schedules
         Case("train_schedule_unknown_op", "train", [*tiny, "--schedule", "s.json", "--out", "r"], "Blur",
              {"s.json": _unknown_op_doc()}),
@@ -189,6 +242,7 @@ def _cases(fx: dict) -> list[Case]:
         Case("export_missing_run_dir", "export", ["no_run"], "no_run"),
         Case("export_not_a_run_dir", "export", ["notarun"], "notarun", {"": _emptydir}),
         Case("export_unknown_format", "export", [T3, "--formats", "onnx"], "onnx"),
+        Case("export_truncated_model", "export", ["tt"], "truncated", {"": _truncated_run}),
         # ------------------------------------------------------------- search.py
         Case("search_student_without_teacher", "search", ["--role", "student", "--config", "c.yaml"],
              "--teacher", {"c.yaml": TINY_YAML}),
@@ -202,6 +256,13 @@ def _cases(fx: dict) -> list[Case]:
         Case("search_existing_out_other_config", "search",
              ["--role", "teacher", "--config", "c.yaml", "--out", "srch"], "another configuration",
              {"c.yaml": TINY_YAML, "": _existing_search}),
+        Case("search_config_not_utf8", "search", ["--role", "teacher", "--config", "c.yaml"], "not UTF-8",
+             {"c.yaml": TINY_YAML.encode() + b"# \xff\xfe\n"}),
+        Case("search_overwrite_foreign_folder", "search",
+             ["--role", "teacher", "--config", "c.yaml", "--out", "mine", "--overwrite"], "not a search directory",
+             {"c.yaml": TINY_YAML, "": _foreign}),
+        Case("search_out_is_working_dir", "search", ["--role", "teacher", "--config", "c.yaml", "--out", "."],
+             "working directory", {"c.yaml": TINY_YAML}),
     ]
 
 
