@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 - machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU;
   TF {tf.__version__}, Keras {keras.__version__}.
 - The CPU is **shared with other engineers' jobs**: load average {load_start[0]:.1f} at the
-  start, {load_end[0]:.1f} at the end, so absolute figures are noisy (DESIGN.md's figures on
+  start, {load_end[0]:.1f} at the end, so absolute figures are noisy (docs/METHOD.md §7's figures on
   an idle machine: ≈390 img/s without XLA, ≈211 with); interleaving makes the ratio the meaningful number.
 - wall time: {total_s:.0f} s (warm-up incl. XLA compilation {warm_s:.0f} s)
 

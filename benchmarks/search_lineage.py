@@ -194,7 +194,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def expected_ops_applied(policy) -> float:
-    """E[ops applied per image] under PBA's apply rule (REFERENCE.md §1), exact.
+    """E[ops applied per image] under PBA's apply rule (docs/METHOD.md §1), exact.
 
     Walking the shuffled 30 slots and applying each one that fires until the cap is reached
     applies ``min(cap, F)`` ops, F = number of slots that fire (independent Bernoulli(p_i)), so

@@ -22,7 +22,7 @@ Formula (documented in docs/PROTOCOL.md)::
   point (``population · epochs / ready_interval`` evaluations).
 
 Not modelled (so the figures are lower bounds): DoReFa's element-wise quantisers, the KD losses'
-small batched decompositions (latency-bound, KD.md §8), BatchNorm/activations (< 2 % of FLOPs),
+small batched decompositions (latency-bound, docs/KD.md §8), BatchNorm/activations (< 2 % of FLOPs),
 input pipelines, process start-up, checkpoints, and GPU under-utilisation by small networks (PBA
 instead runs several trials per GPU).
 """

@@ -301,7 +301,7 @@ def paper_comparison(cfg, table: list[dict]) -> tuple[list[dict], str]:
 
     ``table``: :func:`summarise`'s rows. Ours is the test-split mean when the runs have one
     (``test_mean``), else the holdout mean — the column says which. Paper numbers exist only
-    where REFERENCE.md has them (:mod:`rolekd_tf.paper_results`); elsewhere "–".
+    where docs/METHOD.md has them (:mod:`rolekd_tf.paper_results`); elsewhere "–".
     """
     from rolekd_tf.paper_results import paper_number
 

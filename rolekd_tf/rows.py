@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 #: Table 1/3 KD losses other than II-KD (``distill.kd`` values) and how the paper names them.
 KD_BASELINES = {"soft": "Soft labels", "dml": "DML", "rkd": "RKD", "mhgd": "MHGD", "svd": "KD-SVD"}
-#: Table 4's full-precision students (paper §5.6; REFERENCE.md §4).
+#: Table 4's full-precision students (paper §5.6; docs/METHOD.md §4).
 TABLE4_STUDENTS = ("wrn-16-2", "wrn-16-4", "preresnet56", "preresnet32", "preresnet44")
 
 SCHEDULES = ("baseline", "A_T", "A_S")  #: baseline augmentation only | teacher's | student's search

@@ -9,7 +9,7 @@ from rolekd_tf.cost import REF_TRAIN_IMAGES_PER_S, Work, forward_flops, gpu_hour
 
 
 def _resnet18_macs() -> int:
-    """CIFAR ResNet-18 (REFERENCE.md §4) multiply-accumulates, counted by hand from its layers."""
+    """CIFAR ResNet-18 (docs/METHOD.md §4) multiply-accumulates, counted by hand from its layers."""
     macs = 32 * 32 * 9 * 3 * 64  # stem
     macs += 4 * 32 * 32 * 9 * 64 * 64  # stage 1: two blocks, no projection
     for cin, cout, hw in ((64, 128, 16), (128, 256, 8), (256, 512, 4)):

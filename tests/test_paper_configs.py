@@ -99,7 +99,7 @@ def test_paper_configs_exist():
 
 
 def _search_protocol(cfg):
-    """PBA (REFERENCE.md §2): 16 members, 200 epochs, ready every 3, 4,000 train / 46,000 val."""
+    """PBA (docs/METHOD.md §2): 16 members, 200 epochs, ready every 3, 4,000 train / 46,000 val."""
     s = cfg.search
     assert (s.population, s.epochs, s.ready_interval) == (16, 200, 3)
     assert (getattr(s, "train_size", None), getattr(s, "val_size", None)) == (4000, 46000)
@@ -126,11 +126,11 @@ def test_paper_config_validates(path):
     _search_protocol(cfg)
     lowbit = cfg.model.w_bits < 32
     assert (cfg.model.w_bits == cfg.model.a_bits) and cfg.model.w_bits in (2, 4, 32)
-    if not lowbit:  # teacher recipe (REFERENCE.md §4)
+    if not lowbit:  # teacher recipe (docs/METHOD.md §4)
         assert cfg.distill.kd == "none"
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay) == ("sgd", 0.1, 5e-4)
         assert cfg.train.nesterov and cfg.train.lr_milestones == [0.3, 0.6, 0.9]
-    elif cfg.distill.update == "clip_to_task_grad":  # released code (KD.md §7)
+    elif cfg.distill.update == "clip_to_task_grad":  # released code (docs/KD.md §7)
         assert cfg.distill.kd == "ii" and path.stem.endswith("_iikd")
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.adam_epsilon) == ("adam", 1e-3, 1e-5)
         assert cfg.train.weight_decay == 1e-5 and cfg.train.lr_milestones == [0.3, 0.6, 0.8]
@@ -140,7 +140,7 @@ def test_paper_config_validates(path):
         assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay) == ("sgd", 1e-3, 1e-5)
         assert (cfg.distill.lambda_init, cfg.distill.lambda_decay) == (0.4, 0.5)
         assert cfg.train.lr_milestones == [0.3, 0.6, 0.9] == cfg.distill.lambda_milestones
-    # Cutout as role-kd: 16 on CIFAR-10, 8 on CIFAR-100 (REFERENCE.md §1).
+    # Cutout as role-kd: 16 on CIFAR-10, 8 on CIFAR-100 (docs/METHOD.md §1).
     assert cfg.augment.cutout == (16 if cfg.data.dataset == "cifar10" else 8)
 
 
@@ -155,7 +155,7 @@ def test_pipeline_config_encodes_the_protocol(path):
     _search_protocol(cfg)
     assert cfg.model.w_bits == cfg.model.a_bits == 32 and cfg.distill.kd == "none"  # the teacher recipe
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay) == ("sgd", 0.1, 5e-4)
-    assert len(cfg.pipeline.seeds) >= 3  # REFERENCE.md §5: mean ± std over ≥ 3 seeds
+    assert len(cfg.pipeline.seeds) >= 3  # docs/METHOD.md §5: mean ± std over ≥ 3 seeds
     assert cfg.augment.cutout == (16 if cfg.data.dataset == "cifar10" else 8)
     rows = set(cfg.pipeline.rows)
     if path.stem.startswith("table2") or path.stem.startswith("tables123"):

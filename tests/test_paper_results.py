@@ -1,4 +1,4 @@
-"""The paper's numbers beside each row: exactly REFERENCE.md §5 / KD.md §9, nothing invented."""
+"""The paper's numbers beside each row: exactly docs/METHOD.md §5 / docs/KD.md §9, nothing invented."""
 from __future__ import annotations
 
 import pytest
@@ -22,7 +22,7 @@ def test_published_numbers(row, dataset, bits, expected):
 
 
 @pytest.mark.parametrize("row,dataset,model,bits", [
-    ("alpha_lowbit", "cifar10", "resnet18", 2),  # not in REFERENCE.md
+    ("alpha_lowbit", "cifar10", "resnet18", 2),  # not in docs/METHOD.md
     ("stage_beta", "cifar10", "alexnet", 2),
     ("t3_mhgd_at", "cifar100", "resnet18", 2),  # Table 3 is 4-bit only
     ("t1_soft", "cifar10", "resnet18", 4),

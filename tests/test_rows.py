@@ -23,7 +23,7 @@ def test_every_table_has_its_rows():
 
 
 def test_table2_definitions():
-    """REFERENCE.md §2: vanilla k-bit from scratch without learned augmentation; stage α k-bit = A_T,
+    """docs/METHOD.md §2: vanilla k-bit from scratch without learned augmentation; stage α k-bit = A_T,
     no KD; only II-KD = no learned augmentation; stage β = II-KD + A_S."""
     def spec(n):
         r = canonical(n)

@@ -1,6 +1,6 @@
 """PBA's policy rule and the standard CIFAR augmentation, vectorised over the batch.
 
-``apply_policy`` follows PBA's per-image rule (REFERENCE.md §1) for every sample at once:
+``apply_policy`` follows PBA's per-image rule (docs/METHOD.md §1) for every sample at once:
 
 1. draw a cap ``count ∈ {0,1,2}`` with p = (0.2, 0.3, 0.5);
 2. visit the 30 (op, p, level) slots in a per-sample random order (the order of stateless
@@ -95,7 +95,7 @@ def apply_policy(images, policy, *, fill, seed, method="fused"):
 
 def baseline_augment(images, *, fill, pad=4, flip=True, cutout=16, seed):
     """PBA's standard augmentation, vectorised: mean-pad ``pad`` px + random crop back to
-    H×W (offsets 0..2·pad−1, REFERENCE.md §1), horizontal flip with p = 0.5, then Cutout
+    H×W (offsets 0..2·pad−1, docs/METHOD.md §1), horizontal flip with p = 0.5, then Cutout
     ``cutout``×``cutout`` at a uniform centre (clipped at the border; 0 disables). Padding and
     Cutout use the exact ``fill`` (so they normalise to 0, as PBA's zeros do).
 

@@ -1,4 +1,4 @@
-"""The 15 PBA augmentation ops (REFERENCE.md §1), batched and vectorised in TensorFlow.
+"""The 15 PBA augmentation ops (docs/METHOD.md §1), batched and vectorised in TensorFlow.
 
 Every op has the signature ``fn(images, levels, mask, *, fill, seed) -> images``:
 

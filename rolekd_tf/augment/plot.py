@@ -22,7 +22,7 @@ from rolekd_tf.fileio import atomic_path
 
 __all__ = ["OpStats", "schedule_op_stats", "plot_schedule", "plot_compare", "LEVEL_UNUSED"]
 
-#: Ops whose level is ignored (REFERENCE.md §1); drawn faint in the magnitude panel.
+#: Ops whose level is ignored (docs/METHOD.md §1); drawn faint in the magnitude panel.
 LEVEL_UNUSED = frozenset({"Invert", "Equalize", "AutoContrast"})
 
 

@@ -1,6 +1,6 @@
 """Augmentation policies and per-epoch schedules (pure Python + NumPy, no TensorFlow).
 
-A **policy** is 60 integers (REFERENCE.md §1): two independent copies (A, B) of the 15 ops in
+A **policy** is 60 integers (docs/METHOD.md §1): two independent copies (A, B) of the 15 ops in
 :data:`OP_ORDER`, each a (probability 0..10, level 0..9) pair. Copy A of op ``k`` is
 ``v[2k]`` (prob), ``v[2k+1]`` (level); copy B is ``v[30+2k]``, ``v[31+2k]``.
 
@@ -46,7 +46,7 @@ __all__ = [
     "field_name",
 ]
 
-#: The 15 PBA ops in the pinned order of REFERENCE.md §1 (index k -> integers 2k, 2k+1, 30+2k, 31+2k).
+#: The 15 PBA ops in the pinned order of docs/METHOD.md §1 (index k -> integers 2k, 2k+1, 30+2k, 31+2k).
 OP_ORDER: tuple[str, ...] = (
     "Rotate", "TranslateX", "TranslateY", "Brightness", "Color",
     "Invert", "Sharpness", "Posterize", "ShearX", "Solarize",

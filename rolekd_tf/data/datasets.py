@@ -7,7 +7,7 @@ Accepted ``dataset`` strings (see :func:`available_datasets`):
   replicated to 3 channels. Offline, real data. mean/std measured on the whole set.
 * a TFDS name (``cifar10``, ``cifar100``, ``svhn_cropped``, ``name/config``, ``name:1.2.3``;
   also ``tfds:NAME``): ``tfds.load(name, split="train", as_supervised=True, download=True)``
-  into ``cache_dir`` (else TFDS's default data dir). mean/std: REFERENCE.md §1 constants for
+  into ``cache_dir`` (else TFDS's default data dir). mean/std: docs/METHOD.md §1 constants for
   cifar10/cifar100, measured otherwise. When the data is not prepared yet and the network is
   unreachable, the load fails within seconds with a DataError that names the offline forms
   (TFDS itself would retry its download for over 3 minutes).
@@ -34,7 +34,7 @@ from rolekd_tf.data.info import DatasetInfo, Splits, channel_stats
 from rolekd_tf.data.imagefolder import load_imagefolder
 from rolekd_tf.data.splits import split_indices
 
-# REFERENCE.md §1 normalisation constants, [0, 1] units.
+# docs/METHOD.md §1 normalisation constants, [0, 1] units.
 REFERENCE_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),

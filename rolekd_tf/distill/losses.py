@@ -1,4 +1,4 @@
-"""Distillation losses (KD.md §2–§7) and their registry.
+"""Distillation losses (docs/KD.md §2–§7) and their registry.
 
 Every loss object is called as ``loss(student_outs, teacher_outs) -> dict`` where ``*_outs`` are
 the lists returned by :func:`rolekd_tf.models.feature_model` views, ``[tap_1 … tap_n, logits]``
@@ -186,7 +186,7 @@ class RKD:
 
 
 class KDSVD:
-    """KD-SVD inter-relation loss (KD.md §5; :func:`kdsvd_loss`). Terms: ``svd``."""
+    """KD-SVD inter-relation loss (docs/KD.md §5; :func:`kdsvd_loss`). Terms: ``svd``."""
 
     terms = ("svd",)
     uses_taps = True
@@ -208,7 +208,7 @@ TRUNCATION_COMPENSATION = 1.3
 
 
 def released_head_initializer(fan_in: int, seed: int):
-    """Kernel initialiser of the MHGD heads as role-kd builds them (KD.md §6): its attention heads
+    """Kernel initialiser of the MHGD heads as role-kd builds them (docs/KD.md §6): its attention heads
     are created inside ``ResNet_arg_scope``, whose ``fully_connected`` default is
     ``variance_scaling_initializer()`` — truncated normal (re-drawn beyond 2σ, as Keras'
     ``TruncatedNormal``), σ = sqrt(1.3·2/fan_in). ``fan_in``: input width of the dense kernel."""
@@ -218,7 +218,7 @@ def released_head_initializer(fan_in: int, seed: int):
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
 class MHGD(keras.layers.Layer):
-    """Multi-head graph distillation (KD.md §6).
+    """Multi-head graph distillation (docs/KD.md §6).
 
     For each consecutive tap pair (l−1, l) with singular vectors ``P = v_l [B,C_l]`` (sender) and
     ``Q = v_{l−1} [B,C_{l−1}]`` (receiver): ``S = BN(P W_s)``, ``R = BN(Q W_r)``, Dense without bias,
@@ -303,7 +303,7 @@ class MHGD(keras.layers.Layer):
 
     def pretrain_heads(self, teacher_feature_fn, dataset, epochs, *, steps_per_epoch=None,
                        learning_rate=1e-3, seed=None):
-        """Original MHGD head pre-training on the teacher alone, then freeze (KD.md §6).
+        """Original MHGD head pre-training on the teacher alone, then freeze (docs/KD.md §6).
 
         Task: from attention ``softmax(G_T)`` (random head-drop mask per head and sample) over the
         receiver vectors ``v_{l−1}``, an estimator (Dense+BN+ReLU, aggregate, Dense, l2n) predicts
@@ -365,7 +365,7 @@ class MHGD(keras.layers.Layer):
 
 
 class IIKD:
-    """II-KD of the released code: ``mhgd + rkd + svd`` (weights 1, KD.md §7). The teacher and
+    """II-KD of the released code: ``mhgd + rkd + svd`` (weights 1, docs/KD.md §7). The teacher and
     student decompositions are computed ONCE per call and shared by KD-SVD and MHGD.
     Terms: ``mhgd``, ``rkd``, ``svd``."""
 

@@ -1,4 +1,4 @@
-"""Shared singular-vector machinery for KD-SVD and MHGD (KD.md §4).
+"""Shared singular-vector machinery for KD-SVD and MHGD (docs/KD.md §4).
 
 Per sample ``b`` a feature map ``F_b`` (H×W×C) is reshaped to ``X_b ∈ R^{HW×C}``; we need its top
 right singular vectors ``v_1 … v_K ∈ R^C`` (unit norm, ordered by singular value).

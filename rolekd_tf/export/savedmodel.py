@@ -13,7 +13,7 @@ INPUT_NAME = "pixels"
 def export_saved_model(wrapped, path) -> None:
     """Write ``path/`` (atomically) with signature ``serving_default(pixels: float32 [N,H,W,3])``.
 
-    Inference only: SavedModels lose ``tf.custom_gradient`` on reload (DESIGN.md), so fine-tuning
+    Inference only: SavedModels lose ``tf.custom_gradient`` on reload (docs/METHOD.md §7), so fine-tuning
     must use ``export/model.keras``.
     """
     import tensorflow as tf

@@ -16,7 +16,7 @@ import keras
 
 from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
 
-#: BatchNormalization settings of the role-kd code (REFERENCE.md §4); used by every model.
+#: BatchNormalization settings of the role-kd code (docs/METHOD.md §4); used by every model.
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 

@@ -1,4 +1,4 @@
-"""AlexNet-CIFAR as in the role-kd code (REFERENCE.md §4).
+"""AlexNet-CIFAR as in the role-kd code (docs/METHOD.md §4).
 
 ``pad 5 (32→42) → conv1 11×11×64 valid → BN → act → maxpool → conv2 5×5×192 → BN → act → maxpool
 → conv3 3×3×384 → BN → act → conv4 3×3×256 → BN → act → conv5 3×3×256 → BN → act → maxpool
@@ -12,7 +12,7 @@ first conv still feeds a quantised conv2), conv2 … conv5 (``act2`` … ``act5`
 (``fc1_act``) — six in all — but **not** after fc2: ``fc2_act`` stays a full-precision ReLU, so
 the FP logits dense ("fct" in the code) reads full-precision features, as the FP last layer of the
 ResNets reads the FP pooled block output.
-Taps (KD.md §1; after the activation quantiser): tap_1 after pool2 (8×8×192), tap_2 after conv3
+Taps (docs/KD.md §1; after the activation quantiser): tap_1 after pool2 (8×8×192), tap_2 after conv3
 (8×8×384), tap_3 after conv4 (8×8×256), tap_4 after conv5 + pool (4×4×256).
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ Block: ``BN → act → conv → BN → act → conv`` (+ shortcut). The first `
 activation quantiser; a 1×1 projection shortcut (used when shape changes) takes that pre-activated,
 quantised input, an identity shortcut carries the raw block input (as in the reference Torch code).
 The network ends with a full-precision ``BN → ReLU → GAP → logits``. Stem conv and logits are FP.
-Taps (KD.md §1, pre-activation nets): the stage output, i.e. the residual sum of the last block of
+Taps (docs/KD.md §1, pre-activation nets): the stage output, i.e. the residual sum of the last block of
 each stage (before the next stage's BN / the final BN).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Post-activation CIFAR ResNets: ResNet-18 (CIFAR variant) and ResNet-{6n+2} (He et al. 2016).
 
-Quantised layout (REFERENCE.md §3, role-kd): in every basic block an activation quantiser at the
+Quantised layout (docs/METHOD.md §3, role-kd): in every basic block an activation quantiser at the
 block **entry** (its output also feeds the shortcut) and one after the first BN (replacing that
 ReLU) — two per block. The residual add is followed by a full-precision ReLU; that FP block output
 is what the KD taps see (``tap_s`` after the last block of stage ``s``). The stem conv and the

@@ -1,5 +1,5 @@
 """DoReFa quantisers (Zhou et al. 2016, "DoReFa-Net: Training Low Bitwidth Convolutional Neural
-Networks with Low Bitwidth Gradients", arXiv:1606.06160), as used by role-kd (REFERENCE.md §3).
+Networks with Low Bitwidth Gradients", arXiv:1606.06160), as used by role-kd (docs/METHOD.md §3).
 
 All functions are plain TensorFlow ops usable inside Keras layers, under ``tf.function`` and under
 XLA (``jit_compile=True``). The *only* straight-through estimator (STE) is on the rounding step

@@ -1,6 +1,6 @@
 """Did a search learn a schedule? Empty / unchanged schedules and the warning that names the fix.
 
-PBA changes a member's policy only when it exploits another member (REFERENCE.md §2). In a small
+PBA changes a member's policy only when it exploits another member (docs/METHOD.md §2). In a small
 search (few members, few ready points) the best final member is often one that never exploited,
 so its schedule is its start policy for every epoch: all zero with PBA's start (``search.init:
 zeros``) — training with it is exactly training without a schedule — or, with ``search.init:

@@ -1,4 +1,4 @@
-"""PBA's augmentation search space and its explore step (REFERENCE.md §1-2).
+"""PBA's augmentation search space and its explore step (docs/METHOD.md §1-2).
 
 A policy is 60 integers: for each of the 15 ops (pinned order) and each of two copies A/B, a
 probability value ``0..10`` (even index) followed by a magnitude level ``0..9`` (odd index).

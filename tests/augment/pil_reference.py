@@ -1,4 +1,4 @@
-"""Per-image PIL reference of the PBA search space (REFERENCE.md §1) — the test oracle.
+"""Per-image PIL reference of the PBA search space (docs/METHOD.md §1) — the test oracle.
 
 Written the way PBA applies its policies: one ``PIL.Image`` per sample, PIL's own operators,
 Python ``random``-style control flow. Differences from PBA's code, on purpose:

@@ -1,4 +1,4 @@
-"""Each KD loss against an independent NumPy implementation of KD.md's formulas."""
+"""Each KD loss against an independent NumPy implementation of docs/KD.md's formulas."""
 import numpy as np
 import pytest
 import tensorflow as tf

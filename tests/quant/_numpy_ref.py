@@ -1,4 +1,4 @@
-"""Independent NumPy implementation of DoReFa (REFERENCE.md §3) used as the test oracle."""
+"""Independent NumPy implementation of DoReFa (docs/METHOD.md §3) used as the test oracle."""
 import numpy as np
 
 
