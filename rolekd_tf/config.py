@@ -83,6 +83,9 @@ class TrainConfig:
     checkpoint_every: int = 1  #: epochs between resumable checkpoints
     #: tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs (slower kernels)
     deterministic: bool = False
+    #: devices to train on with tf.distribute.MirroredStrategy, e.g. ["/gpu:0", "/gpu:1"];
+    #: None = all visible GPUs when there are two or more, else one device (rolekd_tf.distribute)
+    devices: list[str] | None = None
 
 
 @dataclass
@@ -207,6 +210,10 @@ def _coerce(where: str, value: Any, default: Any, annotation: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}={value!r} must be a string")
         return value
+    if ann.startswith("list[str]"):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}={value!r} must be a list of strings")
+        return [str(v) for v in value]
     if ann.startswith("list[float]"):
         if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
@@ -269,6 +276,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.jit_compile={t.jit_compile!r}; allowed: auto, true, false")
     if t.checkpoint_every < 1:
         raise ConfigError(f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
+    from rolekd_tf.distribute import check_device_names
+
+    check_device_names(t.devices)
     d = cfg.data
     for what in ("train_size", "val_size"):
         v = getattr(d, what)

@@ -11,6 +11,9 @@ Run directory layout (every file written atomically)::
     RUN_DIR/model.keras      the trained model (the student alone for distillation runs)
 
 Re-running the same command resumes from the last checkpoint; a different config refuses.
+With two or more devices (``train.devices``, or several visible GPUs) the run is trained under
+``tf.distribute.MirroredStrategy``; the semantics (global batch, gradient reduction, synchronised
+BatchNorm, checkpoints) are documented in :mod:`rolekd_tf.distribute`.
 """
 from __future__ import annotations
 
@@ -219,6 +222,11 @@ class Task:
         from rolekd_tf.distill import Distiller
 
         student = self.build_network()
+        from rolekd_tf import distribute
+
+        if distribute.replicas() > 1:
+            # global-batch BN statistics under a multi-device strategy (rolekd_tf.distribute)
+            distribute.synchronize_batchnorm(student)
         if self.init_dir:
             from rolekd_tf.models import copy_trainable_weights
 
@@ -442,10 +450,25 @@ def run_training(
     overwrite: bool = False,
     verbose: int = 1,
 ) -> dict:
-    """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run).
+    """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run), on
+    the devices of ``cfg.train.devices`` (:func:`rolekd_tf.distribute.select_strategy`).
 
     Returns the final metrics dict (also written to ``out_dir/metrics.json``).
     """
+    import contextlib
+
+    from rolekd_tf import distribute
+
+    strategy = distribute.select_strategy(cfg.train.devices)
+    distribute.check_batch_size(cfg.train.batch_size, strategy)
+    # Everything that creates or assigns variables (models, optimizer, checkpoint restore,
+    # callbacks inside fit) runs in the strategy's scope.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _run_training(cfg, out_dir, init=init, teacher=teacher, schedule=schedule,
+                             overwrite=overwrite, verbose=verbose)
+
+
+def _run_training(cfg: Config, out_dir, *, init, teacher, schedule, overwrite, verbose) -> dict:
     keras = _keras()
     run_dir = Path(out_dir)
     role = "student" if teacher else "teacher"
@@ -524,6 +547,10 @@ def run_training(
     wall = prior_wall + time.time() - t0
     val_acc = task.evaluate(model, "val")
     holdout_acc = task.evaluate(model, "holdout")
+    from rolekd_tf import distribute
+
+    if distribute.replicas() > 1:
+        distribute.synchronize_batchnorm(model.student, False)  # the saved model has no strategy
     save_model_atomic(model.student, run_dir / "model.keras")
     metrics: dict[str, Any] = {
         "history": history,
