@@ -28,8 +28,8 @@ What one step computes with ``R`` replicas (the update equals the single-device 
     SUM restores ``g`` (its own global-norm clip then sees ``‖g/R‖ ≤ clipnorm`` and is a no-op).
   * Batch-relational KD losses (``ii``, ``mhgd``, ``svd``, ``rkd``: pairwise/graph terms over the
     batch, or a sum over it) are computed on the all-gathered GLOBAL batch of student and teacher
-    outputs (:func:`gather_batch`, differentiable: its gradient is an all-reduce of the upstream
-    gradient), so their value and gradient are the single-device ones. Every replica computes the
+    outputs (:func:`gather_batch`, differentiable: its gradient is the all-reduced upstream
+    gradient's slice of this replica), so their value and gradient are the single-device ones. Every replica computes the
     same global KD loss (``R``-fold redundant KD compute; the networks' forward/backward is split).
   * BatchNorm: the student's (and DML peer's) BN layers are switched to
     ``synchronized=True`` while training under a strategy (:func:`synchronize_batchnorm`), so the
@@ -81,7 +81,7 @@ def select_strategy(devices=None):
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) < 2:
             return None
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+        return _mirrored([g.name for g in gpus])
     visible = {_canonical(d.name): d.name for d in tf.config.list_logical_devices()}
     missing = [d for d in devices if _canonical(d) not in visible]
     if missing:
@@ -90,7 +90,22 @@ def select_strategy(devices=None):
     names = [visible[_canonical(d)] for d in devices]
     if len(names) == 1:
         return tf.distribute.OneDeviceStrategy(names[0])
-    return tf.distribute.MirroredStrategy(names)
+    return _mirrored(names)
+
+
+_STRATEGIES: dict = {}
+
+
+def _mirrored(names):
+    """One ``MirroredStrategy`` per device set and process: a second instance over the same devices
+    reuses the collective group/instance keys of the first, and TF then fails with "Shape mismatch
+    in the collective instance …" (seen with two trainings in one process, TF 2.21)."""
+    import tensorflow as tf
+
+    key = tuple(names)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = tf.distribute.MirroredStrategy(list(names))
+    return _STRATEGIES[key]
 
 
 def check_batch_size(batch_size: int, strategy) -> None:
@@ -126,10 +141,19 @@ def gather_batch(tensors: list) -> list:
     import tensorflow as tf
 
     ctx = tf.distribute.get_replica_context()
-    # one all_gather per tensor: the gradient of a multi-tensor all_gather packs the upstream
-    # gradients into one tensor (TF 2.21), which fails for tensors of different ranks.
-    # all_gather loses the static shape; the KD losses need static feature sizes.
-    return [tf.ensure_shape(ctx.all_gather(t, axis=0), [None] + list(t.shape[1:])) for t in tensors]
+    r = ctx.num_replicas_in_sync
+    # Not ReplicaContext.all_gather: its gradient all-gathers int32 sizes, and on CPU devices those
+    # collectives were launched in different orders on the two replicas (TF 2.21: "Collective
+    # instance … expected type 0 … got type 2"). Instead each replica writes its tensor into its
+    # own slot of a zero [R, b, …] tensor and the slots are all-reduced (SUM): exact (x + 0 = x),
+    # and the gradient (an all-reduce of the upstream gradient, sliced) is all_gather's.
+    onehot = tf.one_hot(ctx.replica_id_in_sync_group, r)
+    slots = []
+    for t in tensors:
+        t = tf.convert_to_tensor(t)
+        slots.append(tf.reshape(tf.cast(onehot, t.dtype), [r] + [1] * t.shape.rank) * t[None])
+    full = ctx.all_reduce(tf.distribute.ReduceOp.SUM, slots)
+    return [tf.reshape(f, [-1] + list(t.shape[1:])) for f, t in zip(full, tensors)]
 
 
 def for_optimizer(grads: list, optimizer) -> list:
