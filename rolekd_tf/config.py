@@ -184,6 +184,9 @@ class TrainConfig:
     checkpoint_every: int = num(1, 1, MAX_EPOCHS, unit="epochs")  #: epochs between resumable checkpoints
     #: tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs (slower kernels)
     deterministic: bool = False
+    #: devices to train on with tf.distribute.MirroredStrategy, e.g. ["/gpu:0", "/gpu:1"];
+    #: None = all visible GPUs when there are two or more, else one device (rolekd_tf.distribute)
+    devices: list[str] | None = None
 
 
 @dataclass
@@ -463,6 +466,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {m.shortcut!r})")
     if cfg.train.jit_compile not in ("auto", True, False):
         raise ConfigError(f"train.jit_compile={_show(cfg.train.jit_compile)}; allowed: auto, true, false")
+    from rolekd_tf.distribute import check_device_names
+
+    check_device_names(cfg.train.devices)
     d = cfg.data
     if d.test_split is not None:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", d.test_split):

@@ -13,6 +13,9 @@ Run directory layout (every file written atomically)::
     RUN_DIR/model.keras      the trained model (the student alone for distillation runs)
 
 Re-running the same command resumes from the last checkpoint; a different config refuses.
+With two or more devices (``train.devices``, or several visible GPUs) the run is trained under
+``tf.distribute.MirroredStrategy``; the semantics (global batch, gradient reduction, synchronised
+BatchNorm, checkpoints) are documented in :mod:`rolekd_tf.distribute`.
 """
 from __future__ import annotations
 
@@ -242,6 +245,11 @@ class Task:
         from rolekd_tf.distill import Distiller
 
         student = self.build_network()
+        from rolekd_tf import distribute
+
+        if distribute.replicas() > 1:
+            # global-batch BN statistics under a multi-device strategy (rolekd_tf.distribute)
+            distribute.synchronize_batchnorm(student)
         if self.init_dir:
             from rolekd_tf.models import copy_trainable_weights
 
@@ -519,13 +527,28 @@ def run_training(
     verbose: int = 1,
     config_path: str | os.PathLike | None = None,
 ) -> dict:
-    """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run).
+    """Train per ``cfg`` into ``out_dir`` (resuming if it holds a checkpoint of the same run), on
+    the devices of ``cfg.train.devices`` (:func:`rolekd_tf.distribute.select_strategy`).
 
     Everything (output location, config, dataset, teacher, ``--init``, schedule, model) is checked
     before the first write or delete; the directory is locked while the run uses it
     (:mod:`rolekd_tf.rundir`). ``config_path``: the config file, only to refuse an ``out_dir``
     that contains it. Returns the final metrics dict (also written to ``out_dir/metrics.json``).
     """
+    import contextlib
+
+    from rolekd_tf import distribute
+
+    strategy = distribute.select_strategy(cfg.train.devices)
+    distribute.check_batch_size(cfg.train.batch_size, strategy)
+    # Everything that creates or assigns variables (models, optimizer, checkpoint restore,
+    # callbacks inside fit) runs in the strategy's scope.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _run_training(cfg, out_dir, init=init, teacher=teacher, schedule=schedule,
+                             overwrite=overwrite, verbose=verbose, config_path=config_path)
+
+
+def _run_training(cfg: Config, out_dir, *, init, teacher, schedule, overwrite, verbose, config_path) -> dict:
     from rolekd_tf import rundir
 
     run_dir = Path(out_dir)
@@ -608,6 +631,10 @@ def _train_locked(task: "Task", model, sched, run_dir: Path, claim, prov: dict, 
     # The dataset's own test split: read once, here, on the final model (searches never load it).
     n_test = int(len(task.splits.x_test))
     test_acc = task.evaluate(model, "test") if n_test else None
+    from rolekd_tf import distribute
+
+    if distribute.replicas() > 1:
+        distribute.synchronize_batchnorm(model.student, False)  # the saved model has no strategy
     save_model_atomic(model.student, run_dir / "model.keras")
     metrics: dict[str, Any] = {
         "test_accuracy": test_acc,

@@ -12,6 +12,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from rolekd_tf import distribute as _dist
 from rolekd_tf.distill import losses as _losses
 from rolekd_tf.errors import CheckpointError, ConfigError, ModelError
 from rolekd_tf.models.taps import feature_model, tap_layer_names
@@ -19,6 +20,9 @@ from rolekd_tf.models.taps import feature_model, tap_layer_names
 UPDATES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
 #: the update rules that clip the KD gradient per variable against the task gradient
 CLIPPED_UPDATES = ("clip_to_task_grad", "weighted_clip")
+#: KD losses coupling the examples of a batch (pairs, graphs, batch sums): under a multi-device
+#: strategy they see the all-gathered global batch (rolekd_tf.distribute).
+BATCH_RELATIONAL = ("ii", "mhgd", "svd", "rkd")
 KD_NAMES = tuple(sorted(_losses.LOSSES)) + ("none",)
 
 
@@ -95,6 +99,10 @@ class Distiller(keras.Model):
     ``loss`` is ``CE + w·KD + ½wd·Σ‖kernel‖²`` with ``w = λ`` (weighted_sum, weighted_clip), 1
     (clip_to_task_grad), or the
     soft/dml mixing. ``test_step``: student only → ``loss`` (= CE), ``ce``, ``accuracy``.
+
+    Several devices (``tf.distribute.MirroredStrategy``): gradients are all-reduced before the update
+    rule, so the clip uses global norms; batch-relational KD losses see the global batch
+    (:mod:`rolekd_tf.distribute` documents the semantics).
 
     Checkpoint/resume: :meth:`save_train_state` / :meth:`load_train_state` (student weights incl.
     BN statistics, adapters, peer, MHGD heads, optimizer state, epoch and λ; teacher not stored).
@@ -252,7 +260,10 @@ class Distiller(keras.Model):
                 terms = self.kd_loss([logits], [p_logits])
                 peer_obj = peer_ce + _losses.dml_loss(p_logits, logits)
             elif self.kd_loss is not None:
-                terms = self.kd_loss(s_outs, t_outs)
+                if self.kd in BATCH_RELATIONAL:  # global batch under a strategy; identity otherwise
+                    terms = self.kd_loss(_dist.gather_batch(s_outs), _dist.gather_batch(t_outs))
+                else:
+                    terms = self.kd_loss(s_outs, t_outs)
             kd = terms.get("kd", tf.constant(0.0))
             if self.kd == "soft":
                 obj = (1.0 - self.soft_alpha) * ce + self.soft_alpha * kd
@@ -264,8 +275,9 @@ class Distiller(keras.Model):
                 obj = ce + self.kd_lambda * kd
 
         if clip:
-            g_ce = _gradients(tape, ce, s_vars)
-            g_kd = _gradients(tape, kd, s_vars + extra)
+            # global (all-reduced) gradients first: the clip bound is ‖∇CE‖ of the global batch
+            g_ce = _dist.mean_over_replicas(_gradients(tape, ce, s_vars))
+            g_kd = _dist.mean_over_replicas(_gradients(tape, kd, s_vars + extra))
             if kd_scale is not None:
                 g_kd = [kd_scale * g for g in g_kd]  # λ before the clip (adapters: λ·∇L_KD)
             factor = tf.sigmoid(self.epoch - self.clip_e0)
@@ -275,20 +287,20 @@ class Distiller(keras.Model):
                 for gc, gk, w in zip(g_ce, g_kd[: len(s_vars)], s_vars)
             ] + list(g_kd[len(s_vars):])
         else:
-            grads = _gradients(tape, obj, s_vars + extra)
+            grads = _dist.mean_over_replicas(_gradients(tape, obj, s_vars + extra))
             if self.weight_decay:
                 grads = [g + self.weight_decay * w if id(w) in self._kernel_ids else g
                          for g, w in zip(grads, s_vars + extra)]
         train_vars = s_vars + extra
         if self.kd == "dml":
             p_vars = list(self.peer.trainable_variables)
-            pg = _gradients(tape, peer_obj, p_vars)
+            pg = _dist.mean_over_replicas(_gradients(tape, peer_obj, p_vars))
             if self.weight_decay:
                 pk = {id(v) for v in kernel_variables(self.peer)}
                 pg = [g + self.weight_decay * w if id(w) in pk else g for g, w in zip(pg, p_vars)]
             grads, train_vars = list(grads) + list(pg), train_vars + p_vars
         del tape
-        self.optimizer.apply(grads, train_vars)
+        self.optimizer.apply(_dist.for_optimizer(grads, self.optimizer), train_vars)
 
         l2 = tf.constant(0.0)
         if self.weight_decay:
