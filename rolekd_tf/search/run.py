@@ -251,7 +251,7 @@ def _search(args, cfg, out: Path, mode: str, make_task) -> int:
         # search stays stalled here: the next run of the command retries its failed segments)
         oracle.reload(resume_stalled=False)
     summary = finalize(out, cfg, oracle, wall=wall, segment_times=tuner.segment_times, role=role,
-                       task=task_holder.get("task"))
+                       task=make_task() if mode != "chief" else None)
     print_summary(summary)
     return 0
 
