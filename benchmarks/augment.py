@@ -74,7 +74,7 @@ def load_images(n):
     path = os.environ.get("ROLEKD_CIFAR10_TAR")
     if path and os.path.exists(path):
         x = ref.read_tar_images(path, n)
-        return x, f"real CIFAR-10 JPEGs ({path})"
+        return x, "real CIFAR-10 JPEGs ($ROLEKD_CIFAR10_TAR)"
     return (np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
             "random uint8 images (ROLEKD_CIFAR10_TAR unset)")
 
