@@ -100,12 +100,14 @@ def test_teacher_and_student_search_end_to_end(tmp_path):
 @pytest.mark.parametrize("classes,shape,match", [(5, (32, 32, 3), "predicts 5 classes"),
                                                  (10, (16, 16, 3), "takes input")])
 def test_incompatible_teacher_refused(tmp_path, classes, shape, match):
+    from rolekd_tf.config import load_config, save_config
     from rolekd_tf.fileio import save_model_atomic
     from rolekd_tf.models import build_model
 
     run = tmp_path / "teacher"
     run.mkdir()
     save_model_atomic(build_model("resnet20", num_classes=classes, input_shape=shape), run / "model.keras")
+    save_config(load_config(CFG), run / "config.yaml")  # a run directory: train.py writes both
     out = tmp_path / "s"
     with pytest.raises(CheckpointError, match=match):
         run_main(["--role", "student", "--config", CFG, *TINY, "--teacher", str(run), "--out", str(out)])
