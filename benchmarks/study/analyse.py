@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Read the study's runs and write paired differences with 95 % t-intervals and the verdict.
 
-    python benchmarks/study/analyse.py [--out /work/wt/study-runs] [--config configs/study_cifar10_cpu.yaml]
+    python benchmarks/study/analyse.py [--out runs/study_cifar10_cpu] [--config configs/study_cifar10_cpu.yaml]
                                        [--md benchmarks/study/RESULTS.md]
 
 Reads only what the runs wrote (``metrics.json`` of every finished student run, the two searches'
@@ -252,7 +252,7 @@ def report(out: Path, cfg) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="/work/wt/study-runs", help="the study's output directory")
+    ap.add_argument("--out", default="runs/study_cifar10_cpu", help="the study's output directory")
     ap.add_argument("--config", default=str(ROOT / "configs" / "study_cifar10_cpu.yaml"))
     ap.add_argument("--md", default=None, help="write the Markdown here (default: OUT/RESULTS.md)")
     args = ap.parse_args(argv)

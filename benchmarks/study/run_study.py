@@ -2,7 +2,7 @@
 """Resumable driver of the role-wise augmentation study (issue 20, item 3); see docs/STUDY.md.
 
     python benchmarks/study/run_study.py [--config configs/study_cifar10_cpu.yaml]
-                                         [--out /work/wt/study-runs] [--pilot 3] [--dry-run]
+                                         [--out runs/study_cifar10_cpu] [--pilot 3] [--dry-run]
 
 Re-running the same command continues: every step is one of the pipeline's public commands
 (``search.py``, ``train.py``) with its own resumable directory, planned by
@@ -74,7 +74,7 @@ def seeds_target(out: Path, cfg, pilot: int) -> tuple[int, list]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/study_cifar10_cpu.yaml")
-    ap.add_argument("--out", default="/work/wt/study-runs")
+    ap.add_argument("--out", default="runs/study_cifar10_cpu")
     ap.add_argument("--pilot", type=int, default=3, help="seeds run before the spread is used to size the study")
     ap.add_argument("--dry-run", action="store_true", help="print the steps and what has finished, run nothing")
     args = ap.parse_args(argv)
@@ -105,6 +105,12 @@ def main(argv=None) -> int:
           flush=True)
     for st in shared:
         run(st)
+    bits = cfg.pipeline.bits[0]
+    for name, d in (("A_T", "search-teacher"), ("A_S", f"search-student-w{bits}a{bits}")):
+        facts = analyse.schedule_facts(out / d / "schedule.json")
+        if facts["nonzero_epochs"] == 0:  # the rows would repeat only II-KD: nothing to measure
+            raise RolekdError(f"{name} in {out / d} is all zero, so its rows would repeat only II-KD; "
+                              "use search.init=random or more ready points, and a new --out")
     for i, (seed, steps) in enumerate(per_seed.items()):
         if i >= args.pilot:
             need, comps = seeds_target(out, cfg, args.pilot)
