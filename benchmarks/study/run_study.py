@@ -22,6 +22,7 @@ exactly the pipeline's. What this driver adds to ``python -m rolekd_tf.pipeline`
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -93,6 +94,12 @@ def main(argv=None) -> int:
             print(("done  " if _finished(st) else "todo  ") + " ".join(map(str, st["cmd"])))
         return 0
     out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".driver.lock", "a")  # held until this process exits (also when killed)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise RolekdError(f"another run_study.py is already running on {str(out)!r}; "
+                          "let it finish or stop it first") from None
     journal = out / "steps.jsonl"
     log: list = []
 
