@@ -267,9 +267,11 @@ def test_overwrite_of_a_run_dir_replaces_it_and_leaves_no_aside(finished, tmp_pa
 def test_second_train_on_a_running_directory_is_refused_and_the_first_finishes(tmp_path):
     run = tmp_path / "run"
     args = [*TINY, "--set", "train.epochs=2", "--out", run]
-    # the first run's final model.keras write is held open for a while (test shim), so the second
-    # command certainly meets the first one still running
-    env = cli_env(ROLEKD_TEST_SLOW_WRITE="^model\\.keras$", ROLEKD_TEST_SLOW_SECONDS=25)
+    # the first run's final model.keras write is held open (test shim) until the test has run the
+    # other two commands, so they certainly meet the first one still running
+    release = tmp_path / "release"
+    env = cli_env(ROLEKD_TEST_SLOW_WRITE="^model\\.keras$", ROLEKD_TEST_SLOW_SECONDS=900,
+                  ROLEKD_TEST_SLOW_UNTIL=str(release))
     first = popen_tool("shim-train", args, cwd=tmp_path, env=env, log=tmp_path / "first.log")
     try:
         assert wait_for(lambda: json.loads((run / rundir.LOCK).read_text())["pid"], first, timeout=600)
@@ -277,6 +279,8 @@ def test_second_train_on_a_running_directory_is_refused_and_the_first_finishes(t
         second = run_tool("train", [*TINY, "--set", "train.epochs=2", "--set", "seed=5", "--out", run],
                           cwd=tmp_path)
         third = run_tool("train", [*args, "--overwrite"], cwd=tmp_path)
+        assert first.poll() is None  # the first run was still running throughout
+        release.touch()
         rc = first.wait(timeout=600)
     finally:
         kill9(first)

@@ -4,6 +4,9 @@ happened yet).
 
     python _slow_writes.py train|search ARGS...
     env ROLEKD_TEST_SLOW_WRITE=<regex on the target file name>  ROLEKD_TEST_SLOW_SECONDS=<s>
+        ROLEKD_TEST_SLOW_UNTIL=<path>  (optional: hold until that file exists, at most <s> seconds;
+        a fixed sleep is not enough where the test's next commands take longer to start on a
+        loaded machine)
         ROLEKD_TEST_FAIL_FIT_EPOCH=<e>  (optional: segments starting at epoch e raise)
 
 Only the test harness uses this; the package is not modified.
@@ -24,6 +27,7 @@ import rolekd_tf.fileio as fileio  # noqa: E402
 _orig = fileio.atomic_path
 _pattern = re.compile(os.environ.get("ROLEKD_TEST_SLOW_WRITE", r"(?!)"))
 _seconds = float(os.environ.get("ROLEKD_TEST_SLOW_SECONDS", "3"))
+_until = os.environ.get("ROLEKD_TEST_SLOW_UNTIL")
 
 
 @contextlib.contextmanager
@@ -33,7 +37,12 @@ def slow_atomic_path(path, *, is_dir=False):
         if _pattern.search(Path(path).name):
             # the temporary file is complete, the rename onto ``path`` has not happened yet
             print(f"[slow-write] {path} -> {tmp.name}", flush=True)
-            time.sleep(_seconds)
+            if _until:
+                end = time.monotonic() + _seconds
+                while not Path(_until).exists() and time.monotonic() < end:
+                    time.sleep(0.2)
+            else:
+                time.sleep(_seconds)
 
 
 fileio.atomic_path = slow_atomic_path
