@@ -149,7 +149,7 @@ def report(out: Path, cfg) -> str:
     runs = student_runs(out, bits)
     comps = paired(runs)
     lines = [f"# Study `{cfg.name}`: measured results", "",
-             f"Runs: `{out}`; data `{cfg.data.dataset.split('/')[-1]}` "
+             f"Runs: the driver's `--out` directory (`{out.name}/`; no machine path here); data `{cfg.data.dataset.split('/')[-1]}` "
              f"(train/val/holdout = {cfg.data.train_size}/{cfg.data.val_size}/{cfg.data.holdout_size}), "
              f"model `{cfg.model.name}`, {cfg.train.epochs} epochs per training, w{bits}a{bits} students "
              f"initialised from and distilled (II-KD) by the seed-{cfg.pipeline.seeds[0]} stage-α teacher. "
@@ -215,7 +215,7 @@ def report(out: Path, cfg) -> str:
                      f"{100 * summ['best_val_accuracy']:.2f} %" if "best_val_accuracy" in summ else
                      f"- {name}: {f['nonzero_epochs']}/{f['epochs']} epochs with a non-zero policy")
         lines.append(f"  most applied ops (mean probability over epochs): "
-                     + ", ".join(f"{op} {p:.2f}" for op, p in top) + f"; plot `{out / d / 'schedule.png'}`")
+                     + ", ".join(f"{op} {p:.2f}" for op, p in top) + f"; plot `{out.name}/{d}/schedule.png`")
     if at is not None and as_ is not None:
         import numpy as np
 
