@@ -383,7 +383,7 @@ def main(argv=None) -> int:
     t_eval = time.time() - t0
     import tensorflow_model_optimization
 
-    cmd = " ".join(shlex.quote(c) for c in [".venv/bin/python", "benchmarks/tfmot_baseline.py",
+    cmd = " ".join(shlex.quote(c) for c in ["<tfmot venv>/bin/python", "benchmarks/tfmot_baseline.py",
                                              *(argv if argv is not None else sys.argv[1:])])
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

@@ -26,9 +26,18 @@ tfmot's int8 TFLite of the same architecture, on the same machine in one run", a
   rotated order (interleaved, so load changes hit all files alike); median and IQR of all invokes,
   and the per-round ratio ours/tfmot. Load average recorded at start and end.
 * Bytes: total, and an anatomy of each flatbuffer (constant data by role, quantisation vectors,
-  names, metadata, signatures, ops, tensors), plus "what if" figures: tfmot's file run through our
-  ``compact_model`` (what it would weigh stripped like ours). What-ifs are measurements of edited
-  copies, never what either exporter writes.
+  names, metadata, signatures, ops, tensors), plus tfmot's file run through our ``compact_model``
+  (what it would weigh stripped like ours).
+* ``--sections``: where the time goes — each file also timed as copies cut after every stem op,
+  after the last block and after every tail op (differences of interleaved medians, µs).
+* ``--what-if`` / ``--int8-logits NAME=RUN_DIR``: edited copies of our files (``what_if_*``:
+  one stem CONCATENATION; zero_pad subsample as a DEPTHWISE_CONV_2D XNNPACK takes; int16 logits
+  with an int8 pool), each with its agreement with the file it was made from. They measure a
+  proposed exporter change; they are never what the exporter writes.
+
+The tfmot venv (not the project's): ``python3 -m venv V && V/bin/pip install tensorflow==2.21.0
+tf-keras==2.21.0 tensorflow-model-optimization keras==3.15.1 ai-edge-litert pyyaml pillow
+scikit-learn``; rolekd_tf is found through this checkout (``sys.path``).
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +61,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from rolekd_tf.export.tflite import TENSOR_TYPES  # noqa: E402  (schema TensorType enum → name)
 from rolekd_tf.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 
-TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
-                7: "int16", 9: "int8", 10: "float64", 17: "int4"}
-ITEMSIZE = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1, "int16": 2, "int8": 1,
-            "float64": 8}
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
@@ -215,6 +222,126 @@ def layer_rows(blob: bytes) -> list[dict]:
     return rows
 
 
+def cut_points(blob: bytes) -> list[tuple[str, int | None]]:
+    """Where a ResNet file is cut for sectional timing, in graph order: after every op up to the
+    first conv with a k > 1 kernel (the 3×3 stem), after the last ADD (last block), after every op
+    of the tail; ``(label, output tensor)``, the last entry ``("full", None)``."""
+    m = _load(blob)
+    ops, g = _opnames(m), m.subgraphs[0]
+    names = [ops[op.opcodeIndex] for op in g.operators]
+    stem = next(i for i, op in enumerate(g.operators)
+                if names[i] == "CONV_2D" and g.tensors[op.inputs[1]].shape[1] > 1)
+    last_add = max(i for i, n in enumerate(names) if n == "ADD")
+    idx = list(range(stem + 1)) + [last_add] + list(range(last_add + 1, len(names) - 1))
+    cuts = [(f"{names[i]}" + (" (3×3 stem)" if i == stem else " (last block)" if i == last_add else ""),
+             int(g.operators[i].outputs[0])) for i in idx]
+    return cuts + [(f"{names[-1]} (end)", None)]
+
+
+def truncate(blob: bytes, tensor: int) -> bytes:
+    """A copy of the file that ends at ``tensor``: the ops after its producer are dropped, it is
+    the only output, signature defs are dropped (they name the old output). For timing only."""
+    m = _load(blob)
+    g = m.subgraphs[0]
+    k = next(i for i, op in enumerate(g.operators) if tensor in [int(t) for t in op.outputs])
+    g.operators = g.operators[:k + 1]
+    g.outputs = [tensor]
+    m.signatureDefs = None
+    return bytes(_fbu().convert_object_to_bytearray(m))
+
+
+def what_if_stem(blob: bytes) -> bytes | None:
+    """WHAT-IF edit (not what the exporter writes): our folded-normalisation stem builds its input
+    with CONCATENATION(pixels, c255) then CONCATENATION(y, y) (2 stem copies); here one
+    CONCATENATION(pixels, c255, pixels, c255) writes the same tensor (outputs bit-identical, one op
+    fewer). None when the file has no such stem (tfmot's, the int8-exact variant's)."""
+    m = _load(blob)
+    ops, g = _opnames(m), m.subgraphs[0]
+    prod = {int(t): i for i, op in enumerate(g.operators) for t in op.outputs}
+    for op in g.operators:
+        if ops[op.opcodeIndex] != "CONCATENATION" or len(set(int(t) for t in op.inputs)) != 1:
+            continue
+        j = prod.get(int(op.inputs[0]))
+        if j is None or ops[g.operators[j].opcodeIndex] != "CONCATENATION":
+            return None
+        inner = g.operators[j]
+        if (int(inner.builtinOptions.axis) % 4, int(op.builtinOptions.axis) % 4) != (3, 3):
+            return None
+        op.inputs = np.asarray([int(t) for t in inner.inputs] * len(op.inputs), np.int32)
+        g.operators = [o for i, o in enumerate(g.operators) if i != j]
+        from rolekd_tf.export.tflite import compact_model  # re-share the quantisation vectors, as ours
+
+        return compact_model(bytes(_fbu().convert_object_to_bytearray(m)))[0]
+    return None
+
+
+def what_if_subsample(blob: bytes) -> bytes | None:
+    """WHAT-IF edit (not what the exporter writes): the zero_pad shortcut subsamples with a
+    STRIDED_SLICE of stride 2, which XNNPACK does not take (measured: each one splits the delegated
+    graph; a MAX_POOL_2D 1×1/2 is not taken either); here it is a DEPTHWISE_CONV_2D 1×1, stride 2,
+    weights 1 (scale 1), bias 0, output scale = input scale: requantisation multiplier exactly 1,
+    so every value is copied (bit-identical), +C bytes of weights and 4·C of bias per shortcut.
+    None when the file has no such slice."""
+    m = _load(blob)
+    ops, g, schema = _opnames(m), m.subgraphs[0], _schema()
+    hit = False
+    for op in g.operators:
+        if ops[op.opcodeIndex] != "STRIDED_SLICE":
+            continue
+        consts = [m.buffers[g.tensors[t].buffer].data for t in op.inputs[1:]]
+        if any(c is None for c in consts):
+            continue
+        begin, _, strides = (np.frombuffer(bytes(c), np.int32).tolist() for c in consts)
+        o = op.builtinOptions
+        if strides != [1, 2, 2, 1] or any(begin) or o.beginMask != 15 or o.endMask != 15 or o.shrinkAxisMask:
+            continue
+        xt = g.tensors[int(op.inputs[0])]
+        c, s_in = int(xt.shape[-1]), float(xt.quantization.scale[0])
+        new = []
+        for shape, ttype, data, scale in (([1, 1, 1, c], 9, np.ones(c, np.int8).view(np.uint8), 1.0),
+                                          ([c], 2, np.zeros(c, np.int32).view(np.uint8), s_in)):
+            buf = schema.BufferT()
+            buf.data = data
+            m.buffers.append(buf)
+            t = schema.TensorT()
+            t.shape, t.type, t.buffer = np.asarray(shape, np.int32), ttype, len(m.buffers) - 1
+            t.quantization = schema.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [scale], [0]
+            g.tensors.append(t)
+            new.append(len(g.tensors) - 1)
+        code = next((i for i, oc in enumerate(m.operatorCodes)
+                     if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema.BuiltinOperator.DEPTHWISE_CONV_2D), None)
+        if code is None:
+            oc = schema.OperatorCodeT()
+            oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.DEPTHWISE_CONV_2D
+            oc.version = 3  # int8
+            m.operatorCodes.append(oc)
+            code = len(m.operatorCodes) - 1
+        do = schema.DepthwiseConv2DOptionsT()
+        do.padding, do.strideW, do.strideH, do.depthMultiplier = schema.Padding.VALID, 2, 2, 1
+        do.dilationWFactor = do.dilationHFactor = 1
+        op.opcodeIndex, op.inputs = code, np.asarray([int(op.inputs[0]), *new], np.int32)
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DepthwiseConv2DOptions, do
+        hit = True
+    if not hit:
+        return None
+    from rolekd_tf.export.tflite import compact_model
+
+    return compact_model(bytes(_fbu().convert_object_to_bytearray(m)))[0]
+
+
+def what_if_int8_pool(int8_logits_blob: bytes) -> bytes:
+    """WHAT-IF (not what the exporter writes by default): int16 logits with the pool left in int8
+    — ``rolekd_tf.export.tflite.int16_logits(…, int16_pool=False)`` applied to a file exported with
+    ``--int8-logits``, then ``compact_model``: MEAN stays int8 (XNNPACK), CAST of 1×C values, 16x8 FC."""
+    from rolekd_tf.export.tflite import compact_model, int16_logits
+
+    out, rec = int16_logits(int8_logits_blob, int16_pool=False)
+    if not rec.get("applied"):
+        raise SystemExit(f"error: int16_logits did not apply: {rec.get('why')}")
+    return compact_model(out)[0]
+
+
 # ----------------------------------------------------------------------------- runtime
 
 def interpreter(blob: bytes):
@@ -343,6 +470,19 @@ def check_same_data(tres: dict, cfg) -> None:
                          "re-make the tfmot run on the same data (delete its dir and pass --tfmot-python)")
 
 
+@dataclass
+class Entry:
+    """One .tflite file in the comparison. ``kind``: tfmot / ours / option (an export option of the
+    same model) / what-if (an edited copy); ``base``: the file an option/what-if derives from."""
+
+    name: str
+    blob: bytes
+    what: str
+    keras_acc: float | None
+    kind: str
+    base: str | None = None
+
+
 # ----------------------------------------------------------------------------- report
 
 def machine() -> str:
@@ -366,11 +506,17 @@ def markdown(res: dict) -> str:
          f"single-image invokes per file (rotated order)  ",
          f"Machine: {res['machine']}; {res['load_start']} at start, {res['load_end']} at end. The 2 cores were "
          "shared with other jobs: these are not idle timings; compare the ratios, measured interleaved.  ",
-         f"tfmot side: {res['tfmot']['how']}", "",
+         f"tfmot side: {res['tfmot']['how']}  ",
+         "Inputs: tfmot's file takes the normalised image quantised to int8 (the caller computes "
+         "(pixels/255 − mean)/std and quantises it); ours take uint8 pixels (normalisation inside the file, "
+         "so inside its latency). Accuracy: the same holdout images for every file; Keras accuracy: "
+         "tfmot's QAT Keras model, our model.keras (export report).", "",
          "| file | what | bytes | ×tfmot bytes | latency ms median (IQR) | ×tfmot latency (round ratios min–max) "
-         "| int8 acc % | its Keras acc % | Δ points |",
-         "|---|---|---|---|---|---|---|---|---|"]
-    for f in res["files"]:
+         "| int8 acc % | its Keras acc % | Δ points | caller's input preparation µs (numpy, not in the latency) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    main = [f for f in res["files"] if f["kind"] in ("tfmot", "ours")]
+    extra = [f for f in res["files"] if f["kind"] not in ("tfmot", "ours")]
+    for f in main:
         lat, own = f["latency"], f["name"] == t
         rr, ka = f.get("round_ratio"), f["keras_accuracy"]
         L.append(f"| {f['name']} | {f['what']} | {f['bytes']:,} | "
@@ -378,12 +524,25 @@ def markdown(res: dict) -> str:
                  + f"{lat['median']:.3f} ({lat['p25']:.3f}–{lat['p75']:.3f}) | "
                  + ("" if own else f"{f['latency_ratio']:.3f} ({rr[0]:.3f}–{rr[1]:.3f})") + " | "
                  + f"{100 * f['accuracy']:.2f} | " + ("" if ka is None else f"{100 * ka:.2f}") + " | "
-                 + ("" if ka is None else f"{100 * (f['accuracy'] - ka):+.2f}") + " |")
+                 + ("" if ka is None else f"{100 * (f['accuracy'] - ka):+.2f}")
+                 + f" | {f['caller_input_prep_us']:.1f} |")
+    if extra:
+        L += ["", "Export options and WHAT-IF edited copies (measured in the same interleaved rounds; the what-ifs "
+              "are NOT what the exporter writes today):", "",
+              "| file | what | bytes | ×tfmot bytes | latency ms median (IQR) | ×tfmot latency (round ratios min–max) "
+              "| acc % | top-1 agreement with its base file % | max abs Δlogit vs base |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for f in extra:
+            lat, rr = f["latency"], f["round_ratio"]
+            L.append(f"| {f['name']} | {f['what']} | {f['bytes']:,} | {f['bytes_ratio']:.3f} | "
+                     f"{lat['median']:.3f} ({lat['p25']:.3f}–{lat['p75']:.3f}) | {f['latency_ratio']:.3f} "
+                     f"({rr[0]:.3f}–{rr[1]:.3f}) | {100 * f['accuracy']:.2f} | {100 * f['agreement_with_base']:.2f} | "
+                     f"{f['max_abs_dlogit_vs_base']:.3g} |")
     L += ["", "Anatomy of each file (read from the flatbuffer):", "",
           "| file | ops | tensors by type | constant bytes by role | quantisation vector entries | names (bytes) "
           "| metadata (bytes) | signature defs | input / output |",
           "|---|---|---|---|---|---|---|---|---|"]
-    for f in res["files"]:
+    for f in main:
         a = f["anatomy"]
         io = "; ".join(f"{x['kind']} {x['dtype']}{x['shape']}" + (f" s={x['scale'][0]:.4g} zp={x['zero_point'][0]}"
                                                                    if x["scale"] else "") for x in a["io"])
@@ -392,22 +551,30 @@ def markdown(res: dict) -> str:
                  f"{a['names']} ({a['names_bytes']:,}) | {fmt_counter(a['metadata'])} | {a['signature_defs']} | {io} |")
     L += ["", "Bytes each file carries that inference does not read (removed one after the other from a copy, "
           "each re-serialised; measured):", "",
-          "| file | " + " | ".join(k for k, _ in res["files"][0]["strip"]) + " | size after these |",
-          "|---|" + "---|" * (len(res["files"][0]["strip"]) + 1)]
-    for f in res["files"]:
+          "| file | " + " | ".join(k for k, _ in main[0]["strip"]) + " | size after these |",
+          "|---|" + "---|" * (len(main[0]["strip"]) + 1)]
+    for f in main:
         L.append(f"| {f['name']} | " + " | ".join(f"{v:,}" for _, v in f["strip"]) +
                  f" | {f['bytes'] - sum(v for _, v in f['strip']):,} |")
-    n = max(len(f["layers"]) for f in res["files"])
+    n = max(len(f["layers"]) for f in main)
     L += ["", "Weighted ops in graph order (filter shape O×H×W×I, number of weight scales, bias dtype and "
-          "bytes):", "", "| # | " + " | ".join(f["name"] for f in res["files"]) + " |",
-          "|---|" + "---|" * len(res["files"])]
+          "bytes):", "", "| # | " + " | ".join(f["name"] for f in main) + " |",
+          "|---|" + "---|" * len(main)]
     for i in range(n):
         cells = []
-        for f in res["files"]:
+        for f in main:
             r = f["layers"][i] if i < len(f["layers"]) else None
             cells.append("" if r is None else f"{'FC' if r['op'] == 'FULLY_CONNECTED' else 'conv'} "
                          f"{'×'.join(map(str, r['shape']))}, s{r['w_scales']}, {r['b_dtype']} {r['b_bytes']}")
         L.append(f"| {i} | " + " | ".join(cells) + " |")
+    secs = [f for f in res["files"] if "sections_us" in f]
+    if secs:
+        L += ["", "Where the time goes (µs): each file also timed as copies cut after every op before the 3×3 stem "
+              "conv, after its last block and after every tail op, interleaved with the full files in a second set of "
+              "rounds; an op's cost is the difference of consecutive medians (noise: a few µs; negative = noise):", ""]
+        for f in secs:
+            L.append(f"- {f['name']} (full {f['sections_full_us']:.1f} µs): "
+                     + " → ".join(f"{lab} {v:+.1f}" for lab, v in f["sections_us"]))
     if res.get("what_if"):
         L += ["", "What if (edited copies, measured; NOT what either exporter writes):", ""]
         L += [f"- {w}" for w in res["what_if"]]
@@ -444,6 +611,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tfmot-qat-epochs", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--int8-logits", action="append", default=[], metavar="NAME=RUN_DIR",
+                    help="a copy of --ours NAME's run exported with --int8-logits (adds that file and the "
+                         "int8-pool what-if)")
+    ap.add_argument("--what-if", action="store_true", help="add the stem-edit what-if of each of our files")
+    ap.add_argument("--sections", action="store_true",
+                    help="also time copies cut after the stem and after the last block (where the time goes)")
     ap.add_argument("--out", default=None, help="JSON with every figure (default: TFMOT_DIR/vs_ours.json)")
     ap.add_argument("--results-md", default=str(ROOT / "benchmarks" / "results" / "tfmot_vs_ours.md"),
                     help="markdown file whose section for this data setting is updated ('' = none)")
@@ -478,38 +651,110 @@ def main(argv=None) -> int:
     std = np.asarray(tres.get("normalisation", {}).get("std", s.info.std), np.float64)
 
     tname = f"tfmot ({tres['fp_epochs']}+{tres['qat_epochs']} ep)"
-    files = [(tname, (tdir / "model_int8.tflite").read_bytes(), "tfmot 8-bit QAT, tf_keras ResNet-20, int8 in/out",
-              tres["accuracy"].get("holdout_qat_keras"), True)]
+    files = [Entry(tname, (tdir / "model_int8.tflite").read_bytes(), "tfmot 8-bit QAT, tf_keras ResNet-20, int8 in/out",
+                   tres["accuracy"].get("holdout_qat_keras"), "tfmot")]
     for name, rd in ours:
         f = ensure_ours(rd)
         rep = json.loads((rd / "export" / "report.json").read_text())
         keras_acc = rep.get("reference", {}).get("accuracy") if rep.get("reference", {}).get("split") == "holdout" else None
         m = rep.get("model", {})
-        files.append((name, f.read_bytes(), whats.get(name, f"rolekd_tf {m.get('name')} w{m.get('w_bits')}a{m.get('a_bits')}"),
-                      keras_acc, False))
+        files.append(Entry(name, f.read_bytes(), whats.get(name, f"rolekd_tf {m.get('name')} w{m.get('w_bits')}a{m.get('a_bits')}"),
+                           keras_acc, "ours"))
+    if a.what_if:
+        for e in [e for e in files if e.kind == "ours"]:
+            st = what_if_stem(e.blob)
+            if st is not None:
+                files.append(Entry(f"{e.name} + stem edit", st, "WHAT-IF: one 4-input CONCATENATION "
+                                   "instead of two (see what_if_stem)", e.keras_acc, "what-if", e.name))
+            sub = what_if_subsample(e.blob)
+            if sub is not None:
+                files.append(Entry(f"{e.name} + pool subsample", sub, "WHAT-IF: zero_pad shortcut subsampled by a "
+                                   "1×1/2 DEPTHWISE_CONV_2D (weights 1) instead of STRIDED_SLICE (see what_if_subsample)",
+                                   e.keras_acc, "what-if", e.name))
+    for spec in a.int8_logits:
+        name, _, rd = spec.partition("=")
+        base = next((e for e in files if e.name == name), None)
+        if base is None or not rd:
+            raise SystemExit(f"error: --int8-logits {spec!r}: NAME must be one of the --ours names, =RUN_DIR given")
+        b8 = (Path(rd) / "export" / "model_int8.tflite").read_bytes()
+        files.append(Entry(f"{name} --int8-logits", b8, "export option --int8-logits (same model.keras)",
+                           base.keras_acc, "option", name))
+        pool8 = what_if_int8_pool(b8)
+        files.append(Entry(f"{name} + int8 pool", pool8, "WHAT-IF: int16 logits, pool left int8 "
+                           "(int16_logits(int16_pool=False) on the --int8-logits file)", base.keras_acc, "what-if", name))
+        for label, edit in (("stem edit", what_if_stem), ("pool subsample", what_if_subsample)):
+            both = edit(pool8)
+            if both is not None:
+                files.append(Entry(f"{name} + int8 pool + {label}", both, "WHAT-IF: both edits", base.keras_acc,
+                                   "what-if", name))
 
-    runners = [Runner(n, b, mean=mean if is_t else None, std=std if is_t else None) for n, b, _, _, is_t in files]
-    accs = {r.name: float(np.mean(np.argmax(r.predict(x), -1) == y)) for r in runners}
+    runners = [Runner(e.name, e.blob, mean=mean if e.kind == "tfmot" else None, std=std if e.kind == "tfmot" else None)
+               for e in files]
+    logits = {r.name: r.predict(x) for r in runners}
     lat = interleaved_latency(runners, x[:1], rounds=a.rounds, repeats=a.repeats)
+    prep = {}  # what the caller does before invoke (tfmot: normalise + quantise; ours: uint8 cast)
+    for r in runners:
+        ts = []
+        for _ in range(2000):
+            t = time.perf_counter()
+            r.feed(x[:1])
+            ts.append(time.perf_counter() - t)
+        prep[r.name] = float(np.median(ts) * 1e6)
 
-    tblob = files[0][1]
+    tblob = files[0].blob
     tmed = float(np.median(lat[tname]["all"]))
     rows = []
-    for (n, b, what, kacc, is_t) in files:
-        L = lat[n]
-        row = {"name": n, "what": what, "bytes": len(b), "bytes_ratio": len(b) / len(tblob),
+    for e in files:
+        L = lat[e.name]
+        pred = np.argmax(logits[e.name], -1)
+        row = {"name": e.name, "what": e.what, "kind": e.kind, "base": e.base, "bytes": len(e.blob),
+               "bytes_ratio": len(e.blob) / len(tblob),
                "latency": {"median": float(np.median(L["all"])), "p25": q(L["all"], 25), "p75": q(L["all"], 75),
                            "rounds": L["rounds"]},
                "latency_ratio": float(np.median(L["all"])) / tmed,
-               "accuracy": accs[n], "keras_accuracy": kacc,
-               "anatomy": anatomy(b), "strip": strip_steps(b), "layers": layer_rows(b)}
-        if not is_t:
+               "accuracy": float(np.mean(pred == y)), "keras_accuracy": e.keras_acc,
+               "caller_input_prep_us": prep[e.name]}
+        if e.kind in ("tfmot", "ours"):
+            row |= {"anatomy": anatomy(e.blob), "strip": strip_steps(e.blob), "layers": layer_rows(e.blob)}
+        if e.base:
+            bl = logits[e.base]
+            row["agreement_with_base"] = float(np.mean(pred == np.argmax(bl, -1)))
+            row["max_abs_dlogit_vs_base"] = float(np.max(np.abs(logits[e.name] - bl)))
+        if e.kind != "tfmot":
             rr = np.asarray(L["rounds"]) / np.asarray(lat[tname]["rounds"])
             row["round_ratio"] = [float(rr.min()), float(rr.max())]
             row["round_ratio_median"] = float(np.median(rr))
         rows.append(row)
 
     what_if = []
+    if a.sections:
+        # Where the time goes: each main file is also timed cut after every stem op, after its last
+        # block and after every tail op (copies ending there), interleaved with the full files; an
+        # op's cost is the difference of consecutive cut medians (the body: last block − stem conv).
+        cut_runners, plan = [], {}
+        for e, r in zip(files, runners):
+            if e.kind not in ("tfmot", "ours"):
+                continue
+            plan[e.name] = cut_points(e.blob)
+            for i, (label, ti) in enumerate(plan[e.name]):
+                if ti is not None:
+                    cut_runners.append(Runner(f"{e.name}|{i}", truncate(e.blob, ti), mean=r.mean, std=r.std))
+        main_runners = [r for e, r in zip(files, runners) if e.name in plan]
+        clat = interleaved_latency(main_runners + cut_runners, x[:1], rounds=a.rounds, repeats=a.repeats)
+        med = {k: float(np.median(v["all"])) * 1e3 for k, v in clat.items()}  # µs
+        for row in rows:
+            n = row["name"]
+            if n not in plan:
+                continue
+            prev, secs = 0.0, []
+            for i, (label, ti) in enumerate(plan[n]):
+                t_i = med[n] if ti is None else med[f"{n}|{i}"]
+                secs.append([("blocks (stem output → last ADD)" if "(last block)" in label else label),
+                             round(t_i - prev, 1)])
+                prev = t_i
+            row["sections_us"] = secs
+            row["sections_full_us"] = round(med[n], 1)
+
     try:
         from rolekd_tf.export.tflite import compact_model
 
@@ -544,7 +789,7 @@ def main(argv=None) -> int:
     print(md)
     print(f"wrote {out}")
     if a.results_md:
-        update_md(Path(a.results_md), f"{d.dataset.split(':')[0]}-{d.train_size}-{d.holdout_size}-seed{cfg.seed}", md)
+        update_md(Path(a.results_md), f"{s.info.name}-{d.train_size}-{d.holdout_size}-seed{cfg.seed}", md)
         print(f"updated {a.results_md}")
     return 0
 
