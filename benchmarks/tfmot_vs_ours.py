@@ -679,6 +679,10 @@ def main(argv=None) -> int:
         b8 = (Path(rd) / "export" / "model_int8.tflite").read_bytes()
         files.append(Entry(f"{name} --int8-logits", b8, "export option --int8-logits (same model.keras)",
                            base.keras_acc, "option", name))
+        sub8 = what_if_subsample(b8)
+        if sub8 is not None:
+            files.append(Entry(f"{name} --int8-logits + pool subsample", sub8, "WHAT-IF: the --int8-logits file "
+                               "with the subsample edit", base.keras_acc, "what-if", name))
         pool8 = what_if_int8_pool(b8)
         files.append(Entry(f"{name} + int8 pool", pool8, "WHAT-IF: int16 logits, pool left int8 "
                            "(int16_logits(int16_pool=False) on the --int8-logits file)", base.keras_acc, "what-if", name))
