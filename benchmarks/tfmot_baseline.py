@@ -383,12 +383,13 @@ def main(argv=None) -> int:
     t_eval = time.time() - t0
     import tensorflow_model_optimization
 
-    cmd = " ".join(shlex.quote(c) for c in [".venv/bin/python", "benchmarks/tfmot_baseline.py",
+    cmd = " ".join(shlex.quote(c) for c in ["<tfmot venv>/bin/python", "benchmarks/tfmot_baseline.py",
                                              *(argv if argv is not None else sys.argv[1:])])
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "command": cmd,
-        "config": a.config, "sets": a.set, "config_name": cfg["name"],
+        "config": a.config, "sets": a.set, "config_name": cfg["name"], "seed": cfg["seed"],
+        "normalisation": {"mean": info["mean"], "std": info["std"], "what": "(pixels/255 − mean)/std, outside the file"},
         "dataset": cfg["data"]["dataset"].replace(os.environ.get("ROLEKD_CIFAR10_TAR", "\0"), "${ROLEKD_CIFAR10_TAR}"),
         "train_images": len(arr["x_train"]), "val_images": len(arr["x_val"]),
         "holdout_images": len(arr["x_holdout"]),
