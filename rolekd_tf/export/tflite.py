@@ -36,8 +36,11 @@ def interpreter(model_bytes_or_path, num_threads: int = 1, **options):
         Interpreter = tf.lite.Interpreter
     kw = {"model_content": bytes(model_bytes_or_path)} if isinstance(model_bytes_or_path, (bytes, bytearray)) \
         else {"model_path": str(model_bytes_or_path)}
-    interp = Interpreter(num_threads=num_threads, **kw, **options)
-    interp.allocate_tensors()
+    from rolekd_tf._quiet import native_stderr_quiet
+
+    with native_stderr_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interp = Interpreter(num_threads=num_threads, **kw, **options)
+        interp.allocate_tensors()
     return interp
 
 

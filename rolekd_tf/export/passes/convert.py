@@ -69,8 +69,11 @@ def convert_int8(view, representative, *, input_type: str = "uint8") -> bytes:
 
 
 def _convert(converter, view, fn) -> bytes:
+    from rolekd_tf._quiet import native_stderr_quiet
+
     try:
-        return converter.convert()
+        with native_stderr_quiet():  # the converter prints its quantisation settings on fd 2
+            return converter.convert()
     except Exception as e:  # ConverterError and friends: map op names back to layers
         if os.environ.get("ROLEKD_DEBUG"):
             raise
