@@ -31,6 +31,12 @@ class LogitsRecord(Record):
     int8_range: list[float] | None = None
     int16_pool: dict | None = None
 
+    def as_dict(self) -> dict:
+        d = super().as_dict()
+        if self.applied:  # report.json says "int16_pool": null when the pool stayed int8
+            d.setdefault("int16_pool", None)
+        return d
+
 
 def keep_int8_logits(model_bytes: bytes) -> tuple[bytes, LogitsRecord]:
     """The logits pass switched off (``--int8-logits``): bytes unchanged."""
