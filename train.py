@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rolekd_tf.cli import run_cli
+from rolekd_tf.cli import add_verbose_flag, run_cli
 
 
 def parse_args(argv):
@@ -35,6 +35,7 @@ def parse_args(argv):
     p.add_argument("--export", action="store_true", help="export SavedModel/TFLite when done")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_verbose_flag(p)
     return p.parse_args(argv)
 
 

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: one-line errors, exit codes, quiet TensorFlow logs."""
+"""Shared CLI plumbing: one-line errors, exit codes, no library warnings unless ``--verbose``
+(what is hidden and how: :mod:`rolekd_tf._quiet`)."""
 from __future__ import annotations
 
 import os
@@ -8,19 +9,29 @@ from typing import Callable
 EXIT_USER_ERROR = 2
 
 
-def quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+VERBOSE_FLAG = "--verbose"
+VERBOSE_HELP = "show library warnings and native TensorFlow/LiteRT log lines (hidden by default)"
+
+
+def add_verbose_flag(parser) -> None:
+    """``--verbose`` in a CLI's ``--help``; :func:`run_cli` acts on it and removes it before
+    ``main`` parses, so every CLI run through it accepts the flag."""
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; a user error becomes ``error: <one line>`` on stderr and exit code 2.
 
-    ``--debug`` anywhere on the command line shows the full traceback instead.
+    ``--debug`` anywhere on the command line shows the full traceback instead; ``--verbose``
+    shows the library warnings a normal run hides (:mod:`rolekd_tf._quiet`).
     """
+    from rolekd_tf._quiet import set_verbose, verbose
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    quiet_tf()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    set_verbose(VERBOSE_FLAG in args or verbose())  # verbose(): a parent CLI's --verbose
+    args = [a for a in args if a != VERBOSE_FLAG]  # handled here, whether or not main's parser lists it
     try:
         return int(main(args) or 0)
     except KeyboardInterrupt:

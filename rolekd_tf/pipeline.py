@@ -461,6 +461,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true",
                     help="print the plan (commands, data each step reads, GPU-hour estimates); run and write nothing")
     ap.add_argument("--debug", action="store_true")
+    from rolekd_tf.cli import add_verbose_flag
+
+    add_verbose_flag(ap)
     args = ap.parse_args(argv)
     if args.dry_run and args.report:
         raise RolekdError("--dry-run and --report exclude each other")

@@ -7,7 +7,7 @@ import sys, numpy as np, tensorflow as tf
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 import rolekd_tf  # noqa
 from pathlib import Path
-from rolekd_tf.export import graph, tflite as T
+from rolekd_tf.export import graph, passes as P, tflite as T
 from rolekd_tf.export.run import evaluation_subset
 from rolekd_tf.training import load_run_model
 from rolekd_tf.data import load_splits
@@ -20,8 +20,8 @@ x = s.x_holdout[sel][:500]
 mean, std = graph.model_normalisation(model, s.info.mean, s.info.std)
 view, plan = graph.build_export_view(model, mean, std, mode="int8")
 rep = s.x_train[np.random.default_rng(0).permutation(len(s.x_train))[:300]].astype(np.float32)
-data = T.int16_logits(T.fix_int8_model(T.convert_int8(view, rep), plan)[0])[0]
-it = tf.lite.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+data = P.int16_logits(P.fix_int8_model(P.convert_int8(view, rep), plan)[0])[0]
+it = T.interpreter(data, experimental_preserve_all_tensors=True)
 dd = it.get_input_details()[0]; it.resize_tensor_input(dd["index"], list(x.shape)); it.allocate_tensors()
 it.set_tensor(dd["index"], x.astype(dd["dtype"])); it.invoke()
 dets = it.get_tensor_details(); L = model.get_layer

@@ -1,10 +1,10 @@
-"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8] [--int8-logits] [--debug]``."""
+"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8 w4] [--int8-logits] [--debug] [--verbose]``."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rolekd_tf.cli import run_cli
+from rolekd_tf.cli import add_verbose_flag, run_cli
 
 
 def main(argv=None) -> int:
@@ -24,6 +24,7 @@ def main(argv=None) -> int:
                    help="keep the logits layer int8 (default: int8 weights, int16 logits; for accelerators "
                         "that run int8 ops only)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    add_verbose_flag(p)
     args = p.parse_args(argv)
     if args.debug:
         import os

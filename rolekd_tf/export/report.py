@@ -23,14 +23,15 @@ def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def layer_table(model_bytes: bytes, plan: dict, fixes: list | None = None) -> list[dict]:
-    """Per conv/dense layer: the bit width it represents vs the dtype stored in the flatbuffer."""
+def layer_table(model_bytes: bytes, plan: dict, ops: list | None = None) -> list[dict]:
+    """Per conv/dense layer: the bit width it represents vs the dtype stored in the flatbuffer.
+    ``ops``: the records of the grids/bias passes (or of the int4 pass) for this file."""
     from rolekd_tf.export import tflite as T
 
     interp = T.interpreter(model_bytes)
     fb = T.flatbuffer_tensor_types(model_bytes)
     by_layer = {}
-    fixes = fixes or []
+    fixes = ops or []
     by_index = {v["index"]: v for v in fb.values() if v.get("subgraph", 0) == 0}
     for w in T.weight_tensors(interp):
         # match by operator index (stable through compact_model), then by tensor name

@@ -96,13 +96,12 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     evaluation = the dataset's own test split if it has one, else the holdout split if any, else
     the validation split, at most ``eval_size`` images drawn at random with ``seed``; report.json's
     ``reference.split`` says which). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
-    (int8 weights, int16 output; :func:`rolekd_tf.export.tflite.int16_logits`); False keeps int8
+    (int8 weights, int16 output; :func:`rolekd_tf.export.passes.logits.int16_logits`); False keeps int8
     logits (accelerators that run int8 ops only). ``float64_reference``: also evaluate the same
     network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
     which separates exporter error from float32 rounding in Keras itself.
     """
-    from rolekd_tf.export import graph, savedmodel, tflite as T
-    from rolekd_tf.export import report as R
+    from rolekd_tf.export import graph
 
     t_start = time.time()
     run_dir = Path(run_dir)
@@ -141,8 +140,10 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
                    representative_size, eval_size, latency_repeats, num_threads, seed, verbose,
                    int16_logits, float64_reference) -> dict:
     """The writing half of :func:`export_run` (``run_dir`` is locked by this process)."""
-    from rolekd_tf.export import graph, savedmodel, tflite as T
+    from rolekd_tf.export import graph, passes as P, savedmodel, tflite as T
     from rolekd_tf.export import report as R
+    from rolekd_tf.export.passes.verify import Evaluation, verify
+    from rolekd_tf.export.passes.w4 import convert_w4, w4_layers
 
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -211,76 +212,43 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
                              for i in range(0, len(ex_f), 256)], 0) if len(ex) else ref
         report["files"]["saved_model"] = {"format": "saved_model", "signature": savedmodel.SIGNATURE,
                                           "bytes": R.dir_bytes(out / "saved_model"), "eval": R.compare(sm, ref, ey)}
-    plan = None
+    ev = Evaluation(pixels=ex_f, labels=ey, reference=ref, reference64=ref64,
+                    timing_pixel=ex_f[:1] if len(ex) else rep[:1], latency_repeats=latency_repeats,
+                    num_threads=num_threads)
     fp32_bytes = None
     skipped = {}
     for fmt in ("fp32", "int8", "w4"):
         if fmt not in fmts:
             continue
         view, plan = graph.build_export_view(model, mean, std, mode="int8" if fmt == "int8" else "float")
-        fixes = None
+        extra = {}
         if fmt == "fp32":
-            data = fp32_bytes = T.convert_fp32(view)
+            data = fp32_bytes = P.convert_fp32(view)
+            ops = None
         elif fmt == "int8":
-            data = T.convert_int8(view, rep)
-            data, fixes = T.fix_int8_model(data, plan)
-            last = plan.get(model.layers[-1].name, {})
-            data, logits_rec = (T.int16_logits(data, bias=last.get("bias")) if int16_logits
-                                else (data, {"applied": False, "why": "int8 logits requested"}))
-            data, compacted = T.compact_model(data)
+            last = plan.get(model.layers[-1].name)
+            f8 = P.int8_file(view, rep, plan, int16=int16_logits, logits_bias=None if last is None else last.get("bias"))
+            data, ops = f8.data, f8.ops
+            extra = _int8_entry(model, plan, f8)
         else:
-            if not T.w4_layers(plan) or not _has_quantizer():
-                why = ("no layer has 2..3-bit DoReFa weights" if not T.w4_layers(plan)
+            if not w4_layers(plan) or not _has_quantizer():
+                why = ("no layer has 2..3-bit DoReFa weights" if not w4_layers(plan)
                        else "ai-edge-quantizer is not installed (pip install 'rolekd-tf[litert]')")
                 if explicit_w4:
                     raise ExportError(f"cannot write the int4-weight variant: {why}")
                 skipped["model_w4.tflite"] = why
                 continue
-            data, fixes = T.convert_w4(fp32_bytes if fp32_bytes is not None else T.convert_fp32(view), plan)
+            data, ops = convert_w4(fp32_bytes if fp32_bytes is not None else P.convert_fp32(view), plan)
+            extra = {"dorefa_layers": len(w4_layers(plan)),
+                     "note": ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "
+                              "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")}
         path = out / FORMATS[fmt]
         atomic_write_bytes(path, data)
-        interp = T.interpreter(path, num_threads=num_threads)
-        logits = T.run(interp, ex_f, batch=64) if len(ex) else ref
-        inp = interp.get_input_details()[0]
-        entry = {"format": f"tflite_{fmt}", "bytes": R.dir_bytes(path),
-                 "input_dtype": np.dtype(inp["dtype"]).name,
-                 "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
-                 "eval": R.compare(logits, ref, ey),
-                 **({"eval_float64": R.compare(logits, ref64, ey)} if ref64 is not None else {}),
-                 "latency_ms": T.latency_ms(interp, ex_f[:1] if len(ex) else rep[:1], repeats=latency_repeats),
-                 "layers": R.layer_table(data, plan, fixes)}
-        if fixes is not None:
-            entry["exact_dorefa_layers"] = sum(bool(f.get("exact_weights")) for f in fixes)
-            entry["dorefa_layers"] = (sum(1 for v in plan.values() if v.get("scale") is not None) if fmt == "int8"
-                                      else len(T.w4_layers(plan)))
-        if fmt == "int8":
-            entry["compacted_bytes"] = compacted
-            entry["stem"] = next(({"layer": k, "copies": v["copies"], "normalisation": "folded into the first conv"}
-                                  for k, v in plan.items() if v.get("kind") == "stem"),
-                                 None) or next(({"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"}
-                                                for k, v in plan.items() if v.get("kind") == "exact_stem"),
-                                 {"normalisation": "in-graph MUL/ADD before the first conv"})
-            entry["exactness"] = graph.int8_exactness(model, plan, fixes, int16_pool=bool(logits_rec.get("int16_pool")))
-            entry["logits"] = logits_rec
-            if logits_rec["applied"]:
-                entry["exactness"]["always"] = (
-                    f"the logits are rounded once to int16 (step {logits_rec['step']:.3g}; int8 logits would have "
-                    f"step {logits_rec['int8_step']:.3g}): only top-2 gaps below that step can flip")
-            entry["refined_quantiser_inputs"] = sum(1 for f in fixes if f.get("input_multiple"))
-            merged = [v for v in plan.values() if v.get("kind") == "merged_conv"]
-            if merged:
-                entry["merged_projections"] = [[v["main"], v["proj"]] for v in merged]
-            tail = {k: v for k, v in plan.items() if v.get("kind") in ("grid_mean", "exact_dense")}
-            if tail:  # exact_tail variant: pool scale 1/(n·H·W) (exact if n·H·W ≤ 255), int8-grid logits
-                pool16 = logits_rec.get("int16_pool")
-                entry["exact_tail"] = {k: (({"pool_scale": pool16["scale"], "exact": True, "dtype": "int16"} if pool16
-                                            else {"pool_scale": v["scale_out"], "exact": v["exact"]})
-                                           if v["kind"] == "grid_mean"
-                                           else {"int8_grid_kernel": True}) for k, v in tail.items()}
-        if fmt == "w4":
-            entry["note"] = ("weight-only: ≤3-bit DoReFa kernels stored as INT4 (exact grid), "
-                             "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")
-        report["files"][FORMATS[fmt]] = entry
+        _, checked = verify(data, ev, plan, ops)
+        entry = {"format": f"tflite_{fmt}", **checked.as_dict()}
+        if ops is not None:
+            entry["exact_dorefa_layers"] = sum(bool(f.exact_weights) for f in ops)
+        report["files"][FORMATS[fmt]] = {**entry, **extra}
     if skipped:
         report["skipped"] = skipped
     if "model_fp32.tflite" in report["files"] and "model_int8.tflite" in report["files"]:
@@ -296,6 +264,41 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
     return report
 
 
+def _int8_entry(model, plan, f8) -> dict:
+    """The int8 file's report fields beyond :class:`~rolekd_tf.export.passes.verify.VerifyRecord`."""
+    from rolekd_tf.export import graph
+
+    logits = f8.logits
+    entry = {"dorefa_layers": sum(1 for v in plan.values() if v.get("scale") is not None),
+             "compacted_bytes": f8.compacted.as_dict(), "stem": _stem_entry(plan),
+             "exactness": graph.int8_exactness(model, plan, f8.ops, int16_pool=bool(logits.int16_pool)),
+             "logits": logits.as_dict(),
+             "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
+    if logits.applied:
+        entry["exactness"]["always"] = (
+            f"the logits are rounded once to int16 (step {logits.step:.3g}; int8 logits would have "
+            f"step {logits.int8_step:.3g}): only top-2 gaps below that step can flip")
+    merged = [v for v in plan.values() if v.kind == "merged_conv"]
+    if merged:
+        entry["merged_projections"] = [[v.main, v.proj] for v in merged]
+    tail = {k: v for k, v in plan.items() if v.kind in ("grid_mean", "exact_dense")}
+    if tail:  # exact_tail variant: pool scale 1/(n·H·W) (exact if n·H·W ≤ 255), int8-grid logits
+        pool16 = logits.int16_pool
+        entry["exact_tail"] = {k: (({"pool_scale": pool16["scale"], "exact": True, "dtype": "int16"} if pool16
+                                    else {"pool_scale": v.scale_out, "exact": v.exact})
+                                   if v.kind == "grid_mean" else {"int8_grid_kernel": True}) for k, v in tail.items()}
+    return entry
+
+
+def _stem_entry(plan) -> dict:
+    for k, v in plan.items():
+        if v.kind == "stem":
+            return {"layer": k, "copies": v.copies, "normalisation": "folded into the first conv"}
+        if v.kind == "exact_stem":
+            return {"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"}
+    return {"normalisation": "in-graph MUL/ADD before the first conv"}
+
+
 def _has_quantizer() -> bool:
     try:
         import ai_edge_quantizer  # noqa: F401
@@ -305,6 +308,10 @@ def _has_quantizer() -> bool:
 
 
 def _jsonable(o):
+    from rolekd_tf.export.records import Record
+
+    if isinstance(o, Record):
+        return o.as_dict()
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):

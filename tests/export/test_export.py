@@ -346,7 +346,7 @@ def test_grid_bias_keeps_rounding_decisions():
     """_grid_bias: with accumulators on multiples of g, the chosen integer bias rounds every value
     whose real output lies in [−1, 1] (± 1.5 steps) exactly as the real bias does, whenever such
     an integer exists; plain rounding of the bias breaks some of these cases."""
-    from rolekd_tf.export import tflite as T
+    from rolekd_tf.export.passes.bias import grid_bias
 
     rng = np.random.default_rng(0)
     s_out = 1 / 3
@@ -355,7 +355,7 @@ def test_grid_bias_keeps_rounding_decisions():
         g = int(rng.integers(2, 60))
         step = float(rng.uniform(20, 400))
         beta = float(rng.uniform(-1000, 1000))
-        b, st, _, unfit = T._grid_bias([beta], np.array([[g, 3 * g]]), [step], s_out)
+        b, st, _, unfit = grid_bias([beta], np.array([[g, 3 * g]]), [step], s_out)
         acc = np.arange(-3000, 3001) * g
         rel = np.abs((acc + beta) / step) <= 1 / s_out + 1.5
         exact = np.floor((acc + beta) / step + 0.5)[rel]
@@ -378,23 +378,25 @@ def test_grid_bias_keeps_rounding_decisions():
 @pytest.fixture(scope="session")
 def w2a2_uncompacted(w2a2_run):
     """The same int8 conversion without compact_model (tensor names kept) for per-layer checks."""
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+    from rolekd_tf.export import passes as P
     from rolekd_tf.training import load_run_model
 
     rd, splits, _ = w2a2_run
     model = load_run_model(rd)
     view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
     rep = splits.x_train[np.random.default_rng(0).permutation(len(splits.x_train))[:300]].astype(np.float32)
-    data, _ = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    data, _ = P.fix_int8_model(P.convert_int8(view, rep), plan)
     return model, data
 
 
 def test_compaction_is_output_identical(w2a2_run, w2a2_uncompacted):
     from rolekd_tf.export import tflite as T
+    from rolekd_tf.export import passes as P
 
     rd, splits, _ = w2a2_run
     _, data = w2a2_uncompacted
-    small, removed = T.compact_model(data)
+    small, removed = P.compact_model(data)
     assert removed["tensor_names"] > 0 and removed["shared_quantization_vectors"] > 5000 and len(small) < len(data)
     x = splits.x_val[:40].astype(np.float32)
     np.testing.assert_array_equal(T.run(T.interpreter(small), x, batch=8), T.run(T.interpreter(data), x, batch=8))
@@ -588,7 +590,9 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
     ≤ 1e-4 of the elements)."""
     import tensorflow as tf
 
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+
+    from rolekd_tf.export import passes as P
     from rolekd_tf.training import load_run_model
 
     rd, splits = exact_w2a2_run
@@ -602,7 +606,7 @@ def test_int8_exact_variant_levels(exact_w2a2_run):
     assert sorted(merged) == ["stage2_block1_add", "stage3_block1_add"]
     assert all(v["shared_bn"] for v in merged.values())
     rep = splits.x_train[:200].astype(np.float32)
-    data, fixes = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    data, fixes = P.fix_int8_model(P.convert_int8(view, rep), plan)
     byl = {f["layer"]: f for f in fixes if f["layer"]}
     assert byl["stem_conv"]["exact_weights"]
     for k in merged:
@@ -671,7 +675,8 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     the int8 integers of the fake-quantised Keras kernel. Given its own inputs every quantiser
     reproduces Keras (float32 ties: ≤ 1e-4), the pool is exact and the logits differ from Keras
     only by their final int8 rounding."""
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+    from rolekd_tf.export import passes as P
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_run
@@ -683,7 +688,7 @@ def test_int8_zero_pad_shortcut_and_exact_tail(zero_pad_tail_run):
     assert plan["gap"]["kind"] == "grid_mean" and plan["gap"]["exact"] and plan["gap"]["hw"] == 64
     assert plan["logits"]["kind"] == "exact_dense"
     rep = splits.x_train[:200].astype(np.float32)
-    data, fixes = T.fix_int8_model(T.convert_int8(view, rep), plan)
+    data, fixes = P.fix_int8_model(P.convert_int8(view, rep), plan)
     byl = {f["layer"]: f for f in fixes if f["layer"]}
     assert byl["logits"]["exact_weights"] and byl["stem_conv"]["exact_weights"]
     assert len(byl["logits"]["int_values"]) > 3 and max(map(abs, byl["logits"]["int_values"])) == 127
@@ -824,18 +829,19 @@ def test_int8_4bit_refined_quantiser_grids(zero_pad_tail_w4_run):
     near-ties (≤ 1e-4 of the elements, each within 1e-3 of a step of a threshold — the exact stem,
     gcd-1 weights, and float32 ties), far fewer moves than without (measured on the 6-epoch digits
     models: 9,448 → 255 and 7,459 → 366 on 597 images)."""
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+    from rolekd_tf.export import passes as P
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_w4_run
     model = load_run_model(rd)
     view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
-    raw = T.convert_int8(view, splits.x_train[:200].astype(np.float32))
-    fine, fixes = T.fix_int8_model(raw, plan)
-    coarse, fixes0 = T.fix_int8_model(raw, plan, refine_levels=None)
+    raw = P.convert_int8(view, splits.x_train[:200].astype(np.float32))
+    fine, fixes = P.fix_int8_model(raw, plan)
+    coarse, fixes0 = P.fix_int8_model(raw, plan, refine_levels=None)
     assert sum(1 for f in fixes if f.get("input_multiple") == 17) == 18  # 2 convs per block
     assert not any(f.get("input_multiple") for f in fixes0)
-    assert 0 < len(T.compact_model(fine)[0]) - len(T.compact_model(coarse)[0]) < 2500
+    assert 0 < len(P.compact_model(fine)[0]) - len(P.compact_model(coarse)[0]) < 2500
 
     x = splits.x_val[:64]
     it, dets = _invoke_keeping_tensors(fine, x)
@@ -938,7 +944,8 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
     file's stem levels equal a float64 reference everywhere except in the channels the export
     reports as unfit (``bias_unfit``), and g = 4 leaves no more unfit channels than g = 1; the
     report's exactness names exactly those channels."""
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+    from rolekd_tf.export import passes as P
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_w4_run
@@ -948,7 +955,7 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
         model = load_run_model(rd)
         model.get_layer("stem_conv").int8_step = step
         view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
-        data, fixes = T.fix_int8_model(T.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
+        data, fixes = P.fix_int8_model(P.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
         (rec,) = [f for f in fixes if f.get("layer") == "stem_conv"]
         assert rec["exact_weights"] and rec["bias_channels"] == 16
         assert all(v % step == 0 for v in rec["int_values"]) and max(map(abs, rec["int_values"])) <= 127
@@ -986,7 +993,8 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     CPU's float kernels (the fixture's model fitted at 12 on the AVX2 machine of 2026-12-02 and left
     one channel unfit at 12 on an AVX-512 one): the test takes the first of 12, 16, 24, 32 that fits
     and requires one to."""
-    from rolekd_tf.export import graph, tflite as T
+    from rolekd_tf.export import graph
+    from rolekd_tf.export import passes as P
     from rolekd_tf.export.reference import float64_logits
     from rolekd_tf.training import load_run_model
 
@@ -997,14 +1005,14 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     for step in (12, 16, 24, 32):
         model.get_layer("stem_conv").int8_step = step
         view, plan = graph.build_export_view(model, mean, std, mode="int8")
-        raw, fixes = T.fix_int8_model(T.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
+        raw, fixes = P.fix_int8_model(P.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
         (stem,) = [f for f in fixes if f.get("layer") == "stem_conv"]
         unfit[step] = stem["bias_unfit"]
         if not stem["bias_unfit"]:
             break
     assert stem["bias_unfit"] == [], unfit
     print(f"exact stem step fitting every channel: {step} (unfit channels by step: {unfit})")
-    data, rec = T.int16_logits(raw)
+    data, rec = P.int16_logits(raw)
     assert rec["int16_pool"] == {"scale": pytest.approx(1 / 960, rel=1e-6), "values": 64}
     x = splits.x_val[:300]
     it, dets = _invoke_keeping_tensors(data, x)

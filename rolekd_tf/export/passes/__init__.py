@@ -1,0 +1,62 @@
+"""The int8 export as a sequence of passes over the TFLite file.
+
+    convert → exact weight grids → bias fit → logits → compact → verify
+
+==========  =============================================  ==========================================
+module      takes                                          returns
+==========  =============================================  ==========================================
+convert     export view (+ representative pixels)          bytes
+grids       bytes, plan                                    bytes, [RefinedGrid], [OpRecord]
+bias        bytes, plan, [OpRecord]                        bytes, [OpRecord] (bias fields filled)
+logits      bytes (+ the logits layer's real bias)         bytes, LogitsRecord
+compact     bytes                                          bytes, CompactRecord
+verify      bytes, Evaluation, plan, records               bytes (unchanged), VerifyRecord
+w4          fp32 bytes, plan (the int4-weight variant)     bytes, [Int4Record]
+==========  =============================================  ==========================================
+
+Each pass is a function of file bytes (the plan is :data:`rolekd_tf.export.plan.Plan`, built by
+:func:`rolekd_tf.export.graph.build_export_view`); records are frozen dataclasses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rolekd_tf.export.passes.bias import fit_biases
+from rolekd_tf.export.passes.compact import CompactRecord, compact_model
+from rolekd_tf.export.passes.convert import convert_fp32, convert_int8
+from rolekd_tf.export.passes.grids import FINE_GRID_MIN_LEVELS, OpRecord, RefinedGrid, exact_grids
+from rolekd_tf.export.passes.logits import LogitsRecord, int16_logits, keep_int8_logits
+from rolekd_tf.export.plan import Plan
+
+
+def fix_int8_model(model_bytes: bytes, plan: Plan, *,
+                   refine_levels: int | None = FINE_GRID_MIN_LEVELS) -> tuple[bytes, list[OpRecord]]:
+    """The exact-grids and bias-fit passes in a row: converter int8 bytes → bytes whose filters
+    and biases are exact; one :class:`OpRecord` per conv/dense op. ``refine_levels=None``: no finer
+    quantiser grids (see :func:`~rolekd_tf.export.passes.grids.refine_quantiser_grids`)."""
+    data, _, ops = exact_grids(model_bytes, plan, refine_levels=refine_levels)
+    return fit_biases(data, plan, ops)
+
+
+@dataclass(frozen=True, eq=False)
+class Int8File:
+    """The int8 file after every pass but verify, and each pass's record."""
+    data: bytes
+    refined: list[RefinedGrid]
+    ops: list[OpRecord]
+    logits: LogitsRecord
+    compacted: CompactRecord
+
+
+def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None) -> Int8File:
+    """convert → grids → bias → logits (int16 unless ``int16=False``) → compact."""
+    data = convert_int8(view, representative)
+    data, refined, ops = exact_grids(data, plan)
+    data, ops = fit_biases(data, plan, ops)
+    data, logits = int16_logits(data, bias=logits_bias) if int16 else keep_int8_logits(data)
+    data, compacted = compact_model(data)
+    return Int8File(data, refined, ops, logits, compacted)
+
+
+__all__ = ["convert_fp32", "convert_int8", "exact_grids", "fit_biases", "fix_int8_model", "int16_logits",
+           "compact_model", "int8_file", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "CompactRecord"]

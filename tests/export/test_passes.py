@@ -1,0 +1,230 @@
+"""rolekd_tf.export.passes: each pass of the int8 export on a tiny ResNet-8 (16×16 pixels), checked
+against numbers computed here from the plan and the flatbuffer, not against the pass itself."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.25, 0.3)
+
+
+def _tiny(w_bits, a_bits, **variant):
+    import keras
+
+    import rolekd_tf  # noqa: F401
+    from rolekd_tf.models import build_model
+    from tests.export._tiny_run import set_bn_statistics
+
+    keras.utils.set_random_seed(3)
+    m = build_model("resnet8", num_classes=10, w_bits=w_bits, a_bits=a_bits, input_shape=(16, 16, 3), **variant)
+    x = np.random.default_rng(0).uniform(0, 255, (64, 16, 16, 3)).astype(np.float32)
+    set_bn_statistics(m, ((x / 255.0 - np.asarray(MEAN)) / np.asarray(STD)).astype(np.float32))
+    return m, x
+
+
+@pytest.fixture(scope="module")
+def w2a2():
+    """(model, pixels, plan, converter int8 bytes, fp32 view, fp32 bytes)."""
+    from rolekd_tf.export import graph, passes as P
+
+    m, x = _tiny(2, 2)
+    view, plan = graph.build_export_view(m, MEAN, STD, mode="int8")
+    raw = P.convert_int8(view, x[:32])
+    fview, fplan = graph.build_export_view(m, MEAN, STD, mode="float")
+    return m, x, plan, raw, fview, P.convert_fp32(fview), fplan
+
+
+def _ops(data):
+    from rolekd_tf.export import flatbuf as F
+
+    model, opname = F.read(data)
+    g = model.subgraphs[0]
+    return model, g, [(opname(op), op) for op in g.operators]
+
+
+def test_convert_fp32_matches_the_view(w2a2):
+    from rolekd_tf.export import tflite as T
+
+    _, x, _, _, fview, fp32, _ = w2a2
+    got = T.run(T.interpreter(fp32), x[:8], batch=8)
+    np.testing.assert_allclose(got, np.asarray(fview(x[:8])), atol=1e-4)
+
+
+def test_convert_int8_is_full_integer_with_uint8_pixels(w2a2):
+    from rolekd_tf.export import flatbuf as F, tflite as T
+
+    _, _, _, raw, _, _, _ = w2a2
+    inp = T.interpreter(raw).get_input_details()[0]
+    assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)
+    model, g, ops = _ops(raw)
+    filters = [g.tensors[op.inputs[1]] for name, op in ops if name in ("CONV_2D", "FULLY_CONNECTED")]
+    assert filters and all(t.type == F.INT8 for t in filters)
+
+
+def test_convert_error_names_the_layer():
+    """A converter message naming an op in a layer's scope becomes one line naming that layer."""
+    import keras
+
+    from rolekd_tf.export.passes.convert import explain
+
+    inp = keras.Input((4, 4, 3))
+    y = keras.layers.Dense(2, name="odd_layer")(keras.layers.Flatten(name="flat")(inp))
+    model = keras.Model(inp, y, name="tiny")
+    err = RuntimeError("loc(fused[\"Lgamma:\", \"tiny_1/odd_layer_1/Lgamma@__inference\"]): 'tf.Lgamma' op is "
+                       "neither a custom op nor a flex op\nmore lines")
+    msg = explain(err, model)
+    assert "\n" not in msg and "'odd_layer'" in msg and "Lgamma" in msg and "'tiny'" in msg and "flat" not in msg
+
+
+def test_exact_grids_store_the_dorefa_levels(w2a2):
+    """Every 2-bit conv's int8 filter × its per-channel scale is the plan's (BN-folded) kernel, the
+    integers are odd multiples of M = ⌊127/3⌋ = 42, and the refine step leaves 2-bit inputs alone."""
+    from rolekd_tf.export import flatbuf as F
+    from rolekd_tf.export.passes.grids import exact_grids
+
+    _, _, plan, raw, _, _, _ = w2a2
+    data, refined, recs = exact_grids(raw, plan)
+    assert refined == []  # n = 3 < FINE_GRID_MIN_LEVELS
+    model, g, ops = _ops(data)
+    exact = [r for r in recs if r.exact_weights]
+    two_bit = [k for k, v in plan.items() if v.get("w_bits") == 2]
+    assert sorted(r.layer for r in exact) == sorted(two_bit)
+    for r in exact:
+        wt = g.tensors[r.tensor_index]
+        q = F.int8_values(model, wt)
+        s = np.asarray(wt.quantization.scale, np.float64).reshape((-1,) + (1,) * (q.ndim - 1))
+        k = F.to_tflite_layout(np.asarray(plan[r.layer].kernel, np.float64))
+        np.testing.assert_allclose(q * s, k, rtol=1e-6, atol=1e-7)
+        assert set(np.unique(np.abs(q))) <= {42, 126} and set(r.int_values) == set(np.unique(q).tolist())
+
+
+def test_refine_quantiser_grids_adds_exact_requantisation():
+    """4-bit quantiser outputs read by convs get one QUANTIZE to scale 1/(15·17) = 1/255 whose
+    values are exactly 17·level − 128 (level = source value + 128): no rounding."""
+    from rolekd_tf.export import graph, passes as P, tflite as T
+
+    m, x = _tiny(4, 4)
+    view, plan = graph.build_export_view(m, MEAN, STD, mode="int8")
+    raw = P.convert_int8(view, x[:32])
+    fine, recs, _ = P.exact_grids(raw, plan)
+    assert recs and all(r.n == 15 and r.m == 17 for r in recs)
+    model, g, ops = _ops(fine)
+    assert sum(name == "QUANTIZE" for name, _ in ops) == sum(name == "QUANTIZE" for name, _ in _ops(raw)[2]) + len(recs)
+    data, _ = P.fit_biases(fine, plan, P.exact_grids(raw, plan)[2])
+    it = T.interpreter(data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], [4, 16, 16, 3])
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x[:4].astype(np.uint8))
+    it.invoke()
+    for r in recs:
+        t = g.tensors[r.fine_tensor]
+        assert t.quantization.scale[0] == np.float32(1 / 255) and t.quantization.zeroPoint[0] == -128
+        src = it.get_tensor(r.tensor).astype(np.int64)
+        np.testing.assert_array_equal(it.get_tensor(r.fine_tensor).astype(np.int64), 17 * (src + 128) - 128)
+
+
+def test_bias_fit_uses_the_actual_scales(w2a2):
+    """After the bias pass every conv/dense bias has scale input_scale × filter_scale (float32) and
+    real value within half a step of the plan's bias."""
+    from rolekd_tf.export import flatbuf as F
+    from rolekd_tf.export.passes.bias import fit_biases
+    from rolekd_tf.export.passes.grids import exact_grids
+
+    _, _, plan, raw, _, _, _ = w2a2
+    data, _, recs = exact_grids(raw, plan)
+    data, recs = fit_biases(data, plan, recs)
+    model, g, _ = _ops(data)
+    for r in recs:
+        op = g.operators[r.op_index]
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            assert not r.bias_fixed
+            continue
+        assert r.bias_fixed
+        xt, wt, bt = (g.tensors[op.inputs[i]] for i in range(3))
+        sb = np.float32(xt.quantization.scale[0]) * np.asarray(wt.quantization.scale, np.float32)
+        np.testing.assert_allclose(np.asarray(bt.quantization.scale, np.float32), sb, rtol=1e-6)
+        info = plan.get(r.layer)
+        if info is not None and info.bias is not None and not r.bias_moved:
+            b = np.frombuffer(bytes(model.buffers[bt.buffer].data), np.int32) * np.asarray(bt.quantization.scale, np.float64)
+            assert np.max(np.abs(b - info.bias)) <= 0.5 * np.max(sb) * 1.001
+
+
+def test_grid_records_are_frozen_and_read_like_json(w2a2):
+    from rolekd_tf.export.passes import fix_int8_model
+
+    _, _, plan, raw, _, _, _ = w2a2
+    _, recs = fix_int8_model(raw, plan)
+    r = next(r for r in recs if r.exact_weights)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.layer = "x"
+    assert r["layer"] == r.layer and "layer" in r and "stem_copies" not in r and r.get("stem_copies", 7) == 7
+    assert "exact_scale" in r.as_dict() and "stem_copies" not in r.as_dict()
+    with pytest.raises(KeyError):
+        r["no_such_field"]
+
+
+def test_int16_logits(w2a2):
+    """The logits FC writes int16 (zero point 0), its logits equal the int8 file's to within one
+    int8 step; keep_int8_logits returns the bytes unchanged."""
+    from rolekd_tf.export import tflite as T
+    from rolekd_tf.export.passes import fix_int8_model
+    from rolekd_tf.export.passes.logits import int16_logits, keep_int8_logits
+
+    _, x, plan, raw, _, _, _ = w2a2
+    fixed, _ = fix_int8_model(raw, plan)
+    data, rec = int16_logits(fixed)
+    assert rec.applied and rec.dtype == "int16" and rec.step < rec.int8_step / 50
+    model, g, ops = _ops(data)
+    (fc,) = [op for name, op in ops if name == "FULLY_CONNECTED"]
+    out = g.tensors[fc.outputs[0]]
+    assert out.type == 7 and out.quantization.zeroPoint[0] == 0
+    a, b = T.run(T.interpreter(data), x[:16], batch=16), T.run(T.interpreter(fixed), x[:16], batch=16)
+    assert np.max(np.abs(a - b)) <= 1.01 * rec.int8_step
+    same, off = keep_int8_logits(fixed)
+    assert same is fixed and not off.applied and off.why
+
+
+def test_compact_keeps_every_output_and_patches_nothing(w2a2):
+    from rolekd_tf.export import flatbuf as F, tflite as T
+    from rolekd_tf.export.passes import fix_int8_model
+    from rolekd_tf.export.passes.compact import compact_model
+
+    _, x, plan, raw, _, _, _ = w2a2
+    data, _ = fix_int8_model(raw, plan)
+    pack = F.schema().QuantizationParametersT.Pack
+    small, rec = compact_model(data)
+    assert F.schema().QuantizationParametersT.Pack is pack  # the schema class is not patched
+    assert rec.total == len(data) - len(small) > 0 and rec.tensor_names > 0 and rec.shared_quantization_vectors > 0
+    np.testing.assert_array_equal(T.run(T.interpreter(small), x[:8], batch=8), T.run(T.interpreter(data), x[:8], batch=8))
+
+
+def test_verify_reports_what_the_interpreter_computes(w2a2):
+    from rolekd_tf.export import tflite as T
+    from rolekd_tf.export.passes.verify import Evaluation, verify
+
+    _, x, _, _, fview, fp32, fplan = w2a2
+    ref = np.asarray(fview(x[:20]))
+    labels = np.arange(20) % 10
+    ev = Evaluation(pixels=x[:20], labels=labels, reference=ref, reference64=None, timing_pixel=x[:1],
+                    latency_repeats=3)
+    same, rec = verify(fp32, ev, fplan)
+    got = T.run(T.interpreter(fp32), x[:20], batch=20)
+    assert same is fp32 and rec.bytes == len(fp32) and rec.input_dtype == "float32"
+    assert rec.eval["accuracy"] == float(np.mean(got.argmax(1) == labels))
+    assert rec.eval["top1_agreement"] == float(np.mean(got.argmax(1) == ref.argmax(1)))
+    assert rec.latency_ms > 0 and rec.eval_float64 is None
+    assert {r["layer"] for r in rec.layers} >= {k for k, v in fplan.items() if v.get("w_bits") == 2}
+
+
+def test_w4_stores_exact_int4_levels(w2a2):
+    pytest.importorskip("ai_edge_quantizer")
+    from rolekd_tf.export.passes.w4 import convert_w4, w4_layers
+
+    _, _, _, _, _, fp32, fplan = w2a2
+    data, recs = convert_w4(fp32, fplan)
+    exact = [r for r in recs if r.exact_weights]
+    assert sorted(r.layer for r in exact) == sorted(w4_layers(fplan))
+    assert all(set(np.abs(r.int_values)) <= {2, 6} for r in exact)  # k=2: M = ⌊7/3⌋ = 2, levels ±2, ±6
