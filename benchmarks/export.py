@@ -29,7 +29,7 @@ MODELS = [("teacher_fp", 32, 32), ("student_w2a2", 2, 2), ("student_w4a4", 4, 4)
 NOTES = """
 ## What the int8 file holds (issue 6a) and what was removed
 
-`tflite.compact_model` (run on every int8 export) removes, without changing any output (tested:
+`passes.compact.compact_model` (run on every int8 export) removes, without changing any output (tested:
 bit-identical logits): the names of all tensors but the input and output, the `shape_signature`
 of non-I/O tensors, unreferenced/duplicate buffers (every data-less tensor points at buffer 0),
 and the `CONVERSION_METADATA` entry (`min_runtime_version` and the signature are kept), and it
@@ -61,7 +61,7 @@ same `compact_model` (no names), for reference.
   quantiser rounded twice).
 - DoReFa filters `q = n·M·w` (M = ⌊127/n⌋) with per-channel scale `|c_j|/(n·M)`; biases are not
   simply rounded: the accumulator of channel j only takes multiples of `g_j` (gcd of its integer
-  weights, 42 at 2 bits), so `tflite._grid_bias` picks, per channel, an integer bias that leaves
+  weights, 42 at 2 bits), so `passes.bias.grid_bias` picks, per channel, an integer bias that leaves
   every threshold `(i + ½)/n` in the same lattice gap as the real bias does; when no integer fits
   (measured: 2-bit channels whose thresholds sit ≤ 0.3 accumulator units from lattice points) the
   channel's scale is nudged (≤ ~1 %) so that one does. Result at 2 bits: given its own input
@@ -69,7 +69,7 @@ same `compact_model` (no names), for reference.
   images; `test_int8_blocks_exact`). At 4 bits (M = 8, 15 thresholds, 34 decisions that matter
   for a residual input) some channels admit no integer bias even with a nudged scale (measured
   before 2026-12-02: 20-150 local level moves per layer). Since 2026-12-02
-  (`tflite.refine_quantiser_grids`) each ≥ 3-bit quantiser output read by a conv is re-stored by
+  (`passes.grids.refine_quantiser_grids`) each ≥ 3-bit quantiser output read by a conv is re-stored by
   one int8 → int8 QUANTIZE op written into the flatbuffer (TF 2.21's converter folds a second
   fake-quant that only requantises): level i becomes `m·i − 128` with scale `1/(n·m)`, `m =
   ⌊255/n⌋` (17 at 4 bits; exact, integer ratio), so the accumulator moves in steps of `m·g` (136)
@@ -79,7 +79,7 @@ same `compact_model` (no names), for reference.
   stem — gcd-1 weights — and float32 near-ties); +1.96 kB (18 tensors and ops); latency within
   noise (one model, interleaved: 1.44 ms refined vs 1.41 ms not). Paper architecture w4a4 (FP stem): 8,559 → 393 moves outside the
   stem.
-- Logits (since 2026-12-02, `tflite.int16_logits`; `--int8-logits` turns it off): the last
+- Logits (since 2026-12-02, `passes.logits.int16_logits`; `--int8-logits` turns it off): the last
   FULLY_CONNECTED runs in 16x8 mode — a CAST int8 → int16 of the pooled features (their zero point
   folded into the int64 bias, exact), int8 weights, int16 output with zero point 0 over 4× the
   calibrated int8 range — so the logits step is ~63× finer than int8 (+264 bytes). On the exact
@@ -114,7 +114,7 @@ same `compact_model` (no names), for reference.
   per-channel, on the fp32 file: the tensors *are* stored as INT4 (flatbuffer TensorType 17, 2 per
   byte; `tf.lite.Interpreter.get_tensor_details` reports them as int8 — read the flatbuffer), but its
   symmetric `max|w|/7` scale stores the 2-bit levels {±1/3, ±1} as {±2, ±7}·max/7 (1/3 → 0.286:
-  39 % accuracy instead of 81 % on a test model). `tflite.convert_w4` rewrites them as
+  39 % accuracy instead of 81 % on a test model). `passes.w4.convert_w4` rewrites them as
   `q = n·⌊7/n⌋·w` ({±2, ±6} at 2 bits, odd ±1…±7 at 3 bits) with the exact per-channel scale (the
   fp32 converter had folded the previous quantiser's 1/n into the filter: handled by measuring that
   factor per channel). Result: exact, 0.17× the fp32 file; it is *weight-only* (DEQUANTIZE → float
@@ -270,7 +270,7 @@ def main(argv=None) -> int:
         f = rep["files"]
         f32, i8 = f["model_fp32.tflite"], f["model_int8.tflite"]
         ratios = rep.get("ratios", {})
-        from rolekd_tf.export.tflite import compact_model
+        from rolekd_tf.export.passes import compact_model
 
         f32c = len(compact_model((rd / "export" / "model_fp32.tflite").read_bytes())[0])
         comp.append((name, i8["bytes"], f32["bytes"], f32c, i8.get("compacted_bytes", {})))

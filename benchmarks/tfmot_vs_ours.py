@@ -61,7 +61,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from rolekd_tf.export.tflite import TENSOR_TYPES  # noqa: E402  (schema TensorType enum → name)
+from rolekd_tf.export.flatbuf import TENSOR_TYPES  # noqa: E402  (schema TensorType enum → name)
 from rolekd_tf.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
@@ -269,7 +269,7 @@ def what_if_stem(blob: bytes) -> bytes | None:
             return None
         op.inputs = np.asarray([int(t) for t in inner.inputs] * len(op.inputs), np.int32)
         g.operators = [o for i, o in enumerate(g.operators) if i != j]
-        from rolekd_tf.export.tflite import compact_model  # re-share the quantisation vectors, as ours
+        from rolekd_tf.export.passes import compact_model  # re-share the quantisation vectors, as ours
 
         return compact_model(bytes(_fbu().convert_object_to_bytearray(m)))[0]
     return None
@@ -325,7 +325,7 @@ def what_if_subsample(blob: bytes) -> bytes | None:
         hit = True
     if not hit:
         return None
-    from rolekd_tf.export.tflite import compact_model
+    from rolekd_tf.export.passes import compact_model
 
     return compact_model(bytes(_fbu().convert_object_to_bytearray(m)))[0]
 
@@ -334,7 +334,7 @@ def what_if_int8_pool(int8_logits_blob: bytes) -> bytes:
     """WHAT-IF (not what the exporter writes by default): int16 logits with the pool left in int8
     — ``rolekd_tf.export.tflite.int16_logits(…, int16_pool=False)`` applied to a file exported with
     ``--int8-logits``, then ``compact_model``: MEAN stays int8 (XNNPACK), CAST of 1×C values, 16x8 FC."""
-    from rolekd_tf.export.tflite import compact_model, int16_logits
+    from rolekd_tf.export.passes import compact_model, int16_logits
 
     out, rec = int16_logits(int8_logits_blob, int16_pool=False)
     if not rec.get("applied"):
@@ -760,7 +760,7 @@ def main(argv=None) -> int:
             row["sections_full_us"] = round(med[n], 1)
 
     try:
-        from rolekd_tf.export.tflite import compact_model
+        from rolekd_tf.export.passes import compact_model
 
         tc, removed = compact_model(tblob)
         tr = Runner("tfmot compacted", tc, mean=mean, std=std)
