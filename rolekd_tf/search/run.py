@@ -127,11 +127,11 @@ def _check_out_dir(out: Path, cfg_yaml: str, prov: dict, *, overwrite: bool, mod
 
 def _same_search(out: Path, cfg_yaml: str, prov: dict) -> None:
     """Refuse a search directory created with another config / role / teacher."""
-    from rolekd_tf.training import _first_difference, _read_run_file
+    from rolekd_tf.training import _first_difference, _read_run_file, _upgraded_config_text
 
     if not (out / "config.yaml").exists():
         return
-    old = _read_run_file(out / "config.yaml", as_json=False)
+    old = _upgraded_config_text(_read_run_file(out / "config.yaml", as_json=False))
     old_prov = {}
     if (out / "search.json").exists():
         old_prov = _read_run_file(out / "search.json", as_json=True)
