@@ -71,43 +71,10 @@ class FullPrecision(Quantizer):
         return keras.ops.convert_to_tensor(x)
 
 
-@keras.saving.register_keras_serializable(package="rolekd_tf")
-class DoReFaWeights(Quantizer):
-    """DoReFa ``bits``-bit weights (1..8): ``quantize_weight(w, bits)``; ``steps = 2^bits − 1``."""
+class _DoReFa(Quantizer):
+    """A DoReFa grid of ``bits`` bits: ``steps = 2^bits − 1``, ``levels = 2^bits`` (None at 32)."""
 
-    def __init__(self, bits: int):
-        bits = validate_bits(bits, "w_bits")
-        if bits == 32:
-            raise ModelError("w_bits=32 is full precision, not a DoReFa grid; use FullPrecision()")
-        self._bits = bits
-
-    @property
-    def bits(self) -> int:
-        return self._bits
-
-    @property
-    def steps(self) -> int:
-        """``n = 2^bits − 1``: the grid is the odd multiples of ``1/n`` in [−1, 1] (bits ≥ 2)."""
-        return 2**self._bits - 1
-
-    @property
-    def levels(self) -> int:
-        return 2**self._bits
-
-    def __call__(self, x):
-        return quantize_weight(x, self._bits)
-
-    def get_config(self) -> dict:
-        return {"bits": self._bits}
-
-
-@keras.saving.register_keras_serializable(package="rolekd_tf")
-class DoReFaActivations(Quantizer):
-    """DoReFa ``bits``-bit activations (1..8, or 32 = a plain ReLU): ``quantize_activation``;
-    the grid is ``i/steps``, ``i = 0…steps``, ``steps = 2^bits − 1``."""
-
-    def __init__(self, bits: int):
-        self._bits = validate_bits(bits, "a_bits")
+    _bits: int
 
     @property
     def bits(self) -> int:
@@ -115,17 +82,41 @@ class DoReFaActivations(Quantizer):
 
     @property
     def steps(self) -> int | None:
+        """``n = 2^bits − 1`` (weights: odd multiples of ``1/n`` in [−1, 1] for bits ≥ 2;
+        activations: ``i/n``, ``i = 0…n``); None at 32 bits."""
         return None if self._bits == 32 else 2**self._bits - 1
 
     @property
     def levels(self) -> int | None:
         return None if self._bits == 32 else 2**self._bits
 
-    def __call__(self, x):
-        return quantize_activation(x, self._bits)
-
     def get_config(self) -> dict:
         return {"bits": self._bits}
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class DoReFaWeights(_DoReFa):
+    """DoReFa ``bits``-bit weights (1..8): ``quantize_weight(w, bits)``."""
+
+    def __init__(self, bits: int):
+        bits = validate_bits(bits, "w_bits")
+        if bits == 32:
+            raise ModelError("w_bits=32 is full precision, not a DoReFa grid; use FullPrecision()")
+        self._bits = bits
+
+    def __call__(self, x):
+        return quantize_weight(x, self._bits)
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class DoReFaActivations(_DoReFa):
+    """DoReFa ``bits``-bit activations (1..8, or 32 = a plain ReLU): ``quantize_activation``."""
+
+    def __init__(self, bits: int):
+        self._bits = validate_bits(bits, "a_bits")
+
+    def __call__(self, x):
+        return quantize_activation(x, self._bits)
 
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
