@@ -498,23 +498,31 @@ def _upgraded_config_text(text: str) -> str:
         return text
 
 
+def check_same_config(d: Path, cfg_yaml: str, prov: dict, *, prov_file: str, refusal: str) -> None:
+    """Refuse the directory ``d`` if its ``config.yaml`` (upgraded as :func:`_upgraded_config_text`)
+    or the ``prov`` keys of its ``prov_file`` (JSON) differ from ``cfg_yaml`` / ``prov``: a
+    CheckpointError ``refusal.format(dir=…, diff=…)``. Nothing to check without ``config.yaml``."""
+    if not (d / "config.yaml").exists():
+        return
+    old = _upgraded_config_text(_read_run_file(d / "config.yaml", as_json=False))
+    old_prov = {}
+    if (d / prov_file).exists():
+        old_prov = _read_run_file(d / prov_file, as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(d / prov_file)!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
+    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+        diff = _first_difference(old, cfg_yaml, old_prov, prov)
+        raise CheckpointError(refusal.format(dir=repr(str(d)), diff=diff))
+
+
 def _existing_run(run_dir: Path, cfg_yaml: str, prov: dict) -> dict | None:
     """Refuse a run directory of another configuration; the metrics if it is already finished."""
     if not (run_dir / "config.yaml").exists():
         return None
-    old = _upgraded_config_text(_read_run_file(run_dir / "config.yaml", as_json=False))
-    old_prov = {}
-    if (run_dir / "run.json").exists():
-        old_prov = _read_run_file(run_dir / "run.json", as_json=True)
-        if not isinstance(old_prov, dict):
-            raise CheckpointError(f"{str(run_dir / 'run.json')!r} is damaged (not a JSON object); "
-                                  "start again with --overwrite")
-    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
-        diff = _first_difference(old, cfg_yaml, old_prov, prov)
-        raise CheckpointError(
-            f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
-            "use another --out, or --overwrite to start again"
-        )
+    check_same_config(run_dir, cfg_yaml, prov, prov_file="run.json",
+                      refusal="run directory {dir} was created by another configuration ({diff}); "
+                              "use another --out, or --overwrite to start again")
     if (run_dir / "metrics.json").exists():
         m = _read_run_file(run_dir / "metrics.json", as_json=True)
         if isinstance(m, dict) and m.get("finished") and (run_dir / "model.keras").exists():
