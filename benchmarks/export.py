@@ -216,6 +216,8 @@ def cpu_control(threads: int = 1) -> dict:
 
 
 def main(argv=None) -> int:
+    from rolekd_tf.config import SHORTCUTS
+
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--out", default="/tmp/rolekd-export-bench")
@@ -227,7 +229,7 @@ def main(argv=None) -> int:
                    help="int8-exact variant: stem on (pixels − 128)/64 with an int8 fake-quantised kernel (trainer fit)")
     p.add_argument("--shared-proj-bn", action="store_true",
                    help="int8-exact variant: projection blocks compute BN(conv2 + proj) (trainer fit)")
-    p.add_argument("--shortcut", choices=("projection", "zero_pad"), default="projection",
+    p.add_argument("--shortcut", choices=SHORTCUTS, default="projection",
                    help="shortcut where a block changes shape: 1×1 projection (default) or zero_pad "
                         "(option A: subsampled, channel-zero-padded quantised input; trainer fit)")
     p.add_argument("--exact-tail", action="store_true",

@@ -34,6 +34,7 @@ from rolekd_tf.search.space import INIT_CHOICES
 #: bit widths accepted everywhere (weights and activations; 32 = full precision): the one home,
 #: imported by rolekd_tf.quant and rolekd_tf.models
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
+LOW_BITS = tuple(b for b in ALLOWED_BITS if b < 32)  #: the quantised widths (pipeline.bits)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
 UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
 OPTIMIZERS = ("sgd", "adam")
@@ -298,7 +299,7 @@ class PipelineConfig:
     """What ``python -m rolekd_tf.pipeline`` runs (rows of the paper's Tables 1–4)."""
 
     #: student bit widths (w = a)
-    bits: list[int] = one_of(lambda: [2], tuple(range(1, 9)), "1..8", factory=True)
+    bits: list[int] = one_of(lambda: [2], LOW_BITS, "1..8", factory=True)
     #: seeds of the final trainings (non-empty, no repeats)
     seeds: list[int] = nums(lambda: [0], 0, SEED_MAX, unit="seed", nonempty=True, unique=True)
     rows: list[str] = one_of(lambda: list(DEFAULT_ROWS), ROWS, factory=True)  #: names from rolekd_tf.rows
