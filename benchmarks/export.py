@@ -141,24 +141,21 @@ def train_fit(run_dir: Path, data: dict, w_bits: int, a_bits: int, epochs: int, 
     from rolekd_tf.config import config_from_dict, save_config
     from rolekd_tf.data import load_splits
     from rolekd_tf.fileio import save_model_atomic
-    from rolekd_tf.models import build_model
+    from rolekd_tf.models import build_model, input_normalisation
     from tests.export._tiny_run import recalibrate_bn
 
     cfg = config_from_dict({"name": run_dir.name, "seed": seed, "data": data,
-                            "model": {"name": "resnet20", "w_bits": w_bits, "a_bits": a_bits, **(variant or {})},
+                            "model": {"name": "resnet20", "w_bits": w_bits, "a_bits": a_bits},
+                            "int8": dict(variant or {}),
                             "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05}})
     s = load_splits(data["dataset"], train_size=data["train_size"], val_size=data["val_size"],
                     holdout_size=data["holdout_size"], seed=seed)
-    variant = dict(variant or {})
-    mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
-    if variant.get("exact_stem"):  # the int8-exact stem takes (pixels − 128)/64 (no per-channel mean/std)
-        from rolekd_tf.export.graph import exact_stem_normalisation
-
-        mean, std = (np.asarray(v, np.float32) for v in exact_stem_normalisation())
+    # the int8-exact stem takes (pixels − 128)/64 (no per-channel mean/std)
+    mean, std = (np.asarray(v, np.float32) for v in input_normalisation(cfg.int8.stem, s.info.mean, s.info.std))
     norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
     keras.utils.set_random_seed(seed)
     m = build_model("resnet20", num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,
-                    input_shape=s.info.image_shape, **variant)
+                    input_shape=s.info.image_shape, int8=cfg.int8)
     steps = epochs * (len(s.x_train) // 64)
     lr = keras.optimizers.schedules.CosineDecay(0.05, steps)
     m.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
@@ -219,6 +216,8 @@ def cpu_control(threads: int = 1) -> dict:
 
 
 def main(argv=None) -> int:
+    from rolekd_tf.config import SHORTCUTS
+
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--out", default="/tmp/rolekd-export-bench")
@@ -230,15 +229,15 @@ def main(argv=None) -> int:
                    help="int8-exact variant: stem on (pixels − 128)/64 with an int8 fake-quantised kernel (trainer fit)")
     p.add_argument("--shared-proj-bn", action="store_true",
                    help="int8-exact variant: projection blocks compute BN(conv2 + proj) (trainer fit)")
-    p.add_argument("--shortcut", choices=("projection", "zero_pad"), default="projection",
+    p.add_argument("--shortcut", choices=SHORTCUTS, default="projection",
                    help="shortcut where a block changes shape: 1×1 projection (default) or zero_pad "
                         "(option A: subsampled, channel-zero-padded quantised input; trainer fit)")
     p.add_argument("--exact-tail", action="store_true",
                    help="int8-exact tail: k-bit last block output, int8-grid logits kernel (trainer fit)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    variant = {k: True for k, v in (("exact_stem", args.exact_stem), ("shared_proj_bn", args.shared_proj_bn),
-                                    ("exact_tail", args.exact_tail)) if v}
+    variant = {k: True for k, v in (("stem", args.exact_stem), ("shared_proj_bn", args.shared_proj_bn),
+                                    ("tail", args.exact_tail)) if v}
     if args.shortcut != "projection":
         variant["shortcut"] = args.shortcut
     if variant and args.trainer != "fit":

@@ -31,12 +31,19 @@ from rolekd_tf.errors import ConfigError
 from rolekd_tf.rows import ROW_NAMES, canonical
 from rolekd_tf.search.space import INIT_CHOICES
 
+#: bit widths accepted everywhere (weights and activations; 32 = full precision): the one home,
+#: imported by rolekd_tf.quant and rolekd_tf.models
 ALLOWED_BITS = tuple(range(1, 9)) + (32,)
+LOW_BITS = tuple(b for b in ALLOWED_BITS if b < 32)  #: the quantised widths (pipeline.bits)
 KD_CHOICES = ("none", "ii", "soft", "rkd", "mhgd", "svd", "dml")
 UPDATE_CHOICES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
 OPTIMIZERS = ("sgd", "adam")
-SHORTCUTS = ("projection", "zero_pad")  #: model.shortcut (rolekd_tf.models.resnet.SHORTCUTS)
-INT8_STEPS = range(1, 43)  #: model.exact_stem_step (rolekd_tf.quant.dorefa.INT8_STEPS)
+#: where a post-activation ResNet block changes shape (int8.shortcut): a 1×1 projection conv + BN
+#: (He et al.'s option B) or the subsampled, channel-zero-padded input (option A)
+SHORTCUTS = ("projection", "zero_pad")
+#: steps of the exact int8 weight grid (int8.stem_step; rolekd_tf.quant.Int8Grid): integers
+#: −⌊127/step⌋…⌊127/step⌋ stored ×step, so 1 (the full int8 grid) … 42 (integers −3…3)
+INT8_STEPS = range(1, 43)
 #: every seed (top-level, search.seed, pipeline.seeds): int32, so it fits every consumer —
 #: keras.utils.set_random_seed (NumPy's legacy seeding needs < 2**32), tf.random.stateless_*
 #: seed tensors and numpy.random.default_rng
@@ -141,25 +148,62 @@ class ModelConfig:
     #: BatchNormalization momentum: 0.99 as in role-kd; short CPU runs (a few hundred steps) need
     #: ~0.9 or the inference-mode statistics lag far behind the weights.
     bn_momentum: float = num(0.99, 0, 1, hi_open=True, unit="fraction kept per step")
-    #: int8-exact variant (post-activation ResNets): the first conv's kernel is fake-quantised on a
-    #: per-channel int8 grid and the model takes ``(pixels − 128)/64`` (no per-channel mean/std), so
-    #: the int8 TFLite reproduces it exactly (README, "Export"). Teacher and student must agree.
-    exact_stem: bool = False
+
+
+@dataclass(frozen=True)
+class Int8Exactness:
+    """The int8-exact model variant (post-activation ResNets only; every option off by default):
+    what makes the int8 TFLite file reproduce the Keras model's arithmetic (docs/ARCHITECTURE.md,
+    "int8 exactness"). One typed setting: the config's ``int8`` section, read by
+    :func:`rolekd_tf.models.build_model`; validated once, here, when it is constructed (a bad value
+    is a one-line :class:`~rolekd_tf.errors.ConfigError`). Teacher, ``--init`` run and student must
+    agree on ``stem`` (it changes the input normalisation)."""
+
+    #: the first conv's kernel is fake-quantised on a per-output-channel int8 grid
+    #: (:class:`rolekd_tf.quant.Int8Grid`) and the model takes ``(pixels − 128)/64`` (no per-channel
+    #: mean/std), so the int8 file stores that conv exactly
+    stem: bool = False
     #: the exact stem's integer weights are multiples of this (its kernel is trained on the
     #: integers −⌊127/step⌋…⌊127/step⌋ per channel, stored ×step): step ≥ 2 leaves the stem's
     #: integer bias room to keep every threshold of a ≥ 3-bit quantiser (1 = the full int8 grid)
-    exact_stem_step: int = num(1, INT8_STEPS.start, INT8_STEPS.stop - 1, unit="int8 steps")
-    #: int8-exact variant: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the
-    #: add), so the int8 export merges both convs into one exact accumulator.
+    stem_step: int = num(1, INT8_STEPS.start, INT8_STEPS.stop - 1, unit="int8 steps")
+    #: projection blocks compute ``BN(conv2(mid) + proj(x))`` (one BN after the add), so the int8
+    #: export merges both convs into one exact accumulator
     shared_proj_bn: bool = False
-    #: where a ResNet block changes shape: ``projection`` (1×1 conv + BN, option B) or
-    #: ``zero_pad`` (subsampled, channel-zero-padded quantised input, He et al.'s option A: no
-    #: weights, and the int8 export's residual add is exact)
+    #: where a block changes shape: ``projection`` (1×1 conv + BN, option B) or ``zero_pad``
+    #: (subsampled, channel-zero-padded quantised input, He et al.'s option A: no weights, and the
+    #: int8 export's residual add is exact)
     shortcut: str = one_of("projection", SHORTCUTS)
-    #: int8-exact tail: the last block's output is the a_bits quantiser (not an FP ReLU) and the
-    #: ``logits`` kernel is fake-quantised on a per-channel int8 grid, so the int8 export's last
-    #: add, global average pool and logits accumulator are exact
-    exact_tail: bool = False
+    #: the last block's output is the a_bits quantiser (not an FP ReLU) and the ``logits`` kernel
+    #: lies on a per-channel int8 grid, so the int8 export's last add, global average pool and
+    #: logits accumulator are exact
+    tail: bool = False
+    #: with ``tail`` and a_bits < 32: constant gain of the logits kernel (its pooled inputs are in
+    #: [0, 1]; gain 1 learned too slowly, 4 gave 92.6 % on the 6-epoch digits w2a2 benchmark, 16
+    #: diverged); the product is still on a per-channel int8 grid
+    tail_gain: float = num(4.0, 0, 1000, lo_open=True, unit="factor")
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = _coerce(f"int8.{f.name}", getattr(self, f.name), f)
+            _check_field(f"int8.{f.name}", value, f)
+            object.__setattr__(self, f.name, value)
+        if self.stem_step != 1 and not self.stem:
+            raise ConfigError(f"int8.stem_step={self.stem_step} needs int8.stem=true")
+        if self.shared_proj_bn and self.shortcut != "projection":
+            raise ConfigError(f"int8.shared_proj_bn=true needs int8.shortcut=projection (got {self.shortcut!r})")
+
+    @property
+    def enabled(self) -> list[str]:
+        """The options set away from their defaults, as ``int8.key=value`` (empty: the plain model)."""
+        default = Int8Exactness()
+        return [f"int8.{f.name}={_yaml_word(getattr(self, f.name))}" for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)
+                and not (f.name == "tail_gain" and not self.tail)]
+
+
+def _yaml_word(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 @dataclass
@@ -255,7 +299,7 @@ class PipelineConfig:
     """What ``python -m rolekd_tf.pipeline`` runs (rows of the paper's Tables 1–4)."""
 
     #: student bit widths (w = a)
-    bits: list[int] = one_of(lambda: [2], tuple(range(1, 9)), "1..8", factory=True)
+    bits: list[int] = one_of(lambda: [2], LOW_BITS, "1..8", factory=True)
     #: seeds of the final trainings (non-empty, no repeats)
     seeds: list[int] = nums(lambda: [0], 0, SEED_MAX, unit="seed", nonempty=True, unique=True)
     rows: list[str] = one_of(lambda: list(DEFAULT_ROWS), ROWS, factory=True)  #: names from rolekd_tf.rows
@@ -282,6 +326,7 @@ class Config:
     seed: int = num(0, 0, SEED_MAX, unit="seed")  #: data split/order, init, augmentation draws
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    int8: Int8Exactness = field(default_factory=Int8Exactness)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -298,6 +343,7 @@ class Config:
 _SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
+    "int8": Int8Exactness,
     "train": TrainConfig,
     "augment": AugmentConfig,
     "distill": DistillConfig,
@@ -399,6 +445,8 @@ def _build_section(name: str, cls, raw: Any):
     allowed = [f.name for f in fields(cls)]
     kwargs = {}
     for key, value in raw.items():
+        if name == "model" and key in LEGACY_INT8_KEYS:
+            raise ConfigError(f"config key 'model.{key}' is now 'int8.{LEGACY_INT8_KEYS[key]}'")
         if key not in allowed:
             raise ConfigError(f"unknown config key '{name}.{key}'{_suggest(str(key), allowed)}")
         f = next(f for f in fields(cls) if f.name == key)
@@ -458,12 +506,8 @@ def validate(cfg: Config) -> Config:
     """Check every field against its declared range/choices, then the cross-field rules; raise
     ConfigError naming the first bad value."""
     for key, f, value in config_fields(cfg):
-        _check_field(key, value, f)
-    m = cfg.model
-    if m.exact_stem_step != 1 and not m.exact_stem:
-        raise ConfigError(f"model.exact_stem_step={m.exact_stem_step} needs model.exact_stem=true")
-    if m.shared_proj_bn and m.shortcut != "projection":
-        raise ConfigError(f"model.shared_proj_bn=true needs model.shortcut=projection (got {m.shortcut!r})")
+        if not key.startswith("int8."):  # Int8Exactness validates itself when it is built
+            _check_field(key, value, f)
     if cfg.train.jit_compile not in ("auto", True, False):
         raise ConfigError(f"train.jit_compile={_show(cfg.train.jit_compile)}; allowed: auto, true, false")
     from rolekd_tf.distribute import check_device_names
@@ -509,6 +553,26 @@ def ranges_markdown() -> str:
         d = "null" if default is None else default
         rows.append(f"| `{key}` | `{d}` | {allowed}{why} | {unit} |")
     return "\n".join(rows) + "\n"
+
+
+#: keys of the int8-exact variant that configs before the ``int8`` section had under ``model``
+LEGACY_INT8_KEYS = {"exact_stem": "stem", "exact_stem_step": "stem_step", "shared_proj_bn": "shared_proj_bn",
+                    "shortcut": "shortcut", "exact_tail": "tail"}
+
+
+def upgrade_legacy_keys(raw: Any) -> Any:
+    """A raw config mapping with the ``model.*`` keys of :data:`LEGACY_INT8_KEYS` moved into the
+    ``int8`` section (for ``config.yaml`` files of run directories written before it existed;
+    user configs get a one-line error naming the new key instead)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        return raw
+    model = dict(raw["model"])
+    moved = {new: model.pop(old) for old, new in LEGACY_INT8_KEYS.items() if old in model}
+    if not moved:
+        return raw
+    int8 = dict(raw.get("int8") or {})
+    int8.update(moved)
+    return {**raw, "model": model, "int8": int8}
 
 
 def config_from_dict(raw: Any) -> Config:

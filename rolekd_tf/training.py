@@ -108,25 +108,27 @@ def _check_keras_archive(path: Path) -> None:
 
 def _check_same_stem(model, exact_stem: bool, what: str) -> None:
     """Teacher/init runs must take the same input as the configured model ((pixels − 128)/64 for
-    the ``exact_stem`` variant, mean/std-normalised otherwise): one batch feeds both networks."""
-    from rolekd_tf.export.graph import has_exact_stem
+    the ``int8.stem`` variant, mean/std-normalised otherwise): one batch feeds both networks."""
+    from rolekd_tf.models import has_exact_stem
 
     theirs = has_exact_stem(model)
     if theirs != bool(exact_stem):
         raise ConfigError(
-            f"{what} has model.exact_stem={str(theirs).lower()} but this config has "
-            f"model.exact_stem={str(bool(exact_stem)).lower()}; teacher, --init run and student must "
-            "take the same input (set model.exact_stem the same for all of them)"
+            f"{what} has int8.stem={str(theirs).lower()} but this config has "
+            f"int8.stem={str(bool(exact_stem)).lower()}; teacher, --init run and student must "
+            "take the same input (set int8.stem the same for all of them)"
         )
 
 
 def read_run_config(run_dir: str | os.PathLike) -> Config:
+    """The config of a run directory (``config.yaml``; files written before the ``int8`` section
+    existed are read with their ``model.exact_*`` keys moved into it)."""
     p = Path(run_dir) / "config.yaml"
     if not p.is_file():
         raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    from rolekd_tf.config import read_yaml
+    from rolekd_tf.config import read_yaml, upgrade_legacy_keys
 
-    return config_from_dict(read_yaml(p))
+    return config_from_dict(upgrade_legacy_keys(read_yaml(p)))
 
 
 class Task:
@@ -177,12 +179,12 @@ class Task:
             )
         self.splits = splits
         self.info = splits.info
-        if cfg.model.exact_stem:
+        if cfg.int8.stem:
             # the int8-exact stem takes (pixels − 128)/64 whatever the dataset: the data pipelines
             # normalise with that fixed mean/std
-            from rolekd_tf.export.graph import exact_stem_normalisation
+            from rolekd_tf.models import input_normalisation
 
-            mean, std = exact_stem_normalisation()
+            mean, std = input_normalisation(True, splits.info.mean, splits.info.std)
             self.info = dataclasses.replace(splits.info, mean=mean, std=std)
         n = len(splits.x_train)
         if n < cfg.train.batch_size:
@@ -218,7 +220,7 @@ class Task:
                 f"teacher {self.teacher_dir!r} takes input {shape} but the dataset images are "
                 f"{tuple(self.info.image_shape)}"
             )
-        _check_same_stem(teacher, self.cfg.model.exact_stem, f"teacher {self.teacher_dir!r}")
+        _check_same_stem(teacher, self.cfg.int8.stem, f"teacher {self.teacher_dir!r}")
         teacher.trainable = False
         return teacher
 
@@ -233,11 +235,7 @@ class Task:
             a_bits=m.a_bits,
             input_shape=tuple(self.info.image_shape),
             bn_momentum=m.bn_momentum,
-            exact_stem=m.exact_stem,
-            exact_stem_step=m.exact_stem_step,
-            shared_proj_bn=m.shared_proj_bn,
-            shortcut=m.shortcut,
-            exact_tail=m.exact_tail,
+            int8=self.cfg.int8,
         )
 
     def build(self):
@@ -254,7 +252,7 @@ class Task:
             from rolekd_tf.models import copy_trainable_weights
 
             src = load_run_model(self.init_dir)
-            _check_same_stem(src, self.cfg.model.exact_stem, f"--init run {self.init_dir!r}")
+            _check_same_stem(src, self.cfg.int8.stem, f"--init run {self.init_dir!r}")
             copy_trainable_weights(src, student)
         d = self.cfg.distill
         kd = d.kd if self.teacher is not None else "none"
@@ -484,23 +482,47 @@ def _read_run_file(path: Path, *, as_json: bool):
                           "--overwrite")
 
 
+def _upgraded_config_text(text: str) -> str:
+    """``config.yaml`` text of a run written before the ``int8`` section, as the current version
+    writes the same config (so such a run resumes / counts as done); other text unchanged."""
+    import yaml
+
+    from rolekd_tf.config import LEGACY_INT8_KEYS, upgrade_legacy_keys
+
+    try:
+        raw = yaml.safe_load(text)
+        if not (isinstance(raw, dict) and isinstance(raw.get("model"), dict) and set(raw["model"]) & set(LEGACY_INT8_KEYS)):
+            return text
+        return config_from_dict(upgrade_legacy_keys(raw)).to_yaml()
+    except (yaml.YAMLError, RolekdError):
+        return text
+
+
+def check_same_config(d: Path, cfg_yaml: str, prov: dict, *, prov_file: str, refusal: str) -> None:
+    """Refuse the directory ``d`` if its ``config.yaml`` (upgraded as :func:`_upgraded_config_text`)
+    or the ``prov`` keys of its ``prov_file`` (JSON) differ from ``cfg_yaml`` / ``prov``: a
+    CheckpointError ``refusal.format(dir=…, diff=…)``. Nothing to check without ``config.yaml``."""
+    if not (d / "config.yaml").exists():
+        return
+    old = _upgraded_config_text(_read_run_file(d / "config.yaml", as_json=False))
+    old_prov = {}
+    if (d / prov_file).exists():
+        old_prov = _read_run_file(d / prov_file, as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(d / prov_file)!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
+    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+        diff = _first_difference(old, cfg_yaml, old_prov, prov)
+        raise CheckpointError(refusal.format(dir=repr(str(d)), diff=diff))
+
+
 def _existing_run(run_dir: Path, cfg_yaml: str, prov: dict) -> dict | None:
     """Refuse a run directory of another configuration; the metrics if it is already finished."""
     if not (run_dir / "config.yaml").exists():
         return None
-    old = _read_run_file(run_dir / "config.yaml", as_json=False)
-    old_prov = {}
-    if (run_dir / "run.json").exists():
-        old_prov = _read_run_file(run_dir / "run.json", as_json=True)
-        if not isinstance(old_prov, dict):
-            raise CheckpointError(f"{str(run_dir / 'run.json')!r} is damaged (not a JSON object); "
-                                  "start again with --overwrite")
-    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
-        diff = _first_difference(old, cfg_yaml, old_prov, prov)
-        raise CheckpointError(
-            f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
-            "use another --out, or --overwrite to start again"
-        )
+    check_same_config(run_dir, cfg_yaml, prov, prov_file="run.json",
+                      refusal="run directory {dir} was created by another configuration ({diff}); "
+                              "use another --out, or --overwrite to start again")
     if (run_dir / "metrics.json").exists():
         m = _read_run_file(run_dir / "metrics.json", as_json=True)
         if isinstance(m, dict) and m.get("finished") and (run_dir / "model.keras").exists():

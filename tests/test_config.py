@@ -22,9 +22,9 @@ def test_overrides_parse_yaml_values():
 
 def test_model_variant_options():
     cfg = config_from_dict({})
-    assert cfg.model.shortcut == "projection" and not cfg.model.exact_tail
-    cfg = config_from_dict(apply_overrides({}, ["model.shortcut=zero_pad", "model.exact_tail=true"]))
-    assert cfg.model.shortcut == "zero_pad" and cfg.model.exact_tail is True
+    assert cfg.int8.shortcut == "projection" and not cfg.int8.tail
+    cfg = config_from_dict(apply_overrides({}, ["int8.shortcut=zero_pad", "int8.tail=true"]))
+    assert cfg.int8.shortcut == "zero_pad" and cfg.int8.tail is True
 
 
 @pytest.mark.parametrize(
@@ -42,11 +42,11 @@ def test_model_variant_options():
         ({"search": {"population": 1}}, "search.population=1"),
         ({"search": {"ready_interval": 9, "epochs": 4}}, "longer than search.epochs=4"),
         ({"model": "resnet20"}, "must be a mapping"),
-        ({"model": {"shortcut": "zeropad"}}, "model.shortcut='zeropad'"),
-        ({"model": {"shortcut": "zero_pad", "shared_proj_bn": True}}, "model.shared_proj_bn"),
-        ({"model": {"exact_stem": True, "exact_stem_step": 0}}, "model.exact_stem_step=0 is out of range"),
-        ({"model": {"exact_stem": True, "exact_stem_step": 64}}, "allowed: an integer in 1..42"),
-        ({"model": {"exact_stem_step": 4}}, "model.exact_stem_step=4 needs model.exact_stem=true"),
+        ({"int8": {"shortcut": "zeropad"}}, "int8.shortcut='zeropad'"),
+        ({"int8": {"shortcut": "zero_pad", "shared_proj_bn": True}}, "int8.shared_proj_bn"),
+        ({"int8": {"stem": True, "stem_step": 0}}, "int8.stem_step=0 is out of range"),
+        ({"int8": {"stem": True, "stem_step": 64}}, "allowed: an integer in 1..42"),
+        ({"int8": {"stem_step": 4}}, "int8.stem_step=4 needs int8.stem=true"),
     ],
 )
 def test_bad_values_name_the_culprit(raw, needle):
@@ -54,6 +54,51 @@ def test_bad_values_name_the_culprit(raw, needle):
         config_from_dict(raw)
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"stem_step": 4}, "int8.stem_step=4 needs int8.stem=true"),
+        ({"stem": True, "stem_step": 43}, "int8.stem_step=43 is out of range; allowed: an integer in 1..42"),
+        ({"stem": "yes"}, "int8.stem='yes' must be true or false"),
+        ({"shortcut": "option_a"}, "int8.shortcut='option_a' is not allowed"),
+        ({"shortcut": "zero_pad", "shared_proj_bn": True}, "int8.shared_proj_bn=true needs int8.shortcut=projection"),
+        ({"tail": True, "tail_gain": float("nan")}, "int8.tail_gain=nan is out of range; allowed: (0, 1000]"),
+    ],
+)
+def test_int8_exactness_validates_once_when_built(kwargs, needle):
+    """The int8 section validates itself when constructed (from a config file or in Python): one
+    rule, one place, one-line ConfigError; a valid one is frozen."""
+    import dataclasses
+
+    from rolekd_tf.config import Int8Exactness
+
+    with pytest.raises(ConfigError) as e:
+        Int8Exactness(**kwargs)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"int8": kwargs})
+    assert needle in str(e.value)
+    ok = Int8Exactness(stem=True, stem_step=12, tail=True, tail_gain=2)
+    assert ok.tail_gain == 2.0 and ok.enabled == ["int8.stem=true", "int8.stem_step=12", "int8.tail=true",
+                                                  "int8.tail_gain=2.0"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ok.stem = False
+
+
+def test_int8_keys_of_old_configs():
+    """``model.exact_stem`` & co. moved to the ``int8`` section: a user config naming the old key
+    gets one line naming the new one; run directories written before are upgraded on read."""
+    from rolekd_tf.config import upgrade_legacy_keys
+
+    with pytest.raises(ConfigError, match="config key 'model.exact_tail' is now 'int8.tail'"):
+        config_from_dict({"model": {"exact_tail": True}})
+    old = {"model": {"name": "resnet20", "exact_stem": True, "exact_stem_step": 12, "shared_proj_bn": False,
+                     "shortcut": "zero_pad", "exact_tail": True}}
+    cfg = config_from_dict(upgrade_legacy_keys(old))
+    assert (cfg.int8.stem, cfg.int8.stem_step, cfg.int8.shortcut, cfg.int8.tail) == (True, 12, "zero_pad", True)
+    assert cfg.model.name == "resnet20"
 
 
 def test_env_expansion(tmp_path, monkeypatch):

@@ -55,6 +55,27 @@ def test_rerun_of_finished_run_does_nothing(teacher_run):
     assert (teacher_run / "model.keras").stat().st_mtime_ns == before
 
 
+def test_run_dir_written_before_the_int8_section_is_read_and_counts_as_finished(teacher_run, tmp_path):
+    """A run whose config.yaml has the old ``model.exact_*`` / ``model.shortcut`` keys: its config
+    reads (keys moved into ``int8``) and re-running the same command finds it finished."""
+    import shutil
+
+    import yaml
+
+    from rolekd_tf.training import read_run_config
+
+    old = tmp_path / "old"
+    shutil.copytree(teacher_run, old)
+    raw = yaml.safe_load((old / "config.yaml").read_text())
+    i8 = raw.pop("int8")
+    raw["model"].update(exact_stem=i8["stem"], exact_stem_step=i8["stem_step"], shared_proj_bn=i8["shared_proj_bn"],
+                        shortcut=i8["shortcut"], exact_tail=i8["tail"])
+    (old / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert read_run_config(old) == read_run_config(teacher_run)
+    p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=4", "--out", str(old))
+    assert "already finished" in p.stdout
+
+
 def test_other_config_in_existing_run_dir_is_refused(teacher_run):
     before = (teacher_run / "config.yaml").read_text()
     p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=5", "--out",
@@ -125,14 +146,14 @@ def test_deterministic_runs_are_bitwise_identical(tmp_path):
 
 
 def test_exact_stem_variant_trains_on_centred_pixels_and_refuses_mismatched_teacher(tmp_path):
-    """model.exact_stem: the data path feeds (pixels − 128)/64, the built model has the
+    """int8.stem: the data path feeds (pixels − 128)/64, the built model has the
     int8 stem, and a student whose input differs from its teacher's is refused in one line."""
     from rolekd_tf.config import load_config
-    from rolekd_tf.export.graph import has_exact_stem
+    from rolekd_tf.models import has_exact_stem
     from rolekd_tf.training import Task, load_run_model
 
     sets = [a for a in TINY if a != "--set"]
-    cfg = load_config(ROOT / "configs/quickstart.yaml", sets + ["model.exact_stem=true", "model.shared_proj_bn=true"])
+    cfg = load_config(ROOT / "configs/quickstart.yaml", sets + ["int8.stem=true", "int8.shared_proj_bn=true"])
     task = Task(cfg)
     assert task.info.mean == (128 / 255,) * 3 and task.info.std == (64 / 255,) * 3
     x, _ = next(iter(task.eval_dataset("val")))
@@ -140,14 +161,14 @@ def test_exact_stem_variant_trains_on_centred_pixels_and_refuses_mismatched_teac
     assert has_exact_stem(task.build_network())
 
     t = tmp_path / "t"
-    train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=1", "--set", "model.exact_stem=true",
-          "--set", "model.shared_proj_bn=true", "--out", str(t))
+    train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=1", "--set", "int8.stem=true",
+          "--set", "int8.shared_proj_bn=true", "--out", str(t))
     assert has_exact_stem(load_run_model(t))
     p = train("--config", "configs/quickstart.yaml", *TINY, "--set", "train.epochs=1", "--set", "model.w_bits=2",
               "--set", "model.a_bits=2", "--teacher", str(t), "--kd", "ii", "--out", str(tmp_path / "s"), check=False)
     assert p.returncode != 0
     err = p.stderr.strip().splitlines()
-    assert len(err) == 1 and "model.exact_stem=true" in err[0] and "model.exact_stem=false" in err[0], p.stderr
+    assert len(err) == 1 and "int8.stem=true" in err[0] and "int8.stem=false" in err[0], p.stderr
     assert not (tmp_path / "s" / "model.keras").exists()
 
 

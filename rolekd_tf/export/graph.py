@@ -34,22 +34,23 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   normalisation instead).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
-* Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, flags ``exact_stem`` /
-  ``shared_proj_bn``): a first conv with ``int8_weights`` (the model then takes ``(pixels −
-  128)/64``, :func:`model_normalisation`) becomes, in ``mode="int8"``, a plain conv on ``pixels −
+* Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, config section ``int8``,
+  options ``stem`` / ``shared_proj_bn``): a first conv whose kernel quantiser is an
+  :class:`~rolekd_tf.quant.Int8Grid` (the model then takes ``(pixels − 128)/64``,
+  :func:`model_normalisation`) becomes, in ``mode="int8"``, a plain conv on ``pixels −
   128`` (int8, zero point 0, so its zero padding is the pixel 128 as in Keras) with kernel
   ``K_int8·c_j/64`` — integers ``sign(c_j)·q`` with scale ``|c_j|·s_j/64``, exact (plan ``scale``);
   an ``Add([conv2(mid), proj(x_q)])`` followed by one BN (:func:`_shared_bn_merges`) becomes a
   :class:`MergedConvAdd` with both kernels scaled by the *same* BN factor, so ``_merged_ints`` finds
   the ratio 1 exactly (``M = P = ⌊127/n⌋``).
-* Opt-in ``shortcut="zero_pad"`` (:class:`~rolekd_tf.models.layers.ZeroPadShortcut`): lowered by
+* Opt-in ``int8.shortcut="zero_pad"`` (:class:`~rolekd_tf.models.layers.ZeroPadShortcut`): lowered by
   the converter to STRIDED_SLICE + PAD on the entry quantiser's int8 tensor; both keep its scale
   1/n and zero point −128 (PAD fills with the zero point = level 0), so :func:`_grid_add_bits`
   (through :func:`_grid_source_bits`) counts it as on-grid and the residual add is a
   :class:`GridAdd` — exact, no weights.
-* Opt-in ``exact_tail``: the last add feeds a k-bit quantiser (a GridAdd); a global average pool
+* Opt-in ``int8.tail``: the last add feeds a k-bit quantiser (a GridAdd); a global average pool
   of a k-bit quantiser output becomes :class:`GridMean` (MEAN with output scale ``m/(n·H·W)``,
-  exact when ``n·H·W ≤ 255``); a ``QuantDense(int8_weights=True)`` stores its fake-quantised
+  exact when ``n·H·W ≤ 255``); a ``QuantDense`` with an ``Int8Grid`` stores its fake-quantised
   integers with per-channel scale ``s_j`` (plan ``kind="exact_dense"``), so only the bias
   rounding (``≤ ½·s_in·s_j``) and the int8 rounding of the logits remain.
 """
@@ -60,6 +61,10 @@ import os
 import numpy as np
 
 from rolekd_tf.errors import ExportError
+# input normalisation lives with the models (training reads it too); re-exported for export code
+from rolekd_tf.models.normalisation import (EXACT_STEM_CENTRE, EXACT_STEM_SCALE,  # noqa: F401
+                                            exact_stem_normalisation, has_exact_stem, model_normalisation,
+                                            preprocessing_layer)
 
 
 def _keras():
@@ -74,46 +79,14 @@ def _tf():
     return tf
 
 
-def preprocessing_layer(mean, std, name: str = "preprocess"):
-    """``keras.layers.Rescaling`` computing ``(x/255 − mean)/std`` per channel (built-in layer, so
-    the ``.keras`` file needs no custom objects)."""
-    keras = _keras()
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(std, dtype=np.float64).reshape(-1)
-    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
-        raise ExportError(f"dataset mean/std must be 3 values each with std > 0; got mean={mean.tolist()} std={std.tolist()}")
-    scale = (1.0 / (255.0 * std)).tolist()
-    offset = (-mean / std).tolist()
-    return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+def act_bits(layer) -> int | None:
+    """k if ``layer`` is an :class:`~rolekd_tf.quant.ActivationQuantizer` whose quantiser is on a
+    k-bit grid (k < 32), else None (read off the layer's quantiser object)."""
+    from rolekd_tf.quant import ActivationQuantizer
 
-
-def has_exact_stem(model) -> bool:
-    """True if the first conv of ``model`` reads the input with an int8 fake-quantised kernel
-    (``QuantConv2D(int8_weights=True)``, the opt-in ``exact_stem`` variant: input ``(pixels − 128)/64``)."""
-    st = _stem_layer(model)
-    return st is not None and bool(getattr(st, "int8_weights", False))
-
-
-#: the ``exact_stem`` variant's input is ``(pixels − EXACT_STEM_CENTRE)/EXACT_STEM_SCALE`` (≈ the
-#: dataset normalisation of CIFAR-10, mean ≈ 114–125, std ≈ 62–67 pixel units): its zero padding is
-#: the pixel value 128, which the int8 file reproduces exactly by feeding the first conv ``pixels −
-#: 128`` as int8 with zero point 0 (TFLite pads a conv input with its zero point)
-EXACT_STEM_CENTRE = 128
-EXACT_STEM_SCALE = 64
-
-
-def exact_stem_normalisation():
-    """``(mean, std)`` per channel, in the ``x/255`` units of :func:`preprocessing_layer`, that give
-    the ``exact_stem`` input ``(pixels − 128)/64`` (exactly: scale 1/64, offset −2)."""
-    return (EXACT_STEM_CENTRE / 255.0,) * 3, (EXACT_STEM_SCALE / 255.0,) * 3
-
-
-def model_normalisation(model, mean, std):
-    """The ``(mean, std)`` the model's input expects: the dataset's, or those of
-    :func:`exact_stem_normalisation` (input ``(pixels − 128)/64``) for the ``exact_stem`` variant."""
-    if has_exact_stem(model):
-        return exact_stem_normalisation()
-    return mean, std
+    if isinstance(layer, ActivationQuantizer) and layer.quantizer.levels is not None:
+        return int(layer.quantizer.bits)
+    return None
 
 
 def wrap_with_preprocessing(model, mean, std, *, name: str = "exported"):
@@ -361,28 +334,11 @@ def _grid_add_bits(layer) -> int | None:
     """k if ``layer`` is an Add whose output reaches only k-bit ActivationQuantizers (through ReLU /
     Identity layers) and all but at most one of its inputs come straight from such a quantiser."""
     keras = _keras()
-    from rolekd_tf.quant.layers import ActivationQuantizer
-
     if not isinstance(layer, keras.layers.Add):
         return None
-    bits = set()
-    frontier, seen = [layer], 0
-    while frontier and seen < 64:
-        seen += 1
-        cur = frontier.pop()
-        cons = _consumers(cur)
-        if not cons:
-            return None  # a model output
-        for c in cons:
-            if isinstance(c, ActivationQuantizer):
-                bits.add(int(c.a_bits))
-            elif isinstance(c, (keras.layers.ReLU, keras.layers.Identity)) and _consumer_count(c) >= 1:
-                frontier.append(c)
-            else:
-                return None
-    if len(bits) != 1 or 32 in bits:
+    k = _add_out_bits(layer)
+    if k is None:
         return None
-    k = bits.pop()
     try:
         producers = [t._keras_history.operation for t in layer.input]
     except Exception:
@@ -396,36 +352,33 @@ def _grid_source_bits(op) -> int | None:
     through :class:`~rolekd_tf.models.layers.ZeroPadShortcut` layers (subsample + zero channels:
     values are copied or 0, so they stay on the grid)."""
     from rolekd_tf.models.layers import ZeroPadShortcut
-    from rolekd_tf.quant.layers import ActivationQuantizer
 
     seen = 0
     while isinstance(op, ZeroPadShortcut) and seen < 16:
         seen += 1
         op = _producer(op)
-    if isinstance(op, ActivationQuantizer) and int(op.a_bits) < 32:
-        return int(op.a_bits)
-    return None
+    return act_bits(op)
 
 
 def _add_out_bits(layer):
     """k if every consumer path of ``layer`` (through ReLU/Identity) ends in a k-bit quantiser."""
     keras = _keras()
-    from rolekd_tf.quant.layers import ActivationQuantizer
+    from rolekd_tf.quant import ActivationQuantizer
 
     bits, frontier, seen = set(), [layer], 0
     while frontier and seen < 64:
         seen += 1
         cons = _consumers(frontier.pop())
         if not cons:
-            return None
+            return None  # a model output
         for c in cons:
             if isinstance(c, ActivationQuantizer):
-                bits.add(int(c.a_bits))
+                bits.add(act_bits(c))
             elif isinstance(c, (keras.layers.ReLU, keras.layers.Identity)):
                 frontier.append(c)
             else:
                 return None
-    if len(bits) != 1 or 32 in bits:
+    if len(bits) != 1 or None in bits:
         return None
     return bits.pop()
 
@@ -466,20 +419,19 @@ def _merge_entry(convs) -> dict | None:
     """dict(main, proj, n_in, main_first) if the two ``convs`` of a residual add are a mergeable
     DoReFa conv2 + 1×1 projection pair (both reading same-width k-bit quantiser outputs, 2..7-bit
     weights), else None."""
-    from rolekd_tf.quant.layers import ActivationQuantizer
+    from rolekd_tf.quant import DoReFaWeights
 
-    ins = [_producer(c) for c in convs]
-    if not all(isinstance(i, ActivationQuantizer) and int(i.a_bits) < 32 for i in ins):
+    in_bits = {act_bits(_producer(c)) for c in convs}
+    if len(in_bits) != 1 or None in in_bits:
         return None
-    if len({int(i.a_bits) for i in ins}) != 1:
-        return None
-    if not all(2 <= wb and 2**wb - 1 <= 127 for wb in (int(getattr(c, "w_bits", 32)) for c in convs)):
+    if not all(isinstance(q, DoReFaWeights) and 2 <= q.bits and q.steps <= 127
+               for q in (getattr(c, "kernel_quantizer", None) for c in convs)):
         return None
     pick = _main_and_projection(convs)
     if pick is None:
         return None
     m, p = pick
-    return {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** int(ins[0].a_bits) - 1, "main_first": m == 0}
+    return {"main": convs[m].name, "proj": convs[p].name, "n_in": 2 ** in_bits.pop() - 1, "main_first": m == 0}
 
 
 def _shared_bn_merges(model) -> dict:
@@ -507,7 +459,7 @@ def _shared_bn_merges(model) -> dict:
         if len(convs) != 2 or not all(isinstance(c, QuantConv2D) and _consumer_count(c) == 1 and c.bias is None
                                       and c.activation in (None, keras.activations.linear) for c in convs):
             continue
-        if len({int(c.w_bits) for c in convs}) != 1:  # one shared BN factor: same weight grid
+        if len({c.kernel_quantizer for c in convs}) != 1:  # one shared BN factor: same weight grid
             continue
         entry = _merge_entry(convs)
         if entry is not None:
@@ -530,8 +482,6 @@ def _gap_grid_bits(layer) -> int | None:
 
 def _relu_before_quantizers(layer) -> bool:
     """A plain ReLU whose every consumer is a k-bit (k < 32) ActivationQuantizer."""
-    from rolekd_tf.quant.layers import ActivationQuantizer
-
     cfg = layer.get_config()
     if cfg.get("max_value") is not None or float(cfg.get("negative_slope") or 0) != 0 or float(cfg.get("threshold") or 0) != 0:
         return False
@@ -541,7 +491,7 @@ def _relu_before_quantizers(layer) -> bool:
         seen += 1
         for c in _consumers(frontier.pop()):
             (frontier if isinstance(c, keras.layers.Identity) else cons).append(c)
-    return bool(cons) and all(isinstance(c, ActivationQuantizer) and int(c.a_bits) < 32 for c in cons)
+    return bool(cons) and all(act_bits(c) is not None for c in cons)
 
 
 def _bn_affine(bn):
@@ -553,9 +503,16 @@ def _bn_affine(bn):
     return c, beta.astype(np.float64) - mean * c
 
 
+def _entry(entry, key):
+    """``key`` of a plan entry (a dict, or an object with that attribute)."""
+    return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+
+
 def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: bool = False) -> dict:
     """Which parts of the int8 export view (``plan`` of :func:`build_export_view`, ``mode="int8"``)
-    round differently from Keras, and the opt-in model flags that make them exact.
+    round differently from Keras, and the ``int8`` config options
+    (:class:`~rolekd_tf.config.Int8Exactness`) that make them exact. Layer kinds are read off the
+    model's quantiser objects; what the exporter made of each layer, off ``plan``.
 
     ``fixes``: the records of :func:`~rolekd_tf.export.tflite.fix_int8_model` for that view; with
     them the integer-bias fit is read off the file (channels where no integer bias keeps every
@@ -568,35 +525,39 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
     exact arithmetic (only the final int8 rounding of the logits, and float32 ties in Keras, remain).
     """
     keras = _keras()
-    from rolekd_tf.quant.layers import ActivationQuantizer
+
+    from rolekd_tf.quant import FullPrecision
+
+    def kind(name):
+        return _entry(plan.get(name), "kind")
 
     always = "the logits are rounded to int8 once (images whose top-2 logit gap is below that step can flip)"
-    quantised = [l for l in model.layers if isinstance(l, ActivationQuantizer) and int(l.a_bits) < 32]
+    quantised = [l for l in model.layers if act_bits(l) is not None]
     if not quantised:
         return {"exact_body": False, "always": always,
                 "inexact": [{"part": "activations", "layers": [], "fix": None,
                              "why": "full-precision activations: the int8 file is post-training quantised"}]}
     inexact = []
-    stems = [k for k, v in plan.items() if v.get("kind") == "stem"]
+    stems = [k for k in plan if kind(k) == "stem"]
     if stems:
-        inexact.append({"part": "stem", "layers": stems, "fix": "model.exact_stem=true",
+        inexact.append({"part": "stem", "layers": stems, "fix": "int8.stem=true",
                         "why": "full-precision first conv: its int8 filter rounds the float kernel"})
     adds = [l.name for l in model.layers if isinstance(l, keras.layers.Add)
-            and plan.get(l.name, {}).get("kind") not in ("grid_add", "merged_conv")]
+            and kind(l.name) not in ("grid_add", "merged_conv")]
     proj = [a for a in adds if _add_out_bits(model.get_layer(a)) is not None]
     if proj:
         inexact.append({"part": "projection adds", "layers": proj,
-                        "fix": "model.shortcut=zero_pad or model.shared_proj_bn=true",
+                        "fix": "int8.shortcut=zero_pad or int8.shared_proj_bn=true",
                         "why": "two BN-scaled branches are each rounded to int8 before the add"})
     tail = [a for a in adds if a not in proj]
-    if not any(v.get("kind") == "grid_mean" for v in plan.values()):
+    if not any(kind(k) == "grid_mean" for k in plan):
         tail += [l.name for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D)]
-    if not any(v.get("kind") == "exact_dense" for v in plan.values()):
-        tail += [k for k, v in plan.items() if v.get("kind") == "dense" and v.get("w_bits") == 32]
+    if not any(kind(k) == "exact_dense" for k in plan):
+        tail += [k for k in plan if kind(k) == "dense" and isinstance(getattr(model.get_layer(k), "kernel_quantizer", FullPrecision()), FullPrecision)]
     if tail:
-        inexact.append({"part": "tail", "layers": tail, "fix": "model.exact_tail=true",
+        inexact.append({"part": "tail", "layers": tail, "fix": "int8.tail=true",
                         "why": "full-precision block output, pooling and logits on calibrated int8 scales"})
-    coarse_pool = [k for k, v in plan.items() if v.get("kind") == "grid_mean" and not v.get("exact")]
+    coarse_pool = [k for k in plan if kind(k) == "grid_mean" and not _entry(plan[k], "exact")]
     if coarse_pool and not int16_pool:
         inexact.append({"part": "pool rounding", "layers": coarse_pool, "fix": "int16 logits (the default)",
                         "why": "the mean of n·H·W > 255 level steps is rounded to an int8 scale"})
@@ -605,16 +566,16 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
     # ≥ 3-bit quantisers feeding convs are re-stored on a finer grid (tflite.refine_quantiser_grids),
     # which gives the integer biases room; not the exact stem: it reads pixels (integer weights of
     # gcd 1, every accumulator value reachable), so its first quantiser keeps a bias lattice
-    fine = [l.name for l in quantised if int(l.a_bits) >= 3 and 2 ** int(l.a_bits) - 1 < FINE_GRID_MIN_LEVELS]
+    fine = [l.name for l in quantised if act_bits(l) >= 3 and l.quantizer.steps < FINE_GRID_MIN_LEVELS]
     if fine:
         inexact.append({"part": "integer bias lattice", "layers": fine, "fix": None,
                         "why": "one integer bias per channel cannot always place all 2^k − 1 thresholds of a "
                                "≥ 3-bit quantiser"})
-    stem = next((k for k, v in plan.items() if v.get("kind") == "exact_stem"), None)
+    stem = next((k for k in plan if kind(k) == "exact_stem"), None)
     recs = {r.get("layer"): r for r in (fixes or []) if r.get("layer")}
-    if stem is not None and int(quantised[0].a_bits) >= 3:
-        step = int(plan[stem].get("int_step") or 1)
-        hint = "; a coarser stem grid (model.exact_stem_step=12) leaves it room" if step == 1 else ""
+    if stem is not None and act_bits(quantised[0]) >= 3:
+        step = model.get_layer(stem).kernel_quantizer.step  # an Int8Grid: the exact stem
+        hint = "; a coarser stem grid (int8.stem_step=12) leaves it room" if step == 1 else ""
         rec = recs.get(stem)
         if rec is None or "bias_unfit_channels" not in rec:
             inexact.append({"part": "stem bias lattice", "layers": [quantised[0].name], "fix": None,
@@ -632,18 +593,6 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
                         "channels": {k: [int(recs[k]["bias_unfit_channels"]), int(recs[k]["bias_channels"])] for k in body},
                         "why": "in these convs some channels have no integer bias that keeps every threshold"})
     return {"exact_body": not inexact, "inexact": inexact, "always": always}
-
-
-def weight_grid(layer):
-    """``(w_bits, n, levels)`` of a QuantConv2D/QuantDense's effective kernel (``n = 0`` for FP)."""
-    wb = int(getattr(layer, "w_bits", 32))
-    k = np.asarray(layer.dorefa_kernel().numpy() if hasattr(layer, "dorefa_kernel") else layer.kernel.numpy())
-    if wb == 32:
-        return wb, 0, None
-    if wb == 1:
-        return wb, 1, np.unique(k)
-    n = 2**wb - 1
-    return wb, n, np.unique(k)
 
 
 def stem_kernel(kernel, bias, mean, std, copies: int):
@@ -672,8 +621,12 @@ def stem_kernel(kernel, bias, mean, std, copies: int):
 
 
 def _stem_layer(model):
-    """The first conv if it alone reads the model input (FP, channels_last, groups 1), else None."""
+    """The first conv if it alone reads the model input (channels_last, groups 1, 3 channels) and its
+    kernel quantiser is not a DoReFa grid (full precision, or the exact stem's ``Int8Grid``), else
+    None."""
     keras = _keras()
+    from rolekd_tf.quant import DoReFaWeights
+
     try:
         inp_layer = model.inputs[0]._keras_history.operation
         cons = _consumers(inp_layer)
@@ -682,7 +635,8 @@ def _stem_layer(model):
     if len(cons) != 1 or not isinstance(cons[0], keras.layers.Conv2D):
         return None
     c = cons[0]
-    if int(getattr(c, "w_bits", 32)) != 32 or c.data_format != "channels_last" or getattr(c, "groups", 1) != 1:
+    if isinstance(getattr(c, "kernel_quantizer", None), DoReFaWeights) or c.data_format != "channels_last" \
+            or getattr(c, "groups", 1) != 1:
         return None
     if int(c.input.shape[-1]) != 3:
         return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rolekd_tf.errors import ExportError
+from rolekd_tf.quant.quantizers import Int8Grid
 from rolekd_tf.export import graph as G
 from rolekd_tf.export.plan import (ActPlan, GridAddPlan, GridMeanPlan, MergedConvPlan, Plan,
                                    WeightPlan)
@@ -199,7 +200,8 @@ class _ViewBuilder:
                  kernel=k.astype(np.float32), bias=None if b is None else np.asarray(b, np.float32))
         if layer is self.a.exact_stem:
             return self._exact_stem(layer, p, k, b, c, cons)
-        if self.opts.int8 and getattr(layer, "int8_weights", False) and isinstance(layer, keras.layers.Dense) \
+        if self.opts.int8 and isinstance(getattr(layer, "kernel_quantizer", None), Int8Grid) \
+                and isinstance(layer, keras.layers.Dense) \
                 and bn is None:
             # int8-grid dense (exact_tail logits): K = s_j·q, q integer |q| ≤ 127 per output
             # channel, stored exactly with scale s_j
@@ -229,7 +231,8 @@ class _ViewBuilder:
         keras = _keras()
         from rolekd_tf.quant.layers import ActivationQuantizer
 
-        step = int(getattr(layer, "int8_step", 1))
+        kq_obj = layer.kernel_quantizer
+        step = kq_obj.step if isinstance(kq_obj, Int8Grid) else 1
         kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
         s_j = np.maximum(_per_channel_max(kq), 1e-30) / (127 // step) / step
         b = np.zeros(k.shape[-1]) if b is None else b

@@ -2,6 +2,13 @@
 named KD feature taps (``tap_1 … tap_n``, ``logits``)."""
 from rolekd_tf.models.device import choose_jit_compile
 from rolekd_tf.models.layers import ZeroPadShortcut
+from rolekd_tf.models.normalisation import (
+    exact_stem_normalisation,
+    has_exact_stem,
+    input_normalisation,
+    model_normalisation,
+    preprocessing_layer,
+)
 from rolekd_tf.models.registry import (
     MODELS,
     available_models,
@@ -19,9 +26,14 @@ __all__ = [
     "build_model",
     "choose_jit_compile",
     "copy_trainable_weights",
+    "exact_stem_normalisation",
     "feature_model",
     "get_builder",
+    "has_exact_stem",
+    "input_normalisation",
     "kernel_variables",
+    "model_normalisation",
+    "preprocessing_layer",
     "register_model",
     "tap_layer_names",
 ]

@@ -9,57 +9,49 @@ width are always :class:`~rolekd_tf.quant.ActivationQuantizer` (a ReLU at ``a_bi
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import keras
 
-from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
+from rolekd_tf.quant import ActivationQuantizer, DoReFaActivations, QuantConv2D, QuantDense, weight_quantizer
+from rolekd_tf.quant.quantizers import Quantizer
 
-#: BatchNormalization settings of the role-kd code (docs/METHOD.md §4); used by every model.
+#: BatchNormalization settings of the role-kd code (docs/METHOD.md §4); used by every model
+#: (:func:`rolekd_tf.models.build_model` then sets the requested momentum on every BN layer).
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 
 
 def conv(x, filters: int, kernel_size: int, stride: int, name: str, w_bits: int,
-         padding: str = "same", use_bias: bool = False, int8_weights: bool = False, int8_step: int = 1):
-    extra = {"int8_weights": True} if int8_weights else {}
-    if int8_step != 1:
-        extra["int8_step"] = int(int8_step)
+         padding: str = "same", use_bias: bool = False, kernel_quantizer: Quantizer | None = None):
+    """A :class:`QuantConv2D` (He-normal init); ``kernel_quantizer`` (e.g. an ``Int8Grid``)
+    replaces the ``w_bits`` one."""
     return QuantConv2D(
         filters, kernel_size, strides=stride, padding=padding, use_bias=use_bias,
-        kernel_initializer="he_normal", w_bits=w_bits, name=name, **extra,
+        kernel_initializer="he_normal", kernel_quantizer=kernel_quantizer or weight_quantizer(w_bits), name=name,
     )(x)
 
 
-def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True, int8_weights: bool = False,
-          kernel_gain: float = 1.0):
-    extra = {"int8_weights": True} if int8_weights else {}
-    if kernel_gain != 1.0:
-        extra["kernel_gain"] = float(kernel_gain)
-    return QuantDense(units, use_bias=use_bias, w_bits=w_bits, name=name, **extra)(x)
-
-
-_BN_MOMENTUM = contextvars.ContextVar("bn_momentum", default=BN_MOMENTUM)
-
-
-@contextlib.contextmanager
-def bn_momentum(value: float):
-    """Models built inside use this BatchNormalization momentum (moving-statistics decay)."""
-    token = _BN_MOMENTUM.set(float(value))
-    try:
-        yield
-    finally:
-        _BN_MOMENTUM.reset(token)
+def dense(x, units: int, name: str, w_bits: int, use_bias: bool = True, kernel_quantizer: Quantizer | None = None):
+    """A :class:`QuantDense`; ``kernel_quantizer`` replaces the ``w_bits`` one."""
+    return QuantDense(units, use_bias=use_bias, kernel_quantizer=kernel_quantizer or weight_quantizer(w_bits),
+                      name=name)(x)
 
 
 def bn(x, name: str):
-    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM.get(), epsilon=BN_EPSILON, name=name)(x)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> None:
+    """Give every BatchNormalization layer of ``model`` the moving-statistics decay ``momentum``
+    (read by the layer at each training step, so setting it before training is the same as
+    building with it)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
 
 
 def act_q(x, a_bits: int, name: str):
     """A ReLU that becomes a DoReFa activation quantiser when ``a_bits < 32``."""
-    return ActivationQuantizer(a_bits, name=name)(x)
+    return ActivationQuantizer(DoReFaActivations(a_bits), name=name)(x)
 
 
 def relu(x, name: str):
@@ -72,9 +64,8 @@ def tap(x, index: int):
     return keras.layers.Identity(name=f"tap_{index}")(x)
 
 
-def head(x, num_classes: int, use_bias: bool = True, int8_weights: bool = False, kernel_gain: float = 1.0):
-    """Global average pool + full-precision dense ``logits`` (no softmax); ``int8_weights``: its
-    kernel fake-quantised on a per-channel int8 grid (the ``exact_tail`` variant)."""
+def head(x, num_classes: int, use_bias: bool = True, kernel_quantizer: Quantizer | None = None):
+    """Global average pool + full-precision dense ``logits`` (no softmax); ``kernel_quantizer``:
+    e.g. an ``Int8Grid`` (the ``int8.tail`` variant)."""
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias, int8_weights=int8_weights,
-                 kernel_gain=kernel_gain)
+    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias, kernel_quantizer=kernel_quantizer)

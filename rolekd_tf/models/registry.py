@@ -15,7 +15,9 @@ from typing import Callable
 
 import keras
 
+from rolekd_tf.config import Int8Exactness
 from rolekd_tf.errors import ModelError
+from rolekd_tf.models._blocks import BN_MOMENTUM, set_bn_momentum
 from rolekd_tf.models.alexnet import alexnet
 from rolekd_tf.models.preresnet import preresnet, wide_resnet
 from rolekd_tf.models.pyramidnet import pyramidnet
@@ -103,24 +105,28 @@ def get_builder(name: str) -> Builder:
                      f"(families: {_FAMILIES})")
 
 
+#: the builders that implement :class:`~rolekd_tf.config.Int8Exactness` (post-activation ResNets)
+_INT8_BUILDERS = (resnet18, resnet_cifar)
+
+
 def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 32,
-                input_shape=(32, 32, 3), bn_momentum: float = 0.99, exact_stem: bool = False,
-                exact_stem_step: int = 1, shared_proj_bn: bool = False, shortcut: str = "projection",
-                exact_tail: bool = False) -> keras.Model:
+                input_shape=(32, 32, 3), bn_momentum: float = BN_MOMENTUM,
+                int8: Int8Exactness = Int8Exactness()) -> keras.Model:
     """Build model ``name`` as a functional Keras model taking normalised float32 NHWC images and
     returning logits (no softmax). Layers ``tap_1 … tap_n`` and ``logits`` are the KD taps.
 
     ``bn_momentum``: BatchNormalization moving-statistics decay (0.99 as in role-kd; short runs of
     a few hundred steps need a faster one, e.g. 0.9, or inference-mode BN lags behind).
 
-    ``exact_stem`` / ``shared_proj_bn`` (opt-in, ResNet-18 / CIFAR ResNets only): the int8-exact
-    variant of :mod:`rolekd_tf.models.resnet` (with ``exact_stem`` the model takes ``(pixels − 128)/64``;
-    ``exact_stem_step``: its integer weights are multiples of this, 1..42).
-    ``shortcut`` (``"projection"`` default | ``"zero_pad"``, option A) and ``exact_tail`` (k-bit last
-    block output, int8-grid logits kernel): same models only, see :mod:`rolekd_tf.models.resnet`.
+    ``int8`` (the config's ``int8`` section; post-activation ResNets only): the int8-exact variant
+    of :mod:`rolekd_tf.models.resnet`. With ``int8.stem`` the model takes ``(pixels − 128)/64``
+    (:func:`rolekd_tf.models.model_normalisation`).
     """
-    if not 0.0 <= float(bn_momentum) < 1.0:
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) \
+            or not 0.0 <= float(bn_momentum) < 1.0:
         raise ModelError(f"bn_momentum={bn_momentum!r} is invalid; allowed: 0 <= momentum < 1")
+    if not isinstance(int8, Int8Exactness):
+        raise ModelError(f"int8={int8!r} is not an Int8Exactness (rolekd_tf.config)")
     builder = get_builder(name)
     w_bits = validate_bits(w_bits, "w_bits")
     a_bits = validate_bits(a_bits, "a_bits")
@@ -133,27 +139,12 @@ def build_model(name: str, *, num_classes: int, w_bits: int = 32, a_bits: int = 
     if len(shape) != 3 or min(shape) < 1:
         raise ModelError(f"input_shape={input_shape!r} is invalid; allowed: (height, width, "
                          "channels) of positive integers")
-    from rolekd_tf.models._blocks import bn_momentum as _bn_momentum
-
-    variant = {k: True for k, v in (("exact_stem", exact_stem), ("shared_proj_bn", shared_proj_bn),
-                                    ("exact_tail", exact_tail)) if v}
-    from rolekd_tf.models.resnet import SHORTCUTS
-
-    if shortcut not in SHORTCUTS:
-        raise ModelError(f"shortcut={shortcut!r} is not allowed; allowed: {', '.join(SHORTCUTS)}")
-    if shortcut != "projection":  # passed only when not the default: builders stay unchanged
-        variant["shortcut"] = shortcut
-    from rolekd_tf.quant.dorefa import int8_levels
-
-    try:
-        int8_levels(exact_stem_step)
-    except ValueError:
-        raise ModelError(f"exact_stem_step={exact_stem_step!r} is invalid; allowed: an integer in 1..42") from None
-    if int(exact_stem_step) != 1:
-        if not exact_stem:
-            raise ModelError(f"exact_stem_step={exact_stem_step} needs exact_stem=True")
-        variant["exact_stem_step"] = int(exact_stem_step)
-    if variant and not (name == "resnet18" or str(name).startswith("resnet")):
-        raise ModelError(f"{', '.join(variant)} is only implemented for the post-activation ResNets, not {name!r}")
-    with _bn_momentum(bn_momentum):
-        return builder(num_classes=num_classes, w_bits=w_bits, a_bits=a_bits, input_shape=shape, **variant)
+    variant = {}
+    if getattr(builder, "func", builder) in _INT8_BUILDERS:
+        variant["int8"] = int8
+    elif int8.enabled:
+        raise ModelError(f"{', '.join(int8.enabled)} is only implemented for the post-activation ResNets "
+                         f"(resnet18, resnet{{6n+2}}), not {name!r}")
+    model = builder(num_classes=num_classes, w_bits=w_bits, a_bits=a_bits, input_shape=shape, **variant)
+    set_bn_momentum(model, bn_momentum)
+    return model

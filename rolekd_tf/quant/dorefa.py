@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rolekd_tf.config import ALLOWED_BITS, INT8_STEPS
 from rolekd_tf.errors import ModelError
-
-#: Bit widths accepted everywhere (32 means "full precision").
-ALLOWED_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
 
 _EPS = 1e-12
 
@@ -112,18 +110,14 @@ def quantize_int8_per_channel(w, step: int = 1):
     ``L = ⌊127/step⌋``, ``s_j = max|w_j|/L``, ``w_q = round(w/s_j)·s_j`` (integers −L…L times
     ``s_j``; the int8 export stores them as ``step·i`` with scale ``s_j/step``, so its integer
     weights are multiples of ``step``: ``step ≥ 2`` leaves the integer bias room to keep every
-    threshold of the quantiser that follows). Backward: straight-through (``dL/dw = g``). Used by
-    the opt-in int8-exact stem (``QuantConv2D(int8_weights=True)``), whose BN-folded kernel is then
-    exactly an int8 grid."""
+    threshold of the quantiser that follows). Backward: straight-through (``dL/dw = g``). The
+    forward of :class:`~rolekd_tf.quant.Int8Grid` (the opt-in int8-exact stem and logits, whose
+    BN-folded kernels are then exactly on an int8 grid)."""
     levels = int8_levels(step)
     w = tf.convert_to_tensor(w)
     axes = list(range(len(w.shape) - 1))
     s = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes, keepdims=True), _EPS) / float(levels)
     return w + tf.stop_gradient(tf.round(w / s) * s - w)
-
-
-#: allowed ``step`` of :func:`quantize_int8_per_channel`: 1 (full int8 grid) … 42 (integers −3…3)
-INT8_STEPS = range(1, 43)
 
 
 def int8_levels(step) -> int:

@@ -1,18 +1,23 @@
-"""DoReFa quantisation-aware Keras layers.
+"""Quantisation-aware Keras layers that hold quantiser objects (:mod:`rolekd_tf.quant.quantizers`).
 
 * :class:`QuantConv2D` / :class:`QuantDense`: ``keras.layers.Conv2D`` / ``keras.layers.Dense`` with
-  a ``w_bits`` argument. The layer stores a float *latent* kernel (``layer.kernel``, the variable
-  the optimiser updates and weight decay acts on); ``call`` uses
-  ``quantize_weight(kernel, w_bits)`` (:mod:`rolekd_tf.quant.dorefa`). The bias is never
-  quantised. With ``w_bits=32`` the layer behaves exactly like its parent class.
-* :class:`ActivationQuantizer`: ``quantize_activation(x, a_bits)``; a plain ReLU at 32 bits.
+  a ``kernel_quantizer`` (default :class:`~rolekd_tf.quant.FullPrecision`). The layer stores a
+  float *latent* kernel (``layer.kernel``, the variable the optimiser updates and weight decay acts
+  on); ``call`` uses ``kernel_quantizer(kernel)``. The bias is never quantised. With
+  ``FullPrecision()`` the layer behaves exactly like its parent class.
+* :class:`ActivationQuantizer`: ``quantizer(x)`` with a
+  :class:`~rolekd_tf.quant.DoReFaActivations` (a plain ReLU at 32 bits).
 
-For export code: ``layer.w_bits`` (int) and ``layer.dorefa_kernel()`` — the effective kernel the
-forward pass uses (a float tensor of the kernel's shape; equal to ``layer.kernel`` at 32 bits).
-For ``2 ≤ w_bits ≤ 8`` its values are the odd multiples of ``1/(2^w_bits − 1)`` in [−1, 1];
-for ``w_bits = 1`` they are ``±mean|kernel|``. ``layer.a_bits`` of an :class:`ActivationQuantizer`
-gives the activation grid ``i/(2^a_bits − 1)``. (The method is not called ``quantized_kernel``
-because Keras' own ``Dense``/``Conv`` quantisation modes use that attribute name.)
+The quantiser is saved in the layer's config, so ``keras.saving.load_model`` rebuilds it without
+``custom_objects``; ``.keras`` files written before quantisers were objects (``w_bits``,
+``int8_weights``, ``int8_step``, ``kernel_gain`` / ``a_bits`` keys) load too.
+
+For export code: ``layer.kernel_quantizer`` / ``layer.quantizer`` (the object: its type, ``bits``,
+``step`` …), ``layer.dorefa_kernel()`` — the effective kernel the forward pass uses (a float
+tensor of the kernel's shape) — and the derived read-only ``w_bits`` (the DoReFa weight bits; 32
+for a kernel that is not DoReFa-quantised: full precision or an :class:`~rolekd_tf.quant.Int8Grid`)
+and ``a_bits``. (The method is not called ``quantized_kernel`` because Keras' own
+``Dense``/``Conv`` quantisation modes use that attribute name.)
 """
 from __future__ import annotations
 
@@ -20,46 +25,76 @@ import keras
 from keras import ops
 
 from rolekd_tf.errors import ModelError
-from rolekd_tf.quant.dorefa import (int8_levels, quantize_activation, quantize_int8_per_channel, quantize_weight,
-                                    validate_bits)
+from rolekd_tf.quant.quantizers import (DoReFaActivations, DoReFaWeights, Int8Grid, Quantizer, get_quantizer,
+                                        weight_quantizer)
 
 
-@keras.saving.register_keras_serializable(package="rolekd_tf")
-class QuantConv2D(keras.layers.Conv2D):
-    """2-D convolution with a DoReFa ``w_bits``-bit kernel (Zhou et al. 2016).
+def _upgrade_kernel_config(config: dict) -> dict:
+    """A layer config of the format before quantiser objects (``w_bits``, ``int8_weights``,
+    ``int8_step``, ``kernel_gain``) with those keys replaced by ``kernel_quantizer``."""
+    legacy = {k: config.pop(k) for k in ("w_bits", "int8_weights", "int8_step", "kernel_gain") if k in config}
+    if legacy and "kernel_quantizer" not in config:
+        if legacy.get("int8_weights"):
+            q = Int8Grid(legacy.get("int8_step", 1), legacy.get("kernel_gain", 1.0))
+        else:
+            q = weight_quantizer(legacy.get("w_bits", 32))
+        config["kernel_quantizer"] = keras.saving.serialize_keras_object(q)
+    return config
 
-    Forward: ``y = conv(x, Q_w(kernel)) + bias`` with ``Q_w = quantize_weight(·, w_bits)``.
-    Backward: straight-through on the round only (see :mod:`rolekd_tf.quant.dorefa`); the latent
-    float kernel receives the gradient.
-    """
 
-    def __init__(self, filters, kernel_size, *, w_bits: int = 32, int8_weights: bool = False,
-                 int8_step: int = 1, **kwargs):
-        super().__init__(filters, kernel_size, **kwargs)
-        self.w_bits = validate_bits(w_bits, "w_bits")
-        self.int8_weights = bool(int8_weights)
-        if self.int8_weights and self.w_bits != 32:
-            raise ModelError(f"layer {kwargs.get('name')!r}: int8_weights=True needs w_bits=32 (got {self.w_bits})")
-        try:
-            int8_levels(int8_step)
-        except ValueError as e:
-            raise ModelError(f"layer {kwargs.get('name')!r}: {e}") from None
-        self.int8_step = int(int8_step)
-        if self.int8_step != 1 and not self.int8_weights:
-            raise ModelError(f"layer {kwargs.get('name')!r}: int8_step={self.int8_step} needs int8_weights=True")
+class _KernelQuantized:
+    """What QuantConv2D and QuantDense share: the kernel quantiser, its config and views of it."""
+
+    def _set_kernel_quantizer(self, kernel_quantizer, name) -> None:
+        q = get_quantizer(kernel_quantizer, f"layer {name!r}: kernel_quantizer")
+        if isinstance(q, DoReFaActivations):
+            raise ModelError(f"layer {name!r}: kernel_quantizer={q!r} is an activation quantiser; allowed: "
+                             "FullPrecision(), DoReFaWeights(k), Int8Grid(step)")
+        self.kernel_quantizer: Quantizer = q
+
+    @property
+    def w_bits(self) -> int:
+        """DoReFa weight bits (1..8), or 32 when the kernel is not DoReFa-quantised."""
+        return self.kernel_quantizer.bits if isinstance(self.kernel_quantizer, DoReFaWeights) else 32
 
     @property
     def is_quantized(self) -> bool:
         return self.w_bits < 32
 
+    @property
+    def int8_weights(self) -> bool:
+        """True if the kernel lies on an exact per-channel int8 grid (:class:`Int8Grid`)."""
+        return isinstance(self.kernel_quantizer, Int8Grid)
+
+    @property
+    def int8_step(self) -> int:
+        """The :class:`Int8Grid` step (1 for any other kernel quantiser)."""
+        return self.kernel_quantizer.step if isinstance(self.kernel_quantizer, Int8Grid) else 1
+
     def dorefa_kernel(self):
-        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``, or
-        with ``int8_weights`` (opt-in, full precision only) the per-output-channel symmetric int8
-        fake quantisation :func:`~rolekd_tf.quant.dorefa.quantize_int8_per_channel` (integers
-        −⌊127/int8_step⌋…⌊127/int8_step⌋ per channel, stored ×``int8_step`` by the int8 export)."""
-        if self.int8_weights:
-            return quantize_int8_per_channel(self.kernel, self.int8_step)
-        return quantize_weight(self.kernel, self.w_bits)
+        """The kernel actually used by ``call``: ``kernel_quantizer(kernel)``."""
+        return self.kernel_quantizer(self.kernel)
+
+    def _add_quantizer_config(self, config: dict) -> dict:
+        config["kernel_quantizer"] = keras.saving.serialize_keras_object(self.kernel_quantizer)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(_upgrade_kernel_config(dict(config)))
+
+
+@keras.saving.register_keras_serializable(package="rolekd_tf")
+class QuantConv2D(_KernelQuantized, keras.layers.Conv2D):
+    """2-D convolution with a quantised kernel: ``y = conv(x, kernel_quantizer(kernel)) + bias``.
+
+    Backward: the quantiser's straight-through gradient (:mod:`rolekd_tf.quant.dorefa`); the latent
+    float kernel receives it.
+    """
+
+    def __init__(self, filters, kernel_size, *, kernel_quantizer: Quantizer | None = None, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        self._set_kernel_quantizer(kernel_quantizer, kwargs.get("name"))
 
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.dorefa_kernel())
@@ -74,44 +109,17 @@ class QuantConv2D(keras.layers.Conv2D):
         return outputs
 
     def get_config(self):
-        config = super().get_config()
-        config["w_bits"] = self.w_bits
-        if self.int8_weights:  # only when set: configs of default layers are unchanged
-            config["int8_weights"] = True
-        if self.int8_step != 1:
-            config["int8_step"] = self.int8_step
-        return config
+        return self._add_quantizer_config(super().get_config())
 
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
-class QuantDense(keras.layers.Dense):
-    """Dense layer with a DoReFa ``w_bits``-bit kernel (Zhou et al. 2016).
+class QuantDense(_KernelQuantized, keras.layers.Dense):
+    """Dense layer with a quantised kernel: ``y = x · kernel_quantizer(kernel) + bias``; backward
+    as :class:`QuantConv2D`."""
 
-    Forward: ``y = x · Q_w(kernel) + bias``; backward as :class:`QuantConv2D`.
-    """
-
-    def __init__(self, units, *, w_bits: int = 32, int8_weights: bool = False, kernel_gain: float = 1.0, **kwargs):
+    def __init__(self, units, *, kernel_quantizer: Quantizer | None = None, **kwargs):
         super().__init__(units, **kwargs)
-        self.w_bits = validate_bits(w_bits, "w_bits")
-        self.int8_weights = bool(int8_weights)
-        self.kernel_gain = float(kernel_gain)
-        if not self.kernel_gain > 0:
-            raise ModelError(f"layer {kwargs.get('name')!r}: kernel_gain={kernel_gain!r} must be > 0")
-        if self.int8_weights and self.w_bits != 32:
-            raise ModelError(f"layer {kwargs.get('name')!r}: int8_weights=True needs w_bits=32 (got {self.w_bits})")
-
-    @property
-    def is_quantized(self) -> bool:
-        return self.w_bits < 32
-
-    def dorefa_kernel(self):
-        """The kernel actually used by ``call``: ``quantize_weight(self.kernel, self.w_bits)``, or
-        with ``int8_weights`` (opt-in, full precision only; the ``exact_tail`` logits) the
-        per-output-channel symmetric int8 fake quantisation; times ``kernel_gain`` (a constant,
-        default 1: a larger effective learning rate for a head whose inputs are small, e.g. in
-        [0, 1] — the product is still on a per-channel int8 grid)."""
-        k = quantize_int8_per_channel(self.kernel) if self.int8_weights else quantize_weight(self.kernel, self.w_bits)
-        return k if self.kernel_gain == 1.0 else k * self.kernel_gain
+        self._set_kernel_quantizer(kernel_quantizer, kwargs.get("name"))
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.dorefa_kernel())
@@ -122,38 +130,51 @@ class QuantDense(keras.layers.Dense):
         return x
 
     def get_config(self):
-        config = super().get_config()
-        config["w_bits"] = self.w_bits
-        if self.int8_weights:  # only when set: configs of default layers are unchanged
-            config["int8_weights"] = True
-        if self.kernel_gain != 1.0:
-            config["kernel_gain"] = self.kernel_gain
-        return config
+        return self._add_quantizer_config(super().get_config())
 
 
 @keras.saving.register_keras_serializable(package="rolekd_tf")
 class ActivationQuantizer(keras.layers.Layer):
-    """DoReFa ``a_bits``-bit activation quantiser replacing a ReLU (Zhou et al. 2016).
+    """An activation quantiser replacing a ReLU: ``quantizer(x)`` with a
+    :class:`~rolekd_tf.quant.DoReFaActivations` (Zhou et al. 2016).
 
-    Forward: ``Q_k(clip(x, 0, 1))`` (``k = a_bits``), or ``relu(x)`` when ``a_bits = 32``.
+    Forward: ``Q_k(clip(x, 0, 1))`` (``k = quantizer.bits``), or ``relu(x)`` at 32 bits.
     Backward: 1 inside ``[0, 1]``, 0 outside; straight-through on the round.
     """
 
-    def __init__(self, a_bits: int = 32, **kwargs):
+    def __init__(self, quantizer: DoReFaActivations, **kwargs):
         super().__init__(**kwargs)
-        self.a_bits = validate_bits(a_bits, "a_bits")
+        q = get_quantizer(quantizer, f"layer {kwargs.get('name')!r}: quantizer")
+        if not isinstance(q, DoReFaActivations):
+            raise ModelError(f"layer {kwargs.get('name')!r}: quantizer={q!r} is not an activation quantiser; "
+                             "allowed: DoReFaActivations(k)")
+        self.quantizer: DoReFaActivations = q
+
+    @property
+    def a_bits(self) -> int:
+        """The activation bits (32 = a plain ReLU)."""
+        return self.quantizer.bits
 
     @property
     def is_quantized(self) -> bool:
         return self.a_bits < 32
 
     def call(self, inputs):
-        return quantize_activation(inputs, self.a_bits)
+        return self.quantizer(inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config["a_bits"] = self.a_bits
+        config["quantizer"] = keras.saving.serialize_keras_object(self.quantizer)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "a_bits" in config and "quantizer" not in config:  # the format before quantiser objects
+            config["quantizer"] = keras.saving.serialize_keras_object(DoReFaActivations(config.pop("a_bits")))
+        return cls(**config)
+
+

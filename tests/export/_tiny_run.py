@@ -9,14 +9,15 @@ import numpy as np
 def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_size=1200,
              val_size=400, holdout_size=0, batch_size=64, seed=0, lr=0.05, verbose=0, variant=None):
     """Train ``model`` briefly on embedded:digits (plain ``fit``) and write a run directory.
-    ``variant``: ``build_model`` flags (``exact_stem`` → the model is trained on (pixels − 128)/64)."""
+    ``variant``: the config's ``int8`` section (:class:`~rolekd_tf.config.Int8Exactness` fields;
+    ``stem`` → the model is trained on (pixels − 128)/64)."""
     import keras
 
     import rolekd_tf  # noqa: F401
     from rolekd_tf.config import config_from_dict, save_config
     from rolekd_tf.data import load_splits
     from rolekd_tf.fileio import save_model_atomic
-    from rolekd_tf.models import build_model
+    from rolekd_tf.models import build_model, input_normalisation
 
     run_dir = Path(run_dir)
     cfg = config_from_dict({
@@ -24,20 +25,16 @@ def make_run(run_dir, *, w_bits=2, a_bits=2, model="resnet20", epochs=3, train_s
         "data": {"dataset": "embedded:digits", "train_size": train_size, "val_size": val_size,
                  "holdout_size": holdout_size},
         "model": {"name": model, "w_bits": w_bits, "a_bits": a_bits},
+        "int8": dict(variant or {}),
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr},
     })
     s = load_splits("embedded:digits", train_size=train_size, val_size=val_size,
                     holdout_size=holdout_size, seed=seed)
-    mean, std = np.asarray(s.info.mean, np.float32), np.asarray(s.info.std, np.float32)
-    variant = dict(variant or {})
-    if variant.get("exact_stem"):
-        from rolekd_tf.export.graph import exact_stem_normalisation
-
-        mean, std = (np.asarray(v, np.float32) for v in exact_stem_normalisation())
+    mean, std = (np.asarray(v, np.float32) for v in input_normalisation(cfg.int8.stem, s.info.mean, s.info.std))
     norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
     keras.utils.set_random_seed(seed)
     m = build_model(model, num_classes=s.info.num_classes, w_bits=w_bits, a_bits=a_bits,
-                    input_shape=s.info.image_shape, **variant)
+                    input_shape=s.info.image_shape, int8=cfg.int8)
     m.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
               keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     xt = norm(s.x_train)

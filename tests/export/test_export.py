@@ -178,36 +178,37 @@ def test_int8_exactness_report(w2a2_run):
     assert not ex["exact_body"]
     parts = {p["part"]: p for p in ex["inexact"]}
     assert set(parts) == {"stem", "projection adds", "tail"}
-    assert parts["stem"]["layers"] == ["stem_conv"] and parts["stem"]["fix"] == "model.exact_stem=true"
+    assert parts["stem"]["layers"] == ["stem_conv"] and parts["stem"]["fix"] == "int8.stem=true"
     assert sorted(parts["projection adds"]["layers"]) == ["stage2_block1_add", "stage3_block1_add"]
     assert {"stage3_block3_add", "gap", "logits"} <= set(parts["tail"]["layers"])
     line = [l for l in format_table(report).splitlines() if l.startswith("model_int8.tflite exactness")]
-    assert len(line) == 1 and "model.exact_tail=true" in line[0] and "model.shortcut=zero_pad" in line[0]
+    assert len(line) == 1 and "int8.tail=true" in line[0] and "int8.shortcut=zero_pad" in line[0]
 
 
 def test_int8_exactness_flags_and_bit_widths():
     """exactness of freshly built models (no training needed): the full variant at 2 bits has an
     exact body; at 4 bits only the exact stem's bias lattice is reported (the other quantisers are
     refined, see test_int8_4bit_refined_quantiser_grids); FP activations are PTQ."""
+    from rolekd_tf.config import Int8Exactness
     from rolekd_tf.export import graph
     from rolekd_tf.models import build_model
 
-    flags = {"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True}
-    m2 = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, **flags)
+    flags = {"stem": True, "shortcut": "zero_pad", "tail": True}
+    m2 = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, int8=Int8Exactness(**flags))
     ex = graph.int8_exactness(m2, graph.build_export_view(m2, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
     assert ex["exact_body"] and ex["inexact"] == []
-    m4 = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, **flags)
+    m4 = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, int8=Int8Exactness(**flags))
     plan4 = graph.build_export_view(m4, (0.5,) * 3, (0.25,) * 3, mode="int8")[1]
     # 15 levels × 8×8 = 960 pool steps: exact only in the int16 pool (int16_logits, the default)
     assert [p["part"] for p in graph.int8_exactness(m4, plan4)["inexact"]] == ["pool rounding", "stem bias lattice"]
     ex = graph.int8_exactness(m4, plan4, int16_pool=True)
     assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
-    assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"] and "exact_stem_step=12" in ex["inexact"][0]["why"]
-    m4s = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem_step=4, **flags)
+    assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"] and "stem_step=12" in ex["inexact"][0]["why"]
+    m4s = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, int8=Int8Exactness(stem_step=4, **flags))
     ex = graph.int8_exactness(m4s, graph.build_export_view(m4s, (0.5,) * 3, (0.25,) * 3, mode="int8")[1],
                               int16_pool=True)
     assert [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
-    assert "multiples of 4" in ex["inexact"][0]["why"] and "exact_stem_step=12" not in ex["inexact"][0]["why"]
+    assert "multiples of 4" in ex["inexact"][0]["why"] and "stem_step=12" not in ex["inexact"][0]["why"]
     fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
     ex = graph.int8_exactness(fp, graph.build_export_view(fp, (0.5,) * 3, (0.25,) * 3, mode="int8")[1])
     assert [p["part"] for p in ex["inexact"]] == ["activations"]
@@ -579,7 +580,7 @@ def test_evaluation_subset_is_random_not_a_prefix():
 def exact_w2a2_run(tmp_path_factory):
     """The opt-in int8-exact ResNet-20 w2a2 (exact_stem + shared_proj_bn), trained briefly."""
     rd, splits = make_run(tmp_path_factory.mktemp("exp") / "exact", w_bits=2, a_bits=2, epochs=1,
-                          train_size=640, val_size=300, variant={"exact_stem": True, "shared_proj_bn": True})
+                          train_size=640, val_size=300, variant={"stem": True, "shared_proj_bn": True})
     return rd, splits
 
 
@@ -659,7 +660,7 @@ def _zero_pad_tail(tmp_path_factory, bits: int):
     """ResNet-20 w{bits}a{bits} with exact_stem + shortcut="zero_pad" + exact_tail, trained briefly."""
     return make_run(tmp_path_factory.mktemp("exp") / f"zptail{bits}", w_bits=bits, a_bits=bits, epochs=1,
                     train_size=512, val_size=300,
-                    variant={"exact_stem": True, "shortcut": "zero_pad", "exact_tail": True})
+                    variant={"stem": True, "shortcut": "zero_pad", "tail": True})
 
 
 @pytest.fixture(scope="session")
@@ -946,6 +947,7 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
     report's exactness names exactly those channels."""
     from rolekd_tf.export import graph
     from rolekd_tf.export import passes as P
+    from rolekd_tf.quant import Int8Grid
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_w4_run
@@ -953,7 +955,7 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
     unfit, moves = {}, {}
     for step in (1, 4):
         model = load_run_model(rd)
-        model.get_layer("stem_conv").int8_step = step
+        model.get_layer("stem_conv").kernel_quantizer = Int8Grid(step)
         view, plan = graph.build_export_view(model, splits.info.mean, splits.info.std, mode="int8")
         data, fixes = P.fix_int8_model(P.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
         (rec,) = [f for f in fixes if f.get("layer") == "stem_conv"]
@@ -996,6 +998,7 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     from rolekd_tf.export import graph
     from rolekd_tf.export import passes as P
     from rolekd_tf.export.reference import float64_logits
+    from rolekd_tf.quant import Int8Grid
     from rolekd_tf.training import load_run_model
 
     rd, splits = zero_pad_tail_w4_run
@@ -1003,7 +1006,7 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     mean, std = graph.model_normalisation(model, splits.info.mean, splits.info.std)
     unfit = {}
     for step in (12, 16, 24, 32):
-        model.get_layer("stem_conv").int8_step = step
+        model.get_layer("stem_conv").kernel_quantizer = Int8Grid(step)
         view, plan = graph.build_export_view(model, mean, std, mode="int8")
         raw, fixes = P.fix_int8_model(P.convert_int8(view, splits.x_train[:200].astype(np.float32)), plan)
         (stem,) = [f for f in fixes if f.get("layer") == "stem_conv"]

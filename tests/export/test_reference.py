@@ -8,10 +8,15 @@ def test_float64_twin_matches_and_is_float64():
 
     import rolekd_tf  # noqa: F401
     from rolekd_tf.export.reference import float64_logits, float64_twin
+    from rolekd_tf.config import Int8Exactness
     from rolekd_tf.models import build_model
 
-    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem=True, exact_stem_step=4,
-                    shortcut="zero_pad", exact_tail=True)
+    # A fixed init: some random inits of this 4-bit int8-exact net put many pre-activations on a
+    # threshold in exact arithmetic (integer stem sums), where float32 and float64 then round most
+    # rows differently (measured: 7 of 8 rows after other tests had drawn from the global RNG).
+    keras.utils.set_random_seed(0)
+    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4,
+                    int8=Int8Exactness(stem=True, stem_step=4, shortcut="zero_pad", tail=True))
     twin = float64_twin(m)
     assert {w.dtype for w in twin.weights} == {"float64"}
     assert twin.get_layer("stem_conv").int8_step == 4 and twin.count_params() == m.count_params()
@@ -34,6 +39,9 @@ def test_float64_twin_matches_full_precision_activations_exactly():
     from rolekd_tf.export.reference import float64_logits
     from rolekd_tf.models import build_model
 
+    import keras
+
+    keras.utils.set_random_seed(0)  # a fixed init (unbounded ReLU activations grow with depth)
     m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=32)
     x = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
     mean, std = (0.5,) * 3, (0.25,) * 3
@@ -50,10 +58,10 @@ def test_float64_twin_settles_float32_ties():
 
     import rolekd_tf  # noqa: F401
     from rolekd_tf.export.reference import float64_twin
-    from rolekd_tf.quant import ActivationQuantizer
+    from rolekd_tf.quant import ActivationQuantizer, DoReFaActivations
 
     inp = keras.Input((2,))
-    out = ActivationQuantizer(2)(keras.layers.Dense(1, use_bias=False)(inp))
+    out = ActivationQuantizer(DoReFaActivations(2))(keras.layers.Dense(1, use_bias=False)(inp))
     m = keras.Model(inp, out)
     m.layers[1].set_weights([np.array([[1.0], [1.0]], np.float32)])
     a = np.float64(0.5 / 3)

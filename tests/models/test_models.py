@@ -4,7 +4,8 @@ import tensorflow as tf
 import keras
 
 import rolekd_tf  # noqa: F401
-from rolekd_tf.errors import ModelError
+from rolekd_tf.config import Int8Exactness
+from rolekd_tf.errors import ConfigError, ModelError
 from rolekd_tf.models import (
     available_models,
     build_model,
@@ -12,7 +13,7 @@ from rolekd_tf.models import (
     kernel_variables,
     tap_layer_names,
 )
-from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
+from rolekd_tf.quant import ActivationQuantizer, DoReFaActivations, FullPrecision, Int8Grid, QuantConv2D, QuantDense
 from tests.quant import _numpy_ref as ref
 
 
@@ -224,9 +225,9 @@ def test_int8_exact_variant_flags(tmp_path):
     """Opt-in exact_stem / shared_proj_bn: defaults unchanged; stem kernel on a per-channel int8
     grid (straight-through gradient); projection blocks BN(conv2 + proj); saved and reloaded."""
     base = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
-    assert "int8_weights" not in base.get_layer("stem_conv").get_config()
+    assert base.get_layer("stem_conv").kernel_quantizer == FullPrecision()
     assert "stage2_block1_proj_bn" in {l.name for l in base.layers}
-    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, exact_stem=True, shared_proj_bn=True)
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, int8=Int8Exactness(stem=True, shared_proj_bn=True))
     names = {l.name for l in m.layers}
     assert not any(n.endswith("_proj_bn") for n in names) and "stage3_block1_proj_conv" in names
     assert m.get_layer("stage2_block1_bn2").input._keras_history.operation.name == "stage2_block1_add"
@@ -247,35 +248,35 @@ def test_int8_exact_variant_flags(tmp_path):
     assert m2.get_layer("stem_conv").int8_weights
     np.testing.assert_allclose(m2(x).numpy(), m(x).numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ModelError):
-        build_model("preresnet20", num_classes=10, exact_stem=True)
+        build_model("preresnet20", num_classes=10, int8=Int8Exactness(stem=True))
     with pytest.raises(ModelError):
-        QuantConv2D(4, 3, w_bits=2, int8_weights=True)
+        QuantConv2D(4, 3, kernel_quantizer=DoReFaActivations(2))
 
 
 def test_exact_stem_step(tmp_path):
     """exact_stem_step = g: per channel the stem kernel is s_j·i with integers |i| ≤ ⌊127/g⌋ (the
     largest used), NumPy reference; the step survives save/load; bad steps are one-line errors."""
-    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, exact_stem=True, exact_stem_step=4)
+    m = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, int8=Int8Exactness(stem=True, stem_step=4))
     stem = m.get_layer("stem_conv")
-    assert stem.int8_step == 4 and stem.get_config()["int8_step"] == 4
+    assert stem.int8_step == 4 and stem.get_config()["kernel_quantizer"]["config"]["step"] == 4
     latent = stem.kernel.numpy().astype(np.float64)
     s = np.max(np.abs(latent.reshape(-1, latent.shape[-1])), 0) / 31.0
     np.testing.assert_allclose(stem.dorefa_kernel().numpy(), np.round(latent / s) * s, rtol=1e-5, atol=1e-7)
     q = stem.dorefa_kernel().numpy().astype(np.float64) / s
     np.testing.assert_allclose(q, np.round(q), atol=1e-3)
     assert np.max(np.abs(np.round(q))) == 31
-    assert "int8_step" not in build_model("resnet20", num_classes=10, exact_stem=True).get_layer(
-        "stem_conv").get_config()
+    assert build_model("resnet20", num_classes=10, int8=Int8Exactness(stem=True)).get_layer(
+        "stem_conv").kernel_quantizer == Int8Grid(1)
     m.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras", compile=False).get_layer("stem_conv").int8_step == 4
-    for bad, match in ((dict(exact_stem=True, exact_stem_step=0), "exact_stem_step=0 is invalid; allowed: an integer in 1..42"),
-                       (dict(exact_stem=True, exact_stem_step=43), "allowed: an integer in 1..42"),
-                       (dict(exact_stem=True, exact_stem_step=2.5), "exact_stem_step=2.5"),
-                       (dict(exact_stem_step=4), "needs exact_stem=True")):
-        with pytest.raises(ModelError, match=match):
-            build_model("resnet20", num_classes=10, **bad)
-    with pytest.raises(ModelError, match="int8_step=4 needs int8_weights=True"):
-        QuantConv2D(4, 3, int8_step=4)
+    for bad, match in ((dict(stem=True, stem_step=0), "stem_step=0 is out of range; allowed: an integer in 1..42"),
+                       (dict(stem=True, stem_step=43), "allowed: an integer in 1..42"),
+                       (dict(stem=True, stem_step=2.5), "stem_step=2.5"),
+                       (dict(stem_step=4), "needs int8.stem=true")):
+        with pytest.raises(ConfigError, match=match):
+            build_model("resnet20", num_classes=10, int8=Int8Exactness(**bad))
+    with pytest.raises(ModelError, match="step=43 is invalid; allowed: an integer in 1..42"):
+        Int8Grid(43)
     from rolekd_tf.config import INT8_STEPS
     from rolekd_tf.quant import dorefa
 
@@ -288,13 +289,13 @@ def test_zero_pad_shortcut_and_exact_tail_flags(tmp_path):
     is the a_bits quantiser and the logits kernel lies on a per-channel int8 grid; saved and
     reloaded without custom objects; config / builder errors."""
     from rolekd_tf.models import ZeroPadShortcut
-    from rolekd_tf.models.resnet import EXACT_TAIL_GAIN
+    EXACT_TAIL_GAIN = Int8Exactness().tail_gain
     from rolekd_tf.quant import ActivationQuantizer, QuantDense
 
     base = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2)
-    assert "int8_weights" not in base.get_layer("logits").get_config()
+    assert base.get_layer("logits").kernel_quantizer == FullPrecision()
     assert isinstance(base.get_layer("stage3_block3_out"), keras.layers.ReLU)
-    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, shortcut="zero_pad", exact_tail=True)
+    m = build_model("resnet20", num_classes=10, w_bits=2, a_bits=2, int8=Int8Exactness(shortcut="zero_pad", tail=True))
     names = {l.name for l in m.layers}
     assert not any("proj" in n for n in names)
     assert m.count_params() < base.count_params()
@@ -311,8 +312,7 @@ def test_zero_pad_shortcut_and_exact_tail_flags(tmp_path):
     np.testing.assert_array_equal(y[..., 2:6], x.numpy()[:, ::2, ::2, :])
     assert not y[..., :2].any() and not y[..., 6:].any()
     lg = m.get_layer("logits")
-    assert isinstance(lg, QuantDense) and lg.int8_weights and lg.kernel_gain == EXACT_TAIL_GAIN > 1
-    assert "kernel_gain" not in base.get_layer("logits").get_config()
+    assert isinstance(lg, QuantDense) and lg.int8_weights and lg.kernel_quantizer.gain == EXACT_TAIL_GAIN > 1
     k = lg.dorefa_kernel().numpy().astype(np.float64)
     q = k / (np.max(np.abs(k), 0) / 127.0)
     np.testing.assert_allclose(q, np.round(q), atol=1e-3)
@@ -324,15 +324,15 @@ def test_zero_pad_shortcut_and_exact_tail_flags(tmp_path):
     m.save(tmp_path / "m.keras")
     m2 = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     assert isinstance(m2.get_layer("stage3_block1_pad_shortcut"), ZeroPadShortcut)
-    assert m2.get_layer("logits").int8_weights and m2.get_layer("logits").kernel_gain == EXACT_TAIL_GAIN
+    assert m2.get_layer("logits").kernel_quantizer == Int8Grid(gain=EXACT_TAIL_GAIN)
     np.testing.assert_allclose(m2(xi).numpy(), m(xi).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError):
+        Int8Exactness(shortcut="option_a")
+    with pytest.raises(ConfigError):
+        Int8Exactness(shortcut="zero_pad", shared_proj_bn=True)
     with pytest.raises(ModelError):
-        build_model("resnet20", num_classes=10, shortcut="option_a")
+        build_model("preresnet20", num_classes=10, int8=Int8Exactness(tail=True))
     with pytest.raises(ModelError):
-        build_model("resnet20", num_classes=10, shortcut="zero_pad", shared_proj_bn=True)
+        QuantDense(4, kernel_quantizer=DoReFaActivations(2))
     with pytest.raises(ModelError):
-        build_model("preresnet20", num_classes=10, exact_tail=True)
-    with pytest.raises(ModelError):
-        QuantDense(4, w_bits=2, int8_weights=True)
-    with pytest.raises(ModelError):
-        QuantDense(4, kernel_gain=0.0)
+        QuantDense(4, kernel_quantizer=Int8Grid(gain=0.0))

@@ -5,7 +5,7 @@ import keras
 
 import rolekd_tf  # noqa: F401  (registers the layers)
 from rolekd_tf.errors import ModelError
-from rolekd_tf.quant import ActivationQuantizer, QuantConv2D, QuantDense
+from rolekd_tf.quant import ActivationQuantizer, DoReFaActivations, DoReFaWeights, QuantConv2D, QuantDense, weight_quantizer
 from tests.quant import _numpy_ref as ref
 
 
@@ -13,7 +13,7 @@ from tests.quant import _numpy_ref as ref
 def test_quant_conv_uses_numpy_quantised_kernel(w_bits):
     rng = np.random.default_rng(w_bits)
     x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
-    layer = QuantConv2D(5, 3, padding="same", strides=2, w_bits=w_bits)
+    layer = QuantConv2D(5, 3, padding="same", strides=2, kernel_quantizer=weight_quantizer(w_bits))
     layer.build(x.shape)
     kernel = (rng.normal(size=(3, 3, 3, 5)) * 0.4).astype(np.float32)
     bias = rng.normal(size=(5,)).astype(np.float32)
@@ -34,7 +34,7 @@ def test_quant_conv_uses_numpy_quantised_kernel(w_bits):
 def test_quant_dense_uses_numpy_quantised_kernel(w_bits):
     rng = np.random.default_rng(10 + w_bits)
     x = rng.normal(size=(4, 7)).astype(np.float32)
-    layer = QuantDense(3, w_bits=w_bits)
+    layer = QuantDense(3, kernel_quantizer=weight_quantizer(w_bits))
     layer.build(x.shape)
     kernel = rng.normal(size=(7, 3)).astype(np.float32)
     bias = rng.normal(size=(3,)).astype(np.float32)
@@ -47,7 +47,7 @@ def test_quant_dense_uses_numpy_quantised_kernel(w_bits):
 def test_activation_quantizer_grid(a_bits):
     rng = np.random.default_rng(a_bits)
     x = rng.normal(size=(8, 5, 5, 3)).astype(np.float32)
-    y = ActivationQuantizer(a_bits)(x).numpy()
+    y = ActivationQuantizer(DoReFaActivations(a_bits))(x).numpy()
     np.testing.assert_allclose(y, ref.activation_forward(x, a_bits), atol=1e-6)
     if a_bits < 32:
         n = 2**a_bits - 1
@@ -57,27 +57,28 @@ def test_activation_quantizer_grid(a_bits):
 
 def test_bad_bits_rejected_by_layers():
     with pytest.raises(ModelError):
-        QuantConv2D(4, 3, w_bits=0)
+        QuantConv2D(4, 3, kernel_quantizer=DoReFaWeights(0))
     with pytest.raises(ModelError):
-        QuantDense(4, w_bits=33)
+        QuantDense(4, kernel_quantizer=DoReFaWeights(33))
     with pytest.raises(ModelError):
-        ActivationQuantizer(9)
+        ActivationQuantizer(DoReFaActivations(9))
 
 
 def test_configs_round_trip():
-    for layer in (QuantConv2D(4, 3, w_bits=2, name="c"), QuantDense(4, w_bits=4, name="d"),
-                  ActivationQuantizer(3, name="a")):
+    for layer in (QuantConv2D(4, 3, kernel_quantizer=DoReFaWeights(2), name="c"),
+                  QuantDense(4, kernel_quantizer=DoReFaWeights(4), name="d"),
+                  ActivationQuantizer(DoReFaActivations(3), name="a")):
         cfg = layer.get_config()
         clone = type(layer).from_config(cfg)
         assert clone.get_config() == cfg
-    ser = keras.saving.serialize_keras_object(QuantConv2D(4, 3, w_bits=2))
+    ser = keras.saving.serialize_keras_object(QuantConv2D(4, 3, kernel_quantizer=DoReFaWeights(2)))
     assert ser["registered_name"] == "rolekd_tf>QuantConv2D"
 
 
 def test_gradient_reaches_latent_kernel():
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(2, 5, 5, 2)).astype(np.float32))
-    layer = QuantConv2D(3, 3, w_bits=2, use_bias=False)
+    layer = QuantConv2D(3, 3, kernel_quantizer=DoReFaWeights(2), use_bias=False)
     layer.build(x.shape)
     g = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
     with tf.GradientTape() as tape:
