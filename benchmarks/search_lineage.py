@@ -20,7 +20,7 @@ by ±0.08 per epoch, comparable to the per-epoch noise.
 Per cell (population, ready interval, epochs) and start rule, ``--seeds`` searches (search seed
 = i, objective noise seed = 10^6 + i); the verdict per search is the product's own
 :func:`rolekd_tf.search.informative.check_schedule` on the best final member's schedule (rebuilt
-from its lineage with :func:`rolekd_tf.search.lineage.rows_to_policies`):
+from its lineage with :func:`rolekd_tf.search.lineage.schedule_for_rows`):
 *uninformative* = all zero, or equal to the member's start policy (it never exploited). 95 %
 Wilson intervals.
 
@@ -80,7 +80,8 @@ def _oracle_class():
 
 
 def start_policies(init: str, population: int, seed: int) -> list[list[int]]:
-    from rolekd_tf.search.space import UPPER, initial_policies
+    from rolekd_tf.augment.policy import UPPER
+    from rolekd_tf.search.space import initial_policies
 
     if init == "uniform":
         rng = np.random.default_rng([seed, 0xBE7C])
@@ -177,7 +178,7 @@ def run_search(oracle_cls, population, ready_interval, epochs, init, beta, seed)
     best = o.best_member()
     rows = o.member_log(best)
     start = o.start_policy(best)
-    sched = np.asarray(lin.rows_to_policies(rows, epochs, default_policy=start))
+    sched = lin.schedule_for_rows(rows, epochs, default_policy=start).as_array()
     v = check_schedule(sched, start, where="sim", best_member=best, exploits=len(rows), init=init,
                        ready_interval=ready_interval, population=population)
     return v, len(rows)

@@ -48,13 +48,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-OP_NAMES = (
-    "Rotate", "TranslateX", "TranslateY", "Brightness", "Color", "Invert", "Sharpness",
-    "Posterize", "ShearX", "Solarize", "ShearY", "Equalize", "AutoContrast", "Cutout",
-    "Contrast",
-)
-NUM_OPS = len(OP_NAMES)
-NUM_LEVELS = 10
+from rolekd_tf.augment.policy import NUM_LEVELS, NUM_OPS
+from rolekd_tf.augment.policy import OP_ORDER as OP_NAMES  # op k of a policy is OP_NAMES[k]
+
 _PARAMETER_MAX = 10
 SIGNED_OPS = ("Rotate", "TranslateX", "TranslateY", "ShearX", "ShearY")
 

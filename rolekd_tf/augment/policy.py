@@ -1,8 +1,14 @@
 """Augmentation policies and per-epoch schedules (pure Python + NumPy, no TensorFlow).
 
+This module is the one definition of the policy format; the TF ops (``augment.ops``,
+``augment.apply``), the search (``search.space``, ``search.tuner``), plots and benchmarks import
+the op order, the sizes, the flat layout and the validation from here.
+
 A **policy** is 60 integers (docs/METHOD.md §1): two independent copies (A, B) of the 15 ops in
 :data:`OP_ORDER`, each a (probability 0..10, level 0..9) pair. Copy A of op ``k`` is
-``v[2k]`` (prob), ``v[2k+1]`` (level); copy B is ``v[30+2k]``, ``v[31+2k]``.
+``v[2k]`` (prob), ``v[2k+1]`` (level); copy B is ``v[30+2k]``, ``v[31+2k]``. In array terms the
+flat vector is ``[copy, op, field]`` in C order (:data:`LAYOUT_SHAPE`, :func:`flat_index`): slot
+``s`` (0..29) holds ``v[2s]``, ``v[2s+1]`` and applies op ``s % 15`` (:func:`slot_op`).
 
 A **schedule** is one policy per training epoch. It is read from
 
@@ -31,9 +37,17 @@ from rolekd_tf.fileio import atomic_write_text
 __all__ = [
     "OP_ORDER",
     "NUM_OPS",
+    "NUM_COPIES",
+    "NUM_SLOTS",
     "POLICY_LEN",
     "PROB_MAX",
     "LEVEL_MAX",
+    "NUM_LEVELS",
+    "UPPER",
+    "LAYOUT_SHAPE",
+    "flat_index",
+    "slot_op",
+    "check_policy",
     "SCHEDULE_FORMAT",
     "SCHEDULE_VERSION",
     "LAYOUT",
@@ -53,9 +67,18 @@ OP_ORDER: tuple[str, ...] = (
     "ShearY", "Equalize", "AutoContrast", "Cutout", "Contrast",
 )
 NUM_OPS = len(OP_ORDER)          # 15
-POLICY_LEN = 4 * NUM_OPS         # 60
+NUM_COPIES = 2                   # copies A and B of every op
+NUM_SLOTS = NUM_COPIES * NUM_OPS  # 30 (op, prob, level) slots: copy A in op order, then copy B
+POLICY_LEN = 2 * NUM_SLOTS       # 60 integers: (prob, level) per slot
 PROB_MAX = 10                    # probability integer v -> p = v / 10
 LEVEL_MAX = 9                    # magnitude level 0..9
+NUM_LEVELS = LEVEL_MAX + 1       # 10
+PROB, LEVEL = 0, 1               # field index inside a slot
+#: the flat vector reshaped: ``v.reshape(LAYOUT_SHAPE)[copy, op, field]``
+LAYOUT_SHAPE = (NUM_COPIES, NUM_OPS, 2)
+#: inclusive upper bound of each of the 60 integers (even index: probability, odd: level)
+UPPER = np.array([PROB_MAX if i % 2 == PROB else LEVEL_MAX for i in range(POLICY_LEN)],
+                 dtype=np.int64)
 
 SCHEDULE_FORMAT = "rolekd-schedule"
 SCHEDULE_VERSION = 1
@@ -68,19 +91,31 @@ _ROW_FIELDS = ("target_id", "clone_id", "target_epoch", "clone_epoch", "clone_co
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+def flat_index(copy: int, op: int, field: int) -> int:
+    """Index in the 60-int vector of ``field`` (:data:`PROB` 0 / :data:`LEVEL` 1) of op ``op``
+    (0..14, :data:`OP_ORDER`) in copy ``copy`` (0 = A, 1 = B)."""
+    return (copy * NUM_OPS + op) * 2 + field
+
+
+def slot_op(slot):
+    """Op index (0..14) of slot ``slot`` (0..29); works on ints, NumPy arrays and tensors."""
+    return slot % NUM_OPS
+
+
 def field_name(i: int) -> str:
     """Human name of policy integer ``i``, e.g. ``field_name(17) == 'ShearX copy A level'``."""
-    copy = "A" if i < 2 * NUM_OPS else "B"
-    j = i % (2 * NUM_OPS)
-    return f"{OP_ORDER[j // 2]} copy {copy} {'prob' if j % 2 == 0 else 'level'}"
+    copy, rest = divmod(i, 2 * NUM_OPS)
+    op, field = divmod(rest, 2)
+    return f"{OP_ORDER[op]} copy {'AB'[copy]} {'prob' if field == PROB else 'level'}"
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _check_values(values: Any, what: str = "policy") -> tuple[int, ...]:
-    """Validate 60 policy integers; raise ScheduleError naming the bad field."""
+def check_policy(values: Any, what: str = "policy") -> list[int]:
+    """``values`` (60 integers, any sequence) as Python ints, or a ScheduleError naming the bad
+    field, its value and the allowed range."""
     if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
         raise ScheduleError(f"{what} must be a list of {POLICY_LEN} integers, "
                             f"got {type(values).__name__}")
@@ -94,11 +129,11 @@ def _check_values(values: Any, what: str = "policy") -> tuple[int, ...]:
         if not _is_int(v):
             raise ScheduleError(f"{what}[{i}] ({field_name(i)}) = {v!r} is not an integer")
         v = int(v)
-        hi = PROB_MAX if i % 2 == 0 else LEVEL_MAX
+        hi = int(UPPER[i])
         if not 0 <= v <= hi:
             raise ScheduleError(f"{what}[{i}] ({field_name(i)}) = {v} is out of range 0..{hi}")
         out.append(v)
-    return tuple(out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +151,7 @@ class Policy:
             if not isinstance(values, (list, tuple, np.ndarray)) and not isinstance(
                     values, (str, bytes, Mapping)) and hasattr(values, "__iter__"):
                 values = list(values)
-            v = _check_values(values)
+            v = tuple(check_policy(values))
         object.__setattr__(self, "_v", v)
 
     def __setattr__(self, name, value):
@@ -135,8 +170,8 @@ class Policy:
         The op names must follow :data:`OP_ORDER` in each copy.
         """
         slots = list(slots)
-        if len(slots) != 2 * NUM_OPS:
-            raise ScheduleError(f"from_slots needs {2 * NUM_OPS} (op, prob, level) slots, "
+        if len(slots) != NUM_SLOTS:
+            raise ScheduleError(f"from_slots needs {NUM_SLOTS} (op, prob, level) slots, "
                                 f"got {len(slots)}")
         values: list[Any] = []
         for s, slot in enumerate(slots):
@@ -144,7 +179,7 @@ class Policy:
                 name, prob, level = slot
             except (TypeError, ValueError):
                 raise ScheduleError(f"slot {s} must be (op_name, prob, level), got {slot!r}") from None
-            want = OP_ORDER[s % NUM_OPS]
+            want = OP_ORDER[slot_op(s)]
             if name != want:
                 raise ScheduleError(f"slot {s} op = {name!r}, expected {want!r} (OP_ORDER)")
             values += [prob, level]
@@ -159,18 +194,18 @@ class Policy:
 
     def slots(self) -> list[tuple[str, int, int]]:
         """30 ``(op_name, prob 0..10, level 0..9)``: copy A in op order, then copy B."""
-        return [(OP_ORDER[(i // 2) % NUM_OPS], self._v[i], self._v[i + 1])
-                for i in range(0, POLICY_LEN, 2)]
+        return [(OP_ORDER[slot_op(s)], self._v[2 * s], self._v[2 * s + 1]) for s in range(NUM_SLOTS)]
 
     def describe(self) -> str:
         """Human summary, e.g. ``'Rotate p=0.3 L=4 | Cutout p=1.0 L=9, p=0.2 L=1'`` (active slots)."""
         parts = []
         for k, name in enumerate(OP_ORDER):
             act = []
-            for base in (0, 2 * NUM_OPS):
-                p, lvl = self._v[base + 2 * k], self._v[base + 2 * k + 1]
+            for copy in range(NUM_COPIES):
+                p = self._v[flat_index(copy, k, PROB)]
+                lvl = self._v[flat_index(copy, k, LEVEL)]
                 if p > 0:
-                    act.append(f"p={p / 10:.1f} L={lvl}")
+                    act.append(f"p={p / PROB_MAX:.1f} L={lvl}")
             if act:
                 parts.append(f"{name} " + ", ".join(act))
         return " | ".join(parts) if parts else "(no ops: all probabilities 0)"
@@ -209,7 +244,7 @@ def _policy_from_checked(v: tuple[int, ...]) -> Policy:
 def _as_policy(values: Any, what: str = "policy") -> Policy:
     if isinstance(values, Policy):
         return values
-    return _policy_from_checked(_check_values(values, what))
+    return _policy_from_checked(tuple(check_policy(values, what)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,10 +444,10 @@ class Schedule:
             what = f"{where}: epochs[{e}]"
             if perm is not None:
                 if not isinstance(vals, list) or len(vals) != POLICY_LEN:
-                    _check_values(vals, what)  # raises with the right message
+                    check_policy(vals, what)  # raises with the right message
                 vals = _remap(vals, perm)
                 what += " (remapped to OP_ORDER)"
-            pols.append(_policy_from_checked(_check_values(vals, what)))
+            pols.append(_policy_from_checked(tuple(check_policy(vals, what))))
         source = doc.get("source") or {}
         if not isinstance(source, Mapping):
             raise ScheduleError(f"{where}: field 'source' must be an object, got {type(source).__name__}")
@@ -479,9 +514,9 @@ def _op_order_permutation(order: Any, where: str) -> list[int] | None:
 def _remap(vals: Sequence[Any], perm: Sequence[int]) -> list[Any]:
     out: list[Any] = [None] * POLICY_LEN
     for j, k in enumerate(perm):
-        for base in (0, 2 * NUM_OPS):
-            out[base + 2 * k] = vals[base + 2 * j]
-            out[base + 2 * k + 1] = vals[base + 2 * j + 1]
+        for copy in range(NUM_COPIES):
+            for field in (PROB, LEVEL):
+                out[flat_index(copy, k, field)] = vals[flat_index(copy, j, field)]
     return out
 
 
@@ -499,7 +534,7 @@ def _config_policy(cfg: Any, what: str) -> Policy:
     elif not isinstance(cfg, (list, tuple, np.ndarray)):
         raise ScheduleError(f"{what}: expected a {POLICY_LEN}-int list or a dict with 'hp_policy', "
                             f"got {type(cfg).__name__}")
-    return _policy_from_checked(_check_values(cfg, what))
+    return _policy_from_checked(tuple(check_policy(cfg, what)))
 
 
 def _check_row(row: Any, where: str) -> tuple[str, str, int, int, Policy, Policy]:
