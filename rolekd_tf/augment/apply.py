@@ -138,7 +138,7 @@ def _baseline_kernel(pad, cutout):
     draws stay outside, so they are the plain TF kernels' values with or without XLA): each
     output pixel gathers ``padded[r + oy, c' + ox]`` (c' = c or W−1−c), the mean colour where
     that falls in the padding, then the Cutout box is painted."""
-    key = (pad, cutout, _ops.USE_XLA)
+    key = (pad, cutout)
     if key not in _BASELINE:
         def kernel(images, oy, ox, do_flip, r, c, fill):
             dyn = tf.shape(images)
@@ -161,6 +161,6 @@ def _baseline_kernel(pad, cutout):
                    + tf.clip_by_value(cols, 0, w - 1)[:, None, :])                 # [B, H, W]
             out = tf.gather(tf.reshape(images, [-1, 3]), src)                     # [B, H, W, 3]
             return tf.where(valid[..., None], out, tf.reshape(fill, [1, 1, 1, 3]))
-        _BASELINE[key] = tf.function(kernel, jit_compile=_ops.USE_XLA, autograph=False,
+        _BASELINE[key] = tf.function(kernel, jit_compile=True, autograph=False,
                                      reduce_retracing=False)
     return _BASELINE[key]

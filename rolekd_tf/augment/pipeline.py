@@ -77,11 +77,6 @@ class PolicyTable:
             raise ScheduleError(f"policy has {arr.shape[0]} values, expected {POLICY_LEN}")
         self.variable[epoch].assign(self._check(arr, f"epoch {epoch}"))
 
-    def set_rows_from(self, epoch: int, policy) -> None:
-        """Set rows ``epoch .. epochs-1`` to ``policy`` (PBT: the new policy holds until changed)."""
-        for e in range(int(epoch), self.epochs):
-            self.set_row(e, policy)
-
     def as_array(self) -> np.ndarray:
         return self.variable.numpy()
 

@@ -58,7 +58,6 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import keras_tuner
 import numpy as np
@@ -585,6 +584,3 @@ class PBTOracle(keras_tuner.Oracle):
                     shutil.rmtree(p, ignore_errors=True)
                 elif p.exists():
                     p.unlink()
-
-    def config_summary(self) -> dict[str, Any]:
-        return self._settings()
