@@ -20,25 +20,20 @@ BatchNorm, checkpoints) are documented in :mod:`rolekd_tf.distribute`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rolekd_tf.config import Config, config_from_dict, save_config
 from rolekd_tf.errors import CheckpointError, ConfigError, RolekdError, ScheduleError
 from rolekd_tf.fileio import (
-    atomic_path,
     atomic_write_json,
     clean_stale_temporaries,
     save_model_atomic,
 )
-
-STATE_VERSION = 1
+from rolekd_tf.rundir import read_run_file, refuse_other_config
 
 
 def _keras():
@@ -348,63 +343,18 @@ class Task:
         return float(res["accuracy"])
 
     # ----------------------------------------------------------- checkpoints
-    @staticmethod
-    def _state_variables(model):
-        student = model.student
-        vs = list(student.weights)
-        extra = [v for v in model.weights if all(v is not s for s in vs)]
-        teacher_ids = set()
-        if getattr(model, "teacher", None) is not None:
-            teacher_ids = {id(v) for v in model.teacher.weights}
-        extra = [v for v in extra if id(v) not in teacher_ids]
-        return vs + extra + list(model.optimizer.variables)
-
     def save_state(self, model, path, *, epoch: int, extra: dict | None = None) -> None:
-        """Write weights + optimizer state after ``epoch`` finished epochs, atomically."""
-        path = Path(path)
-        vs = self._state_variables(model)
-        arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(vs)}
-        meta = {
-            "version": STATE_VERSION,
-            "epoch": int(epoch),
-            "num_variables": len(vs),
-            "shapes": [list(v.shape) for v in vs],
-        }
-        meta.update(extra or {})
-        # The metadata also goes INSIDE the .npz (one atomic rename), so a kill between the two
-        # renames can never pair new weights with an old epoch number; state.json is for humans.
-        arrays["meta"] = np.asarray(json.dumps(meta))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        atomic_write_json(path.with_suffix(".json"), meta)
+        """Write weights + optimizer state after ``epoch`` finished epochs, atomically
+        (:mod:`rolekd_tf.distill.checkpoint`, the one checkpoint format)."""
+        from rolekd_tf.distill import checkpoint
+
+        checkpoint.save_state(model, path, epoch=epoch, extra=extra)
 
     def load_state(self, model, path) -> dict:
         """Restore what :meth:`save_state` wrote; returns its metadata (``epoch`` …)."""
-        path = Path(path)
-        meta_path = path.with_suffix(".json")
-        try:
-            data = np.load(path)
-            meta = json.loads(str(data["meta"])) if "meta" in data.files else json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {str(path)!r} is missing") from None
-        except Exception as e:
-            raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {type(e).__name__}") from None
-        vs = self._state_variables(model)
-        if meta.get("version") != STATE_VERSION or meta.get("num_variables") != len(vs):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} does not match this model ({meta.get('num_variables')} "
-                f"variables saved, {len(vs)} expected): was it written with another config?"
-            )
-        for i, v in enumerate(vs):
-            arr = data[f"v{i:05d}"]
-            if tuple(arr.shape) != tuple(v.shape):
-                raise CheckpointError(
-                    f"checkpoint {str(path)!r}: variable {v.path} has shape {tuple(arr.shape)} "
-                    f"saved but {tuple(v.shape)} expected"
-                )
-            v.assign(arr)
-        return meta
+        from rolekd_tf.distill import checkpoint
+
+        return checkpoint.load_state(model, path)
 
 
 def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: float, prior_wall: float):
@@ -471,38 +421,14 @@ def prepare_schedule(cfg: Config, schedule_path: str | None):
     return sched.stretch(E)
 
 
-def _read_run_file(path: Path, *, as_json: bool):
-    """A run-directory file as text / JSON; damage is a one-line CheckpointError, not a crash."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        return json.loads(text) if as_json else text
-    except UnicodeDecodeError as e:
-        why = f"byte {e.start} is not UTF-8"
-    except json.JSONDecodeError as e:
-        why = f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
-    raise CheckpointError(f"{str(path)!r} is damaged ({why}); fix or remove it, or start again with "
-                          "--overwrite")
-
-
 def _existing_run(run_dir: Path, cfg_yaml: str, prov: dict) -> dict | None:
     """Refuse a run directory of another configuration; the metrics if it is already finished."""
     if not (run_dir / "config.yaml").exists():
         return None
-    old = _read_run_file(run_dir / "config.yaml", as_json=False)
-    old_prov = {}
-    if (run_dir / "run.json").exists():
-        old_prov = _read_run_file(run_dir / "run.json", as_json=True)
-        if not isinstance(old_prov, dict):
-            raise CheckpointError(f"{str(run_dir / 'run.json')!r} is damaged (not a JSON object); "
-                                  "start again with --overwrite")
-    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
-        diff = _first_difference(old, cfg_yaml, old_prov, prov)
-        raise CheckpointError(
-            f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
-            "use another --out, or --overwrite to start again"
-        )
+    refuse_other_config(run_dir, "run", cfg_yaml, prov,
+                        advice="use another --out, or --overwrite to start again")
     if (run_dir / "metrics.json").exists():
-        m = _read_run_file(run_dir / "metrics.json", as_json=True)
+        m = read_run_file(run_dir / "metrics.json", as_json=True)
         if isinstance(m, dict) and m.get("finished") and (run_dir / "model.keras").exists():
             return m
     return None
@@ -607,7 +533,7 @@ def _train_locked(task: "Task", model, sched, run_dir: Path, claim, prov: dict, 
         if "history" in meta:  # saved with the weights: metrics.json may lag one epoch behind
             history = meta["history"]
         elif (run_dir / "metrics.json").exists():
-            history = _read_run_file(run_dir / "metrics.json", as_json=True).get("history", {})
+            history = read_run_file(run_dir / "metrics.json", as_json=True).get("history", {})
         history = {k: v[:initial_epoch] for k, v in history.items()}
         print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 
@@ -681,25 +607,3 @@ def _divergence_message(cfg: Config, ckpt, state: Path) -> str:
     return (f"training diverged: the loss became {ckpt._diverged} in epoch {epoch + 1}, step {step + 1}; "
             f"{kept}. Settings that scale the updates: {', '.join(knobs)}; a smaller step or "
             "gradient clipping usually helps, else check the data")
-
-
-def _first_difference(old_yaml: str, new_yaml: str, old_prov: dict, prov: dict) -> str:
-    import yaml
-
-    def flat(d, pre=""):
-        out = {}
-        for k, v in (d or {}).items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{pre}{k}."))
-            else:
-                out[f"{pre}{k}"] = v
-        return out
-
-    a, b = flat(yaml.safe_load(old_yaml)), flat(yaml.safe_load(new_yaml))
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            return f"{k}: {a.get(k)!r} there, {b.get(k)!r} now"
-    for k in prov:
-        if old_prov.get(k) != prov.get(k):
-            return f"--{k}: {old_prov.get(k)!r} there, {prov.get(k)!r} now"
-    return "unknown difference"
