@@ -139,7 +139,34 @@ def check_policy(values: Any, what: str = "policy") -> list[int]:
 # --------------------------------------------------------------------------------------------
 # Policy
 # --------------------------------------------------------------------------------------------
-class Policy:
+class _FrozenSequence:
+    """Read-only sequence over the tuple ``_items()``; equal (and hashed) by its items, only to
+    instances of the same class."""
+
+    __slots__ = ()
+
+    def _items(self) -> tuple:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items())
+
+    def __getitem__(self, i):
+        return self._items()[i]
+
+    def __eq__(self, other) -> bool:
+        if type(other) is type(self):
+            return self._items() == other._items()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._items())
+
+
+class Policy(_FrozenSequence):
     """An immutable PBA policy: 60 validated integers (see module docstring for the layout)."""
 
     __slots__ = ("_v",)
@@ -211,22 +238,8 @@ class Policy:
         return " | ".join(parts) if parts else "(no ops: all probabilities 0)"
 
     # --- dunder -----------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return POLICY_LEN
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._v)
-
-    def __getitem__(self, i):
-        return self._v[i]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Policy):
-            return self._v == other._v
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._v)
+    def _items(self) -> tuple[int, ...]:
+        return self._v
 
     def __repr__(self) -> str:
         return f"Policy({list(self._v)})"
@@ -260,7 +273,7 @@ def _rle(policies: Sequence[Policy]) -> list[tuple[Policy, int]]:
     return [(p, n) for p, n in segs]
 
 
-class Schedule:
+class Schedule(_FrozenSequence):
     """One :class:`Policy` per epoch (immutable, at least one epoch).
 
     ``segments`` are ``(policy, length)`` runs. When the schedule was rebuilt from a lineage log
@@ -338,22 +351,8 @@ class Schedule:
         """int32 ``[epochs, 60]``."""
         return np.asarray([p._v for p in self._policies], dtype=np.int32).reshape(self.epochs, POLICY_LEN)
 
-    def __len__(self) -> int:
-        return self.epochs
-
-    def __iter__(self) -> Iterator[Policy]:
-        return iter(self._policies)
-
-    def __getitem__(self, e):
-        return self._policies[e]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Schedule):
-            return self._policies == other._policies
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._policies)
+    def _items(self) -> tuple[Policy, ...]:
+        return self._policies
 
     def __repr__(self) -> str:
         return f"Schedule(epochs={self.epochs}, segments={self.segment_lengths})"
