@@ -112,10 +112,11 @@ class _Trial:
 
 def _simulate_segment(hp, ckpt, rng, beta) -> tuple[float, float]:
     """(skill after the segment, reported score) of one simulated segment; see the docstring."""
+    from rolekd_tf.augment.policy import slot_probabilities
     from rolekd_tf.search import oracle as om
 
     q = ckpt[hp[om.HP_RESTORE]] if hp[om.HP_RESTORE] else 0.0
-    s = float(np.mean(json.loads(hp[om.HP_POLICY])[0::2])) / 10.0
+    s = float(np.mean(slot_probabilities(json.loads(hp[om.HP_POLICY]))))
     n = hp[om.HP_EPOCHS] - hp[om.HP_INITIAL_EPOCH]
     q += n * (1.0 + beta * s) + SIGMA_W * math.sqrt(n) * float(rng.standard_normal())
     return q, q + SIGMA_E * float(rng.standard_normal())
@@ -201,7 +202,9 @@ def expected_ops_applied(policy) -> float:
     applies ``min(cap, F)`` ops, F = number of slots that fire (independent Bernoulli(p_i)), so
     E = 0.3·P(F ≥ 1) + 0.5·(P(F ≥ 1) + P(F ≥ 2)).
     """
-    p = np.asarray(policy, dtype=np.float64)[0::2] / 10.0
+    from rolekd_tf.augment.policy import slot_probabilities
+
+    p = slot_probabilities(np.asarray(policy, dtype=np.float64))
     p0 = float(np.prod(1 - p))
     p1 = float(sum(p[i] * np.prod(np.delete(1 - p, i)) for i in range(len(p))))
     ge1, ge2 = 1 - p0, 1 - p0 - p1
@@ -209,8 +212,10 @@ def expected_ops_applied(policy) -> float:
 
 
 def strength(policies) -> dict:
+    from rolekd_tf.augment.policy import slot_levels, slot_probabilities
+
     a = np.asarray(policies)
-    p, lv = a[:, 0::2] / 10.0, a[:, 1::2].astype(float)
+    p, lv = slot_probabilities(a), slot_levels(a).astype(float)
     w = p.sum(axis=1, keepdims=True)
     lvl = np.where(w[:, 0] > 0, (p * lv).sum(axis=1) / np.where(w[:, 0] > 0, w[:, 0], 1), 0.0)
     return {"mean_prob": float(p.mean()), "ops": float(np.mean([expected_ops_applied(x) for x in a])),

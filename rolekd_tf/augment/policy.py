@@ -47,6 +47,8 @@ __all__ = [
     "LAYOUT_SHAPE",
     "flat_index",
     "slot_op",
+    "slot_probabilities",
+    "slot_levels",
     "check_policy",
     "SCHEDULE_FORMAT",
     "SCHEDULE_VERSION",
@@ -100,6 +102,18 @@ def flat_index(copy: int, op: int, field: int) -> int:
 def slot_op(slot):
     """Op index (0..14) of slot ``slot`` (0..29); works on ints, NumPy arrays and tensors."""
     return slot % NUM_OPS
+
+
+def slot_probabilities(values) -> np.ndarray:
+    """float64 ``[..., 30]`` firing probability (0..1) of each slot of policies ``[..., 60]``."""
+    a = np.asarray(values)
+    return a.reshape(*a.shape[:-1], NUM_SLOTS, 2)[..., PROB] / PROB_MAX
+
+
+def slot_levels(values) -> np.ndarray:
+    """``[..., 30]`` level (0..9) of each slot of policies ``[..., 60]``."""
+    a = np.asarray(values)
+    return a.reshape(*a.shape[:-1], NUM_SLOTS, 2)[..., LEVEL]
 
 
 def field_name(i: int) -> str:
