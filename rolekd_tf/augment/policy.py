@@ -581,7 +581,8 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
        (a trial's log starts with the copied log of its clone's ancestors).
     2. Segment 0 = ``row0.clone_config`` for ``row0.clone_epoch`` epochs; segment ``i`` =
        ``row[i].new_config`` for ``row[i+1].clone_epoch - row[i].clone_epoch`` epochs; the last
-       segment runs to ``epochs``. Every length must be positive and they sum to ``epochs``.
+       segment runs to ``epochs``. Every length must be positive (they sum to ``epochs`` by
+       construction, PBA's assert).
     3. With ``train_epochs`` = k * ``epochs`` each epoch's policy is repeated k times.
 
     ``where`` optionally names each row for error messages (e.g. ``"file.txt: line 3"``).
@@ -602,8 +603,6 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
     start = 0 if last_break is None else last_break + 1
     kept = checked[start:]
     kept_labels = labels[start:]
-    if not kept:  # cannot happen (the last row always survives), kept for safety
-        raise ScheduleError(f"{prefix}broken lineage: no rows left after truncation")
 
     segs: list[tuple[Policy, int]] = [(kept[0][4], kept[0][3])]
     seg_where = [f"{kept_labels[0]}: field clone_epoch (first segment length)"]
@@ -617,9 +616,6 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
     for (p, n), w in zip(segs, seg_where):
         if n <= 0:
             raise ScheduleError(f"{w}: broken lineage: segment length {n} is not positive")
-    total = sum(n for _, n in segs)
-    if total != epochs:  # guaranteed by construction; checked like PBA's assert
-        raise ScheduleError(f"{prefix}broken lineage: segment lengths sum to {total}, expected {epochs}")
     src = dict(source or {})
     src.update({"search_epochs": epochs, "rows": len(rows), "rows_dropped": start,
                 "segment_lengths": [n for _, n in segs]})

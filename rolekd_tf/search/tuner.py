@@ -305,13 +305,3 @@ class PBTTuner(keras_tuner.Tuner):
 
     def save_model(self, trial_id, model, step=0):  # pragma: no cover - unused
         pass
-
-
-def print_progress_summary(oracle, file=sys.stdout) -> None:
-    """One line per member: epoch, latest score, exploits."""
-    st = oracle.pbt_state
-    for mid in oracle.ranking():
-        m = st["members"][mid]
-        score = "—" if m["score"] is None else f"{m['score']:.4f}"
-        print(f"  member {mid:>3}  epoch {m['epoch']:>4}  val_accuracy {score}  "
-              f"exploits {len(m['log'])}", file=file)
