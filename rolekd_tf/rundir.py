@@ -159,64 +159,6 @@ def inspect(out, kind: str, *, overwrite: bool) -> str:
 
 
 # ------------------------------------------------------------------------------ locks
-def read_run_file(path: Path, *, as_json: bool):
-    """A run/search-directory file as text / JSON; damage is a one-line CheckpointError, not a crash."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        return json.loads(text) if as_json else text
-    except UnicodeDecodeError as e:
-        why = f"byte {e.start} is not UTF-8"
-    except json.JSONDecodeError as e:
-        why = f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
-    raise CheckpointError(f"{str(path)!r} is damaged ({why}); fix or remove it, or start again with "
-                          "--overwrite")
-
-
-def first_difference(old_yaml: str, new_yaml: str, old_prov: Mapping, prov: Mapping) -> str:
-    """The first config key (dotted) or provenance flag that differs, as ``key: old there, new now``."""
-    import yaml
-
-    def flat(d, pre=""):
-        out = {}
-        for k, v in (d or {}).items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{pre}{k}."))
-            else:
-                out[f"{pre}{k}"] = v
-        return out
-
-    a, b = flat(yaml.safe_load(old_yaml)), flat(yaml.safe_load(new_yaml))
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            return f"{k}: {a.get(k)!r} there, {b.get(k)!r} now"
-    for k in prov:
-        if old_prov.get(k) != prov.get(k):
-            return f"--{k}: {old_prov.get(k)!r} there, {prov.get(k)!r} now"
-    return "unknown difference"
-
-
-def refuse_other_config(d, kind: str, cfg_yaml: str, prov: Mapping, *, advice: str) -> None:
-    """Raise CheckpointError when directory ``d`` (``kind`` run|search) holds a ``config.yaml``
-    other than ``cfg_yaml``, or a provenance file (``run.json`` / ``search.json``) that differs from
-    ``prov`` in one of its keys (role, teacher, …); the message names the first difference and
-    ends with ``advice``. A directory without ``config.yaml`` passes."""
-    d = Path(d)
-    if not (d / "config.yaml").exists():
-        return
-    old = read_run_file(d / "config.yaml", as_json=False)
-    prov_file = d / _LEGACY[kind]
-    old_prov = {}
-    if prov_file.exists():
-        old_prov = read_run_file(prov_file, as_json=True)
-        if not isinstance(old_prov, dict):
-            raise CheckpointError(f"{str(prov_file)!r} is damaged (not a JSON object); "
-                                  "start again with --overwrite")
-    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != dict(prov):
-        diff = first_difference(old, cfg_yaml, old_prov, prov)
-        raise CheckpointError(f"{_WHAT[kind]} {str(d)!r} was created with another configuration "
-                              f"({diff}); {advice}")
-
-
 def _read_lock_text(p: Path) -> dict:
     try:
         info = json.loads(p.read_text(encoding="utf-8"))

@@ -20,6 +20,7 @@ BatchNorm, checkpoints) are documented in :mod:`rolekd_tf.distribute`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -33,7 +34,6 @@ from rolekd_tf.fileio import (
     clean_stale_temporaries,
     save_model_atomic,
 )
-from rolekd_tf.rundir import read_run_file, refuse_other_config
 
 
 def _keras():
@@ -421,14 +421,38 @@ def prepare_schedule(cfg: Config, schedule_path: str | None):
     return sched.stretch(E)
 
 
+def _read_run_file(path: Path, *, as_json: bool):
+    """A run-directory file as text / JSON; damage is a one-line CheckpointError, not a crash."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if as_json else text
+    except UnicodeDecodeError as e:
+        why = f"byte {e.start} is not UTF-8"
+    except json.JSONDecodeError as e:
+        why = f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+    raise CheckpointError(f"{str(path)!r} is damaged ({why}); fix or remove it, or start again with "
+                          "--overwrite")
+
+
 def _existing_run(run_dir: Path, cfg_yaml: str, prov: dict) -> dict | None:
     """Refuse a run directory of another configuration; the metrics if it is already finished."""
     if not (run_dir / "config.yaml").exists():
         return None
-    refuse_other_config(run_dir, "run", cfg_yaml, prov,
-                        advice="use another --out, or --overwrite to start again")
+    old = _read_run_file(run_dir / "config.yaml", as_json=False)
+    old_prov = {}
+    if (run_dir / "run.json").exists():
+        old_prov = _read_run_file(run_dir / "run.json", as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(run_dir / 'run.json')!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
+    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+        diff = _first_difference(old, cfg_yaml, old_prov, prov)
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} was created by another configuration ({diff}); "
+            "use another --out, or --overwrite to start again"
+        )
     if (run_dir / "metrics.json").exists():
-        m = read_run_file(run_dir / "metrics.json", as_json=True)
+        m = _read_run_file(run_dir / "metrics.json", as_json=True)
         if isinstance(m, dict) and m.get("finished") and (run_dir / "model.keras").exists():
             return m
     return None
@@ -533,7 +557,7 @@ def _train_locked(task: "Task", model, sched, run_dir: Path, claim, prov: dict, 
         if "history" in meta:  # saved with the weights: metrics.json may lag one epoch behind
             history = meta["history"]
         elif (run_dir / "metrics.json").exists():
-            history = read_run_file(run_dir / "metrics.json", as_json=True).get("history", {})
+            history = _read_run_file(run_dir / "metrics.json", as_json=True).get("history", {})
         history = {k: v[:initial_epoch] for k, v in history.items()}
         print(f"resuming {run_dir} from epoch {initial_epoch}/{cfg.train.epochs}", flush=True)
 
@@ -607,3 +631,25 @@ def _divergence_message(cfg: Config, ckpt, state: Path) -> str:
     return (f"training diverged: the loss became {ckpt._diverged} in epoch {epoch + 1}, step {step + 1}; "
             f"{kept}. Settings that scale the updates: {', '.join(knobs)}; a smaller step or "
             "gradient clipping usually helps, else check the data")
+
+
+def _first_difference(old_yaml: str, new_yaml: str, old_prov: dict, prov: dict) -> str:
+    import yaml
+
+    def flat(d, pre=""):
+        out = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{pre}{k}."))
+            else:
+                out[f"{pre}{k}"] = v
+        return out
+
+    a, b = flat(yaml.safe_load(old_yaml)), flat(yaml.safe_load(new_yaml))
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            return f"{k}: {a.get(k)!r} there, {b.get(k)!r} now"
+    for k in prov:
+        if old_prov.get(k) != prov.get(k):
+            return f"--{k}: {old_prov.get(k)!r} there, {prov.get(k)!r} now"
+    return "unknown difference"

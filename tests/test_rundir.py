@@ -328,26 +328,3 @@ def test_config_that_is_not_utf8_is_a_config_error(tmp_path):
     c.write_bytes("name: café\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8 text .byte 9."):
         load_config(c)
-
-
-# ------------------------------------------------------------------------------ same config
-@pytest.mark.parametrize("kind,prov_file", [("run", "run.json"), ("search", "search.json")])
-def test_refuse_other_config_names_the_first_difference(tmp_path, kind, prov_file):
-    """One check serves train.py (run.json) and search.py (search.json)."""
-    d = tmp_path / "d"
-    d.mkdir()
-    rundir.refuse_other_config(d, kind, "a: 1\n", {"role": "teacher"}, advice="x")  # no config.yaml
-    (d / "config.yaml").write_text("train:\n  epochs: 4\n  lr: 0.1\n")
-    (d / prov_file).write_text(json.dumps({"role": "student", "teacher": "runs/t", "other": 1}))
-    same = "train:\n  epochs: 4\n  lr: 0.1\n"
-    rundir.refuse_other_config(d, kind, same, {"role": "student", "teacher": "runs/t"}, advice="x")
-    what = {"run": "run directory", "search": "search directory"}[kind]
-    with pytest.raises(CheckpointError, match=rf"^{what} .* was created with another configuration "
-                                              r"\(train\.epochs: 4 there, 8 now\); use --out$"):
-        rundir.refuse_other_config(d, kind, "train:\n  epochs: 8\n  lr: 0.1\n",
-                                   {"role": "student"}, advice="use --out")
-    with pytest.raises(CheckpointError, match=r"\(--teacher: 'runs/t' there, 'runs/u' now\)"):
-        rundir.refuse_other_config(d, kind, same, {"role": "student", "teacher": "runs/u"}, advice="x")
-    (d / prov_file).write_text("[1]")
-    with pytest.raises(CheckpointError, match=rf"{prov_file}.*damaged \(not a JSON object\)"):
-        rundir.refuse_other_config(d, kind, same, {"role": "student"}, advice="x")

@@ -67,19 +67,6 @@ def relu(x, name: str):
     return keras.layers.ReLU(name=name)(x)
 
 
-def tap(x, index: int):
-    """Mark a KD feature tap: an identity layer named ``tap_<index>`` on the main path."""
-    return keras.layers.Identity(name=f"tap_{index}")(x)
-
-
-def head(x, num_classes: int, use_bias: bool = True, int8_weights: bool = False, kernel_gain: float = 1.0):
-    """Global average pool + full-precision dense ``logits`` (no softmax); ``int8_weights``: its
-    kernel fake-quantised on a per-channel int8 grid (the ``exact_tail`` variant)."""
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias, int8_weights=int8_weights,
-                 kernel_gain=kernel_gain)
-
-
 def basic_convs(x, filters: int, stride: int, *, w_bits: int, a_bits: int, name: str):
     """The residual branch of a pre-activation / pyramidal basic block after its entry BN:
     ``conv3×3 (stride) → BN → act → conv3×3`` (layers ``<name>_conv1``, ``_bn2``, ``_mid_aq``,
@@ -101,3 +88,16 @@ def bottleneck_convs(x, planes: int, out_ch: int, stride: int, *, w_bits: int, a
     y = bn(y, f"{name}_bn3")
     y = act_q(y, a_bits, f"{name}_mid2_aq")
     return conv(y, out_ch, 1, 1, f"{name}_conv3", w_bits)
+
+
+def tap(x, index: int):
+    """Mark a KD feature tap: an identity layer named ``tap_<index>`` on the main path."""
+    return keras.layers.Identity(name=f"tap_{index}")(x)
+
+
+def head(x, num_classes: int, use_bias: bool = True, int8_weights: bool = False, kernel_gain: float = 1.0):
+    """Global average pool + full-precision dense ``logits`` (no softmax); ``int8_weights``: its
+    kernel fake-quantised on a per-channel int8 grid (the ``exact_tail`` variant)."""
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return dense(x, num_classes, "logits", w_bits=32, use_bias=use_bias, int8_weights=int8_weights,
+                 kernel_gain=kernel_gain)

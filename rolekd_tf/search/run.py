@@ -127,10 +127,23 @@ def _check_out_dir(out: Path, cfg_yaml: str, prov: dict, *, overwrite: bool, mod
 
 def _same_search(out: Path, cfg_yaml: str, prov: dict) -> None:
     """Refuse a search directory created with another config / role / teacher."""
-    from rolekd_tf.rundir import refuse_other_config
+    from rolekd_tf.training import _first_difference, _read_run_file
 
-    refuse_other_config(out, "search", cfg_yaml, prov, advice="re-run the same command to resume, "
-                        "use another --out, or --overwrite to start again")
+    if not (out / "config.yaml").exists():
+        return
+    old = _read_run_file(out / "config.yaml", as_json=False)
+    old_prov = {}
+    if (out / "search.json").exists():
+        old_prov = _read_run_file(out / "search.json", as_json=True)
+        if not isinstance(old_prov, dict):
+            raise CheckpointError(f"{str(out / 'search.json')!r} is damaged (not a JSON object); "
+                                  "start again with --overwrite")
+    if old != cfg_yaml or {k: old_prov.get(k) for k in prov} != prov:
+        diff = _first_difference(old, cfg_yaml, old_prov, prov)
+        raise CheckpointError(
+            f"search directory {str(out)!r} was created with another configuration ({diff}); "
+            "re-run the same command to resume, use another --out, or --overwrite to start again"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
