@@ -50,8 +50,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rolekd_tf.augment import apply as ap  # noqa: E402
-from rolekd_tf.augment import ops  # noqa: E402
 from rolekd_tf.augment import pipeline as pl  # noqa: E402
+from rolekd_tf.augment.policy import LAYOUT_SHAPE, LEVEL, PROB, PROB_MAX  # noqa: E402
 from rolekd_tf.fileio import atomic_write_text  # noqa: E402
 from tests.augment import pil_reference as ref  # noqa: E402
 
@@ -65,9 +65,10 @@ class _Info:
 
 
 def dense_policy(level=5):
-    v = np.zeros(60, np.int32)
-    v[0::2], v[1::2] = 10, level
-    return v
+    """Every slot at probability 1 (``PROB_MAX``) and level ``level``: int32 [60]."""
+    v = np.zeros(LAYOUT_SHAPE, np.int32)
+    v[..., PROB], v[..., LEVEL] = PROB_MAX, level
+    return v.reshape(-1)
 
 
 def load_images(n):
@@ -134,7 +135,29 @@ def make_pil(x, n):
     return _Rate(run, n)
 
 
+def _dataset_rate(ds, batches, units_per_batch):
+    """A ``_Rate`` whose round times ``batches`` batches of ``ds`` (``units_per_batch`` units each).
+
+    A fresh iterator per round, dropped afterwards: a long-lived one keeps prefetching during
+    the other measurements (stealing their CPU) and its full buffer then makes the next round
+    look impossibly fast. Its start-up and 5 warm-up batches are not timed."""
+    rate = _Rate(None, batches * units_per_batch)
+
+    def step():
+        it = iter(ds)
+        for _ in range(5):
+            next(it)
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        rate.rates.append(batches * units_per_batch / (time.perf_counter() - t))
+        del it
+    rate.step = step
+    return rate
+
+
 def make_pipeline(x, batches):
+    """Rate (batches/s) of the product's training pipeline with a dense policy."""
     table = pl.PolicyTable(10)
     table.assign_schedule(np.stack([dense_policy()] * 10))
     ds = pl.make_train_dataset(x, np.zeros(len(x), np.int32), _Info, batch_size=BATCH, seed=0,
@@ -143,48 +166,20 @@ def make_pipeline(x, batches):
     for _ in range(5):
         next(it)
     del it
-    rate = _Rate(None, batches)
-
-    def step():
-        # A fresh iterator per round, dropped afterwards: a long-lived one keeps prefetching
-        # during the other measurements (stealing their CPU) and its full buffer then makes
-        # the next round look impossibly fast. Its start-up and 5 warm-up batches are not
-        # timed; then ``batches`` batches are.
-        it = iter(ds)
-        for _ in range(5):
-            next(it)
-        t = time.perf_counter()
-        for _ in range(batches):
-            next(it)
-        rate.rates.append(batches / (time.perf_counter() - t))
-        del it
-    rate.step = step
-    return rate
+    return _dataset_rate(ds, batches, 1)
 
 
 def make_map(x, batches, fn, *, per_image: bool):
-    """Rate of ``batches`` batches of a ``tf.data`` map: ``fn(images float32 [B|1,...], index)``
-    mapped before (``per_image``) or after batching; a fresh iterator per round, as make_pipeline."""
+    """Rate (images/s) of ``batches`` batches of a ``tf.data`` map: ``fn(images float32 [B|1,...],
+    index)`` mapped before (``per_image``) or after batching."""
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(x, tf.float32)).repeat()
     if per_image:
         ds = ds.enumerate().map(lambda i, im: fn(im, i), num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH)
     else:
         ds = ds.batch(BATCH).enumerate().map(lambda i, b: fn(b, i), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.prefetch(2)
-    rate = _Rate(None, batches * BATCH)
-
-    def step():
-        it = iter(ds)
-        for _ in range(5):
-            next(it)
-        t = time.perf_counter()
-        for _ in range(batches):
-            next(it).numpy()
-        rate.rates.append(batches * BATCH / (time.perf_counter() - t))
-        del it
-    step()  # trace + warm-up round, not recorded
+    rate = _dataset_rate(ds.prefetch(2), batches, BATCH)
+    rate.step()  # trace + warm-up round, not recorded
     rate.rates.clear()
-    rate.step = step
     return rate
 
 
@@ -282,7 +277,7 @@ def main(argv=None):
         f"Command: `ROLEKD_CIFAR10_TAR=… .venv/bin/python benchmarks/augment.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
         f"Host: {platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}, XLA for the "
-        f"op stages: {'on' if ops.USE_XLA else 'off'}; load average {load0[0]:.1f} → "
+        f"op stages: XLA; load average {load0[0]:.1f} → "
         f"{load1[0]:.1f} (shared machine: absolute numbers are noisy). {args.rounds} "
         f"interleaved rounds, medians (min–max over rounds in brackets).",
         f"Images: {source}, {len(x)} images. Policy: all 30 slots prob 10, level 5 "

@@ -20,7 +20,7 @@ by ±0.08 per epoch, comparable to the per-epoch noise.
 Per cell (population, ready interval, epochs) and start rule, ``--seeds`` searches (search seed
 = i, objective noise seed = 10^6 + i); the verdict per search is the product's own
 :func:`rolekd_tf.search.informative.check_schedule` on the best final member's schedule (rebuilt
-from its lineage with :func:`rolekd_tf.search.lineage.rows_to_policies`):
+from its lineage with :func:`rolekd_tf.search.lineage.schedule_for_rows`):
 *uninformative* = all zero, or equal to the member's start policy (it never exploited). 95 %
 Wilson intervals.
 
@@ -80,7 +80,8 @@ def _oracle_class():
 
 
 def start_policies(init: str, population: int, seed: int) -> list[list[int]]:
-    from rolekd_tf.search.space import UPPER, initial_policies
+    from rolekd_tf.augment.policy import UPPER
+    from rolekd_tf.search.space import initial_policies
 
     if init == "uniform":
         rng = np.random.default_rng([seed, 0xBE7C])
@@ -111,10 +112,11 @@ class _Trial:
 
 def _simulate_segment(hp, ckpt, rng, beta) -> tuple[float, float]:
     """(skill after the segment, reported score) of one simulated segment; see the docstring."""
+    from rolekd_tf.augment.policy import slot_probabilities
     from rolekd_tf.search import oracle as om
 
     q = ckpt[hp[om.HP_RESTORE]] if hp[om.HP_RESTORE] else 0.0
-    s = float(np.mean(json.loads(hp[om.HP_POLICY])[0::2])) / 10.0
+    s = float(np.mean(slot_probabilities(json.loads(hp[om.HP_POLICY]))))
     n = hp[om.HP_EPOCHS] - hp[om.HP_INITIAL_EPOCH]
     q += n * (1.0 + beta * s) + SIGMA_W * math.sqrt(n) * float(rng.standard_normal())
     return q, q + SIGMA_E * float(rng.standard_normal())
@@ -177,7 +179,7 @@ def run_search(oracle_cls, population, ready_interval, epochs, init, beta, seed)
     best = o.best_member()
     rows = o.member_log(best)
     start = o.start_policy(best)
-    sched = np.asarray(lin.rows_to_policies(rows, epochs, default_policy=start))
+    sched = lin.schedule_for_rows(rows, epochs, default_policy=start).as_array()
     v = check_schedule(sched, start, where="sim", best_member=best, exploits=len(rows), init=init,
                        ready_interval=ready_interval, population=population)
     return v, len(rows)
@@ -200,7 +202,9 @@ def expected_ops_applied(policy) -> float:
     applies ``min(cap, F)`` ops, F = number of slots that fire (independent Bernoulli(p_i)), so
     E = 0.3·P(F ≥ 1) + 0.5·(P(F ≥ 1) + P(F ≥ 2)).
     """
-    p = np.asarray(policy, dtype=np.float64)[0::2] / 10.0
+    from rolekd_tf.augment.policy import slot_probabilities
+
+    p = slot_probabilities(np.asarray(policy, dtype=np.float64))
     p0 = float(np.prod(1 - p))
     p1 = float(sum(p[i] * np.prod(np.delete(1 - p, i)) for i in range(len(p))))
     ge1, ge2 = 1 - p0, 1 - p0 - p1
@@ -208,8 +212,10 @@ def expected_ops_applied(policy) -> float:
 
 
 def strength(policies) -> dict:
+    from rolekd_tf.augment.policy import slot_levels, slot_probabilities
+
     a = np.asarray(policies)
-    p, lv = a[:, 0::2] / 10.0, a[:, 1::2].astype(float)
+    p, lv = slot_probabilities(a), slot_levels(a).astype(float)
     w = p.sum(axis=1, keepdims=True)
     lvl = np.where(w[:, 0] > 0, (p * lv).sum(axis=1) / np.where(w[:, 0] > 0, w[:, 0], 1), 0.0)
     return {"mean_prob": float(p.mean()), "ops": float(np.mean([expected_ops_applied(x) for x in a])),

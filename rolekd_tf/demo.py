@@ -19,15 +19,16 @@ def describe_schedule(path: Path) -> tuple[str, object]:
     """One line about the schedule at ``path`` and its ``[epochs, 60]`` int array (None if absent)."""
     if not path.exists():
         return f"{path}: missing", None
-    from rolekd_tf.augment.policy import NUM_OPS, OP_ORDER, load_schedule
+    from rolekd_tf.augment.plot import schedule_op_stats
+    from rolekd_tf.augment.policy import load_schedule
 
-    a = load_schedule(path).as_array()
-    probs = a[:, 0::2] / 10.0  # [epochs, 30]: probability slots of copy A, then copy B
-    used = int((probs.sum(axis=1) > 0).sum())
-    per_op = (probs[:, :NUM_OPS] + probs[:, NUM_OPS:]).mean(axis=0) / 2
-    top = [f"{OP_ORDER[k]} {per_op[k]:.2f}" for k in per_op.argsort()[::-1][:3] if per_op[k] > 0]
-    return (f"{used}/{len(a)} epochs apply an op; most used (mean probability): "
-            f"{', '.join(top) or 'none'}"), a
+    sched = load_schedule(path)
+    stats = schedule_op_stats(sched)  # prob: [epochs, 15], mean of the two copies, 0..1
+    used = int((stats.prob.sum(axis=1) > 0).sum())
+    per_op = stats.prob.mean(axis=0)
+    top = [f"{stats.op_names[k]} {per_op[k]:.2f}" for k in per_op.argsort()[::-1][:3] if per_op[k] > 0]
+    return (f"{used}/{sched.epochs} epochs apply an op; most used (mean probability): "
+            f"{', '.join(top) or 'none'}"), sched.as_array()
 
 
 def main(argv=None) -> int:

@@ -47,18 +47,11 @@ def _known(dataset: str) -> DatasetSize | None:
 
 def _sizes(total: int | None, train, val, holdout: int) -> tuple[int | None, int | None]:
     """train/val sizes by the rules of :func:`rolekd_tf.data.splits.split_indices`."""
-    from rolekd_tf.data.splits import DEFAULT_VAL_FRACTION
+    from rolekd_tf.data.splits import resolve_sizes
 
     if total is None:
         return train, val
-    rest = total - holdout
-    if train is None and val is None:
-        val = int(round(DEFAULT_VAL_FRACTION * rest))
-    if val is None:
-        val = rest - train
-    if train is None:
-        train = rest - val
-    return train, val
+    return resolve_sizes(total, train, val, holdout)
 
 
 def step_scale(cfg, step: dict) -> Scale:

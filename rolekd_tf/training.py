@@ -27,18 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rolekd_tf.config import Config, config_from_dict, save_config
 from rolekd_tf.errors import CheckpointError, ConfigError, RolekdError, ScheduleError
 from rolekd_tf.fileio import (
-    atomic_path,
     atomic_write_json,
     clean_stale_temporaries,
     save_model_atomic,
 )
-
-STATE_VERSION = 1
 
 
 def _keras():
@@ -346,63 +341,18 @@ class Task:
         return float(res["accuracy"])
 
     # ----------------------------------------------------------- checkpoints
-    @staticmethod
-    def _state_variables(model):
-        student = model.student
-        vs = list(student.weights)
-        extra = [v for v in model.weights if all(v is not s for s in vs)]
-        teacher_ids = set()
-        if getattr(model, "teacher", None) is not None:
-            teacher_ids = {id(v) for v in model.teacher.weights}
-        extra = [v for v in extra if id(v) not in teacher_ids]
-        return vs + extra + list(model.optimizer.variables)
-
     def save_state(self, model, path, *, epoch: int, extra: dict | None = None) -> None:
-        """Write weights + optimizer state after ``epoch`` finished epochs, atomically."""
-        path = Path(path)
-        vs = self._state_variables(model)
-        arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(vs)}
-        meta = {
-            "version": STATE_VERSION,
-            "epoch": int(epoch),
-            "num_variables": len(vs),
-            "shapes": [list(v.shape) for v in vs],
-        }
-        meta.update(extra or {})
-        # The metadata also goes INSIDE the .npz (one atomic rename), so a kill between the two
-        # renames can never pair new weights with an old epoch number; state.json is for humans.
-        arrays["meta"] = np.asarray(json.dumps(meta))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        atomic_write_json(path.with_suffix(".json"), meta)
+        """Write weights + optimizer state after ``epoch`` finished epochs, atomically
+        (:mod:`rolekd_tf.distill.checkpoint`, the one checkpoint format)."""
+        from rolekd_tf.distill import checkpoint
+
+        checkpoint.save_state(model, path, epoch=epoch, extra=extra)
 
     def load_state(self, model, path) -> dict:
         """Restore what :meth:`save_state` wrote; returns its metadata (``epoch`` …)."""
-        path = Path(path)
-        meta_path = path.with_suffix(".json")
-        try:
-            data = np.load(path)
-            meta = json.loads(str(data["meta"])) if "meta" in data.files else json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {str(path)!r} is missing") from None
-        except Exception as e:
-            raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {type(e).__name__}") from None
-        vs = self._state_variables(model)
-        if meta.get("version") != STATE_VERSION or meta.get("num_variables") != len(vs):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} does not match this model ({meta.get('num_variables')} "
-                f"variables saved, {len(vs)} expected): was it written with another config?"
-            )
-        for i, v in enumerate(vs):
-            arr = data[f"v{i:05d}"]
-            if tuple(arr.shape) != tuple(v.shape):
-                raise CheckpointError(
-                    f"checkpoint {str(path)!r}: variable {v.path} has shape {tuple(arr.shape)} "
-                    f"saved but {tuple(v.shape)} expected"
-                )
-            v.assign(arr)
-        return meta
+        from rolekd_tf.distill import checkpoint
+
+        return checkpoint.load_state(model, path)
 
 
 def _checkpoint_callback(task: Task, model, run_dir: Path, history: dict, t0: float, prior_wall: float):

@@ -128,11 +128,11 @@ def schedule_facts(path: Path) -> dict | None:
     """Non-zero epochs, segment lengths and per-op mean probability of a search's schedule."""
     if not path.exists():
         return None
-    from rolekd_tf.augment.policy import NUM_OPS, OP_ORDER, load_schedule
+    from rolekd_tf.augment.policy import NUM_OPS, OP_ORDER, load_schedule, slot_probabilities
 
     s = load_schedule(path)
     a = s.as_array()  # [E, 60]
-    probs = a[:, 0::2] / 10.0  # [E, 30]: copy A ops 0..14 then copy B ops 0..14
+    probs = slot_probabilities(a)  # [E, 30]: copy A ops 0..14 then copy B ops 0..14
     per_op = (probs[:, :NUM_OPS] + probs[:, NUM_OPS:]) / 2  # mean over the two copies
     return {"array": a, "epochs": s.epochs, "nonzero_epochs": int((a.sum(axis=1) > 0).sum()),
             "segments": s.segment_lengths,

@@ -14,9 +14,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rolekd_tf.augment import ops as _ops
+from rolekd_tf.augment.policy import LEVEL, NUM_SLOTS, POLICY_LEN, PROB, PROB_MAX, slot_op
 
-NUM_SLOTS = 2 * _ops.NUM_OPS          # 30 (op, prob, level) slots: copy A then copy B
-POLICY_LENGTH = 2 * NUM_SLOTS         # 60 ints
 COUNT_PROBS = (0.2, 0.3, 0.5)         # cap on fired ops per image
 
 
@@ -35,8 +34,8 @@ def sample_policy_ops(policy, batch_size, seed):
     """Draw which ops fire for each sample (PBA's rule).
 
     Args:
-      policy: int32 ``[60]`` (copy A op k → ``v[2k]`` prob 0..10, ``v[2k+1]`` level; copy B →
-        ``v[30+2k]``, ``v[31+2k]``).
+      policy: int32 ``[60]`` in the layout of :mod:`rolekd_tf.augment.policy` (slot s:
+        ``v[2s]`` prob 0..10, ``v[2s+1]`` level, op ``s % 15``).
       batch_size: scalar.
       seed: int32 ``[2]`` stateless seed.
 
@@ -44,9 +43,10 @@ def sample_policy_ops(policy, batch_size, seed):
       ``(ops, levels, fired)``: int32 ``[B, 2]`` op index of the first / second fired slot,
       int32 ``[B, 2]`` their levels, bool ``[B, 2]`` whether that step fires at all.
     """
-    policy = tf.reshape(tf.cast(tf.convert_to_tensor(policy), tf.int32), [POLICY_LENGTH])
-    probs = tf.cast(policy[0::2], tf.float32) / 10.0                    # [30]
-    levels = policy[1::2]                                               # [30]
+    policy = tf.reshape(tf.cast(tf.convert_to_tensor(policy), tf.int32), [POLICY_LEN])
+    slot_fields = tf.reshape(policy, [NUM_SLOTS, 2])                    # [30, (prob, level)]
+    probs = tf.cast(slot_fields[:, PROB], tf.float32) / PROB_MAX        # [30]
+    levels = slot_fields[:, LEVEL]                                      # [30]
     s_count, s_perm, s_fire = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
 
     u = tf.random.stateless_uniform([batch_size], seed=s_count)
@@ -65,7 +65,7 @@ def sample_policy_ops(policy, batch_size, seed):
     second = tf.argmin(key, axis=1, output_type=tf.int32)
     slots = tf.stack([first, second], axis=1)                            # [B, 2]
     fired = tf.stack([(count >= 1) & (n_want >= 1), (count >= 2) & (n_want >= 2)], axis=1)
-    return slots % _ops.NUM_OPS, tf.gather(levels, slots), fired
+    return slot_op(slots), tf.gather(levels, slots), fired
 
 
 def apply_policy(images, policy, *, fill, seed, method="fused"):
@@ -138,7 +138,7 @@ def _baseline_kernel(pad, cutout):
     draws stay outside, so they are the plain TF kernels' values with or without XLA): each
     output pixel gathers ``padded[r + oy, c' + ox]`` (c' = c or W−1−c), the mean colour where
     that falls in the padding, then the Cutout box is painted."""
-    key = (pad, cutout, _ops.USE_XLA)
+    key = (pad, cutout)
     if key not in _BASELINE:
         def kernel(images, oy, ox, do_flip, r, c, fill):
             dyn = tf.shape(images)
@@ -161,6 +161,6 @@ def _baseline_kernel(pad, cutout):
                    + tf.clip_by_value(cols, 0, w - 1)[:, None, :])                 # [B, H, W]
             out = tf.gather(tf.reshape(images, [-1, 3]), src)                     # [B, H, W, 3]
             return tf.where(valid[..., None], out, tf.reshape(fill, [1, 1, 1, 3]))
-        _BASELINE[key] = tf.function(kernel, jit_compile=_ops.USE_XLA, autograph=False,
+        _BASELINE[key] = tf.function(kernel, jit_compile=True, autograph=False,
                                      reduce_retracing=False)
     return _BASELINE[key]

@@ -48,13 +48,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-OP_NAMES = (
-    "Rotate", "TranslateX", "TranslateY", "Brightness", "Color", "Invert", "Sharpness",
-    "Posterize", "ShearX", "Solarize", "ShearY", "Equalize", "AutoContrast", "Cutout",
-    "Contrast",
-)
-NUM_OPS = len(OP_NAMES)
-NUM_LEVELS = 10
+from rolekd_tf.augment.policy import NUM_LEVELS, NUM_OPS
+from rolekd_tf.augment.policy import OP_ORDER as OP_NAMES  # op k of a policy is OP_NAMES[k]
+
 _PARAMETER_MAX = 10
 SIGNED_OPS = ("Rotate", "TranslateX", "TranslateY", "ShearX", "ShearY")
 
@@ -486,12 +482,11 @@ def _kernel(images, code, levels, neg, rows, cols, hist, fill, present):
 # XLA fuses the kernel's elementwise work into a few vectorised loops (measured several times
 # faster than the same graph as plain TF kernels on this CPU, see benchmarks/results/augment.md);
 # the random draws and Equalize's histograms stay outside the compiled function (plain TF kernels).
-USE_XLA = True
 _COMPILED: dict = {}
 
 
 def _compiled_kernel(present, with_hist):
-    key = (present, with_hist, USE_XLA)
+    key = (present, with_hist)
     if key not in _COMPILED:
         if with_hist:
             fn = (lambda images, code, levels, neg, rows, cols, hist, fill: _kernel(
@@ -499,7 +494,7 @@ def _compiled_kernel(present, with_hist):
         else:
             fn = (lambda images, code, levels, neg, rows, cols, fill: _kernel(
                 images, code, levels, neg, rows, cols, None, fill, present))
-        _COMPILED[key] = tf.function(fn, jit_compile=USE_XLA, reduce_retracing=False,
+        _COMPILED[key] = tf.function(fn, jit_compile=True, reduce_retracing=False,
                                        autograph=False)
     return _COMPILED[key]
 
@@ -530,78 +525,6 @@ def apply_fused(images, op_index, levels, mask, *, fill, seed, present=ALL_OPS):
                                            fill)
 
 
-def _single(name):
-    k = _I[name]
-
-    def fn(images, levels, mask, *, fill, seed):
-        images = tf.convert_to_tensor(images)
-        b = tf.shape(images)[0]
-        return apply_fused(images, tf.fill([b], k), levels, mask, fill=fill, seed=seed,
-                           present={k})
-    return fn
-
-
-# ----------------------------------------------------------------------------- the 15 ops
-def rotate(images, levels, mask, *, fill, seed):
-    """PIL ``rotate(±3L°)`` about the centre, nearest, exposed pixels = mean colour."""
-    return _single("Rotate")(images, levels, mask, fill=fill, seed=seed)
-
-
-def translate_x(images, levels, mask, *, fill, seed):
-    """PIL affine (1, 0, ±L, 0, 1, 0)."""
-    return _single("TranslateX")(images, levels, mask, fill=fill, seed=seed)
-
-
-def translate_y(images, levels, mask, *, fill, seed):
-    """PIL affine (1, 0, 0, 0, 1, ±L)."""
-    return _single("TranslateY")(images, levels, mask, fill=fill, seed=seed)
-
-
-def shear_x(images, levels, mask, *, fill, seed):
-    """PIL affine (1, ±0.03L, 0, 0, 1, 0) (about the top-left corner, as PBA)."""
-    return _single("ShearX")(images, levels, mask, fill=fill, seed=seed)
-
-
-def shear_y(images, levels, mask, *, fill, seed):
-    """PIL affine (1, 0, 0, ±0.03L, 1, 0)."""
-    return _single("ShearY")(images, levels, mask, fill=fill, seed=seed)
-
-
-def brightness(images, levels, mask, *, fill, seed):
-    """ImageEnhance.Brightness(0.1+0.18L): blend with black."""
-    return _single("Brightness")(images, levels, mask, fill=fill, seed=seed)
-
-
-def color(images, levels, mask, *, fill, seed):
-    """ImageEnhance.Color(0.1+0.18L): blend with the luma image."""
-    return _single("Color")(images, levels, mask, fill=fill, seed=seed)
-
-
-def contrast(images, levels, mask, *, fill, seed):
-    """ImageEnhance.Contrast(0.1+0.18L): blend with the flat grey int(mean luma + 0.5)."""
-    return _single("Contrast")(images, levels, mask, fill=fill, seed=seed)
-
-
-def sharpness(images, levels, mask, *, fill, seed):
-    """ImageEnhance.Sharpness(0.1+0.18L): blend with PIL's SMOOTH-filtered image."""
-    return _single("Sharpness")(images, levels, mask, fill=fill, seed=seed)
-
-
-def invert(images, levels, mask, *, fill, seed):
-    """ImageOps.invert: 255 − x."""
-    return _single("Invert")(images, levels, mask, fill=fill, seed=seed)
-
-
-def posterize(images, levels, mask, *, fill, seed):
-    """ImageOps.posterize(4 − int(4L/10)): keep the top bits."""
-    return _single("Posterize")(images, levels, mask, fill=fill, seed=seed)
-
-
-def solarize(images, levels, mask, *, fill, seed):
-    """ImageOps.solarize(256 − int(25.6L)): invert pixels ≥ threshold."""
-    return _single("Solarize")(images, levels, mask, fill=fill, seed=seed)
-
-
 def _equalize_lut_from_hist(hist, n):
     """PIL's equalize LUT from int32 histograms [R, 256] of n pixels each → int32 [R, 256]."""
     idx = tf.range(256)[None, :]
@@ -627,37 +550,45 @@ def _mean_luma(images):
     return tf.cast((2 * total + n) // (2 * n), tf.float32)
 
 
-def equalize(images, levels, mask, *, fill, seed):
-    """ImageOps.equalize per channel (PIL's LUT: step = (N − h[last])//255, lut[i] =
-    (step//2 + Σ_{j<i} h[j]) // step; identity when step = 0)."""
-    return _single("Equalize")(images, levels, mask, fill=fill, seed=seed)
+# ----------------------------------------------------------------------------- the 15 ops
+#: What each op does (PIL call and its parameter at level L), the docstring of its function.
+_OP_DOCS = {
+    "Rotate": "PIL ``rotate(±3L°)`` about the centre, nearest, exposed pixels = mean colour.",
+    "TranslateX": "PIL affine (1, 0, ±L, 0, 1, 0).",
+    "TranslateY": "PIL affine (1, 0, 0, 0, 1, ±L).",
+    "ShearX": "PIL affine (1, ±0.03L, 0, 0, 1, 0) (about the top-left corner, as PBA).",
+    "ShearY": "PIL affine (1, 0, 0, ±0.03L, 1, 0).",
+    "Brightness": "ImageEnhance.Brightness(0.1+0.18L): blend with black.",
+    "Color": "ImageEnhance.Color(0.1+0.18L): blend with the luma image.",
+    "Contrast": "ImageEnhance.Contrast(0.1+0.18L): blend with the flat grey int(mean luma + 0.5).",
+    "Sharpness": "ImageEnhance.Sharpness(0.1+0.18L): blend with PIL's SMOOTH-filtered image.",
+    "Invert": "ImageOps.invert: 255 − x.",
+    "Posterize": "ImageOps.posterize(4 − int(4L/10)): keep the top bits.",
+    "Solarize": "ImageOps.solarize(256 − int(25.6L)): invert pixels ≥ threshold.",
+    "Equalize": ("ImageOps.equalize per channel (PIL's LUT: step = (N − h[last])//255, lut[i] = "
+                 "(step//2 + Σ_{j<i} h[j]) // step; identity when step = 0)."),
+    "AutoContrast": "ImageOps.autocontrast (cutoff 0) per channel: lut[i] = clip(int(i·scale − lo·scale)).",
+    "Cutout": "Square of side 2L (clipped at the border) at a uniform centre, set to the mean colour.",
+}
 
 
-def autocontrast(images, levels, mask, *, fill, seed):
-    """ImageOps.autocontrast (cutoff 0) per channel: lut[i] = clip(int(i·scale − lo·scale))."""
-    return _single("AutoContrast")(images, levels, mask, fill=fill, seed=seed)
+def _single_op(name: str):
+    """Op ``name`` as ``fn(images, levels, mask, *, fill, seed) -> images``: the fused kernel
+    with only that op present (so tests/augment/test_ops.py checks the production path)."""
+    k = _I[name]
+
+    def fn(images, levels, mask, *, fill, seed):
+        images = tf.convert_to_tensor(images)
+        b = tf.shape(images)[0]
+        return apply_fused(images, tf.fill([b], k), levels, mask, fill=fill, seed=seed,
+                           present={k})
+    fn.__name__ = fn.__qualname__ = f"op_{name}"
+    fn.__doc__ = _OP_DOCS[name]
+    return fn
 
 
-def cutout(images, levels, mask, *, fill, seed):
-    """Square of side 2L (clipped at the border) at a uniform centre, set to the mean colour."""
-    return _single("Cutout")(images, levels, mask, fill=fill, seed=seed)
-
-
-def paint_squares(images, r, c, half, value):
-    """Per sample: rows [r−half, r+half) × cols [c−half, c+half) (clipped) ← ``value`` [3].
-    ``r``, ``c``, ``half``: int32 [B]."""
-    h, w = tf.shape(images)[1], tf.shape(images)[2]
-    rows = tf.range(h)[None, :]
-    cols = tf.range(w)[None, :]
-    in_r = (rows >= (r - half)[:, None]) & (rows < (r + half)[:, None])   # [B, H]
-    in_c = (cols >= (c - half)[:, None]) & (cols < (c + half)[:, None])   # [B, W]
-    box = in_r[:, :, None] & in_c[:, None, :]
-    return tf.where(box[..., None], tf.reshape(value, [1, 1, 1, 3]), images)
-
-
-OPS = (rotate, translate_x, translate_y, brightness, color, invert, sharpness, posterize,
-       shear_x, solarize, shear_y, equalize, autocontrast, cutout, contrast)
-OP_BY_NAME = dict(zip(OP_NAMES, OPS))
+OP_BY_NAME = {name: _single_op(name) for name in OP_NAMES}
+OPS = tuple(OP_BY_NAME[name] for name in OP_NAMES)  # OPS[k] applies op k of a policy
 
 
 # ----------------------------------------------------------------------------- dispatch

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 import keras
 
-from rolekd_tf.augment.apply import POLICY_LENGTH, apply_policy, baseline_augment
+from rolekd_tf.augment.apply import apply_policy, baseline_augment
+from rolekd_tf.augment.policy import POLICY_LEN
 from rolekd_tf.errors import ConfigError, DataError, ScheduleError
 
 
@@ -33,7 +34,7 @@ class PolicyTable:
         if epochs < 1:
             raise ConfigError(f"PolicyTable epochs={epochs}: must be ≥ 1")
         self.epochs = epochs
-        self.variable = tf.Variable(tf.zeros([epochs, POLICY_LENGTH], tf.int32),
+        self.variable = tf.Variable(tf.zeros([epochs, POLICY_LEN], tf.int32),
                                     trainable=False, name="policy_table")
 
     @staticmethod
@@ -52,8 +53,8 @@ class PolicyTable:
         the last row is repeated; E > epochs is an error."""
         arr = schedule.as_array() if hasattr(schedule, "as_array") else schedule
         arr = np.asarray(arr)
-        if arr.ndim != 2 or arr.shape[1] != POLICY_LENGTH or arr.shape[0] < 1:
-            raise ScheduleError(f"schedule shape {arr.shape}: expected [epochs, {POLICY_LENGTH}]")
+        if arr.ndim != 2 or arr.shape[1] != POLICY_LEN or arr.shape[0] < 1:
+            raise ScheduleError(f"schedule shape {arr.shape}: expected [epochs, {POLICY_LEN}]")
         if arr.shape[0] > self.epochs:
             raise ScheduleError(f"schedule has {arr.shape[0]} epochs, table holds {self.epochs}")
         arr = self._check(arr, "schedule")
@@ -72,14 +73,9 @@ class PolicyTable:
         elif hasattr(policy, "values") and not isinstance(policy, np.ndarray):
             policy = policy.values
         arr = np.asarray(policy).reshape(-1)
-        if arr.shape[0] != POLICY_LENGTH:
-            raise ScheduleError(f"policy has {arr.shape[0]} values, expected {POLICY_LENGTH}")
+        if arr.shape[0] != POLICY_LEN:
+            raise ScheduleError(f"policy has {arr.shape[0]} values, expected {POLICY_LEN}")
         self.variable[epoch].assign(self._check(arr, f"epoch {epoch}"))
-
-    def set_rows_from(self, epoch: int, policy) -> None:
-        """Set rows ``epoch .. epochs-1`` to ``policy`` (PBT: the new policy holds until changed)."""
-        for e in range(int(epoch), self.epochs):
-            self.set_row(e, policy)
 
     def as_array(self) -> np.ndarray:
         return self.variable.numpy()

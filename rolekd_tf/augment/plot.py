@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rolekd_tf.augment.policy import NUM_OPS, OP_ORDER, PROB_MAX, Schedule
+from rolekd_tf.augment.policy import LAYOUT_SHAPE, LEVEL, OP_ORDER, PROB, PROB_MAX, Schedule
 from rolekd_tf.errors import ScheduleError
 from rolekd_tf.fileio import atomic_path
 
@@ -47,9 +47,9 @@ def schedule_op_stats(schedule: Schedule, *, norm: float | None = None) -> OpSta
         raise ScheduleError(f"schedule_op_stats needs a Schedule, got {type(schedule).__name__}")
     a = schedule.as_array().astype(np.float64)                 # [E, 60]
     e = a.shape[0]
-    copies = a.reshape(e, 2, NUM_OPS, 2)                       # [E, copy, op, (prob, level)]
-    prob = copies[..., 0].mean(axis=1) / PROB_MAX              # [E, 15]
-    mag = copies[..., 1].mean(axis=1)                          # [E, 15]
+    copies = a.reshape(e, *LAYOUT_SHAPE)                       # [E, copy, op, (prob, level)]
+    prob = copies[..., PROB].mean(axis=1) / PROB_MAX           # [E, 15]
+    mag = copies[..., LEVEL].mean(axis=1)                      # [E, 15]
     own = float(prob.sum(axis=1).max())
     norm = own if norm is None else float(norm)
     prob_norm = prob / norm if norm > 0 else np.zeros_like(prob)
@@ -114,7 +114,7 @@ def plot_schedule(schedule: Schedule, path: str | os.PathLike, *, title: str | N
     from matplotlib.figure import Figure
 
     st = schedule_op_stats(schedule)
-    colors = _colors(NUM_OPS)
+    colors = _colors(len(OP_ORDER))
     fig = Figure(figsize=(11, 7.5), dpi=dpi)
     FigureCanvasAgg(fig)
     ax_p, ax_m = fig.subplots(2, 1, sharex=True)
@@ -150,7 +150,7 @@ def plot_compare(schedules: Sequence[Schedule], labels: Sequence[str], path: str
         raise ScheduleError(f"plot_compare needs one label per schedule, got {len(schedules)} schedules "
                             f"and {len(labels)} labels")
     norm = max(schedule_op_stats(s).norm for s in schedules)
-    colors = _colors(NUM_OPS)
+    colors = _colors(len(OP_ORDER))
     n = len(schedules)
     fig = Figure(figsize=(5.2 * n + 2.2, 7.5), dpi=dpi)
     FigureCanvasAgg(fig)

@@ -1,8 +1,14 @@
 """Augmentation policies and per-epoch schedules (pure Python + NumPy, no TensorFlow).
 
+This module is the one definition of the policy format; the TF ops (``augment.ops``,
+``augment.apply``), the search (``search.space``, ``search.tuner``), plots and benchmarks import
+the op order, the sizes, the flat layout and the validation from here.
+
 A **policy** is 60 integers (docs/METHOD.md §1): two independent copies (A, B) of the 15 ops in
 :data:`OP_ORDER`, each a (probability 0..10, level 0..9) pair. Copy A of op ``k`` is
-``v[2k]`` (prob), ``v[2k+1]`` (level); copy B is ``v[30+2k]``, ``v[31+2k]``.
+``v[2k]`` (prob), ``v[2k+1]`` (level); copy B is ``v[30+2k]``, ``v[31+2k]``. In array terms the
+flat vector is ``[copy, op, field]`` in C order (:data:`LAYOUT_SHAPE`, :func:`flat_index`): slot
+``s`` (0..29) holds ``v[2s]``, ``v[2s+1]`` and applies op ``s % 15`` (:func:`slot_op`).
 
 A **schedule** is one policy per training epoch. It is read from
 
@@ -31,9 +37,19 @@ from rolekd_tf.fileio import atomic_write_text
 __all__ = [
     "OP_ORDER",
     "NUM_OPS",
+    "NUM_COPIES",
+    "NUM_SLOTS",
     "POLICY_LEN",
     "PROB_MAX",
     "LEVEL_MAX",
+    "NUM_LEVELS",
+    "UPPER",
+    "LAYOUT_SHAPE",
+    "flat_index",
+    "slot_op",
+    "slot_probabilities",
+    "slot_levels",
+    "check_policy",
     "SCHEDULE_FORMAT",
     "SCHEDULE_VERSION",
     "LAYOUT",
@@ -53,9 +69,18 @@ OP_ORDER: tuple[str, ...] = (
     "ShearY", "Equalize", "AutoContrast", "Cutout", "Contrast",
 )
 NUM_OPS = len(OP_ORDER)          # 15
-POLICY_LEN = 4 * NUM_OPS         # 60
+NUM_COPIES = 2                   # copies A and B of every op
+NUM_SLOTS = NUM_COPIES * NUM_OPS  # 30 (op, prob, level) slots: copy A in op order, then copy B
+POLICY_LEN = 2 * NUM_SLOTS       # 60 integers: (prob, level) per slot
 PROB_MAX = 10                    # probability integer v -> p = v / 10
 LEVEL_MAX = 9                    # magnitude level 0..9
+NUM_LEVELS = LEVEL_MAX + 1       # 10
+PROB, LEVEL = 0, 1               # field index inside a slot
+#: the flat vector reshaped: ``v.reshape(LAYOUT_SHAPE)[copy, op, field]``
+LAYOUT_SHAPE = (NUM_COPIES, NUM_OPS, 2)
+#: inclusive upper bound of each of the 60 integers (even index: probability, odd: level)
+UPPER = np.array([PROB_MAX if i % 2 == PROB else LEVEL_MAX for i in range(POLICY_LEN)],
+                 dtype=np.int64)
 
 SCHEDULE_FORMAT = "rolekd-schedule"
 SCHEDULE_VERSION = 1
@@ -68,19 +93,43 @@ _ROW_FIELDS = ("target_id", "clone_id", "target_epoch", "clone_epoch", "clone_co
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+def flat_index(copy: int, op: int, field: int) -> int:
+    """Index in the 60-int vector of ``field`` (:data:`PROB` 0 / :data:`LEVEL` 1) of op ``op``
+    (0..14, :data:`OP_ORDER`) in copy ``copy`` (0 = A, 1 = B)."""
+    return (copy * NUM_OPS + op) * 2 + field
+
+
+def slot_op(slot):
+    """Op index (0..14) of slot ``slot`` (0..29); works on ints, NumPy arrays and tensors."""
+    return slot % NUM_OPS
+
+
+def slot_probabilities(values) -> np.ndarray:
+    """float64 ``[..., 30]`` firing probability (0..1) of each slot of policies ``[..., 60]``."""
+    a = np.asarray(values)
+    return a.reshape(*a.shape[:-1], NUM_SLOTS, 2)[..., PROB] / PROB_MAX
+
+
+def slot_levels(values) -> np.ndarray:
+    """``[..., 30]`` level (0..9) of each slot of policies ``[..., 60]``."""
+    a = np.asarray(values)
+    return a.reshape(*a.shape[:-1], NUM_SLOTS, 2)[..., LEVEL]
+
+
 def field_name(i: int) -> str:
     """Human name of policy integer ``i``, e.g. ``field_name(17) == 'ShearX copy A level'``."""
-    copy = "A" if i < 2 * NUM_OPS else "B"
-    j = i % (2 * NUM_OPS)
-    return f"{OP_ORDER[j // 2]} copy {copy} {'prob' if j % 2 == 0 else 'level'}"
+    copy, rest = divmod(i, 2 * NUM_OPS)
+    op, field = divmod(rest, 2)
+    return f"{OP_ORDER[op]} copy {'AB'[copy]} {'prob' if field == PROB else 'level'}"
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _check_values(values: Any, what: str = "policy") -> tuple[int, ...]:
-    """Validate 60 policy integers; raise ScheduleError naming the bad field."""
+def check_policy(values: Any, what: str = "policy") -> list[int]:
+    """``values`` (60 integers, any sequence) as Python ints, or a ScheduleError naming the bad
+    field, its value and the allowed range."""
     if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
         raise ScheduleError(f"{what} must be a list of {POLICY_LEN} integers, "
                             f"got {type(values).__name__}")
@@ -94,17 +143,44 @@ def _check_values(values: Any, what: str = "policy") -> tuple[int, ...]:
         if not _is_int(v):
             raise ScheduleError(f"{what}[{i}] ({field_name(i)}) = {v!r} is not an integer")
         v = int(v)
-        hi = PROB_MAX if i % 2 == 0 else LEVEL_MAX
+        hi = int(UPPER[i])
         if not 0 <= v <= hi:
             raise ScheduleError(f"{what}[{i}] ({field_name(i)}) = {v} is out of range 0..{hi}")
         out.append(v)
-    return tuple(out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # Policy
 # --------------------------------------------------------------------------------------------
-class Policy:
+class _FrozenSequence:
+    """Read-only sequence over the tuple ``_items()``; equal (and hashed) by its items, only to
+    instances of the same class."""
+
+    __slots__ = ()
+
+    def _items(self) -> tuple:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items())
+
+    def __getitem__(self, i):
+        return self._items()[i]
+
+    def __eq__(self, other) -> bool:
+        if type(other) is type(self):
+            return self._items() == other._items()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._items())
+
+
+class Policy(_FrozenSequence):
     """An immutable PBA policy: 60 validated integers (see module docstring for the layout)."""
 
     __slots__ = ("_v",)
@@ -116,7 +192,7 @@ class Policy:
             if not isinstance(values, (list, tuple, np.ndarray)) and not isinstance(
                     values, (str, bytes, Mapping)) and hasattr(values, "__iter__"):
                 values = list(values)
-            v = _check_values(values)
+            v = tuple(check_policy(values))
         object.__setattr__(self, "_v", v)
 
     def __setattr__(self, name, value):
@@ -135,8 +211,8 @@ class Policy:
         The op names must follow :data:`OP_ORDER` in each copy.
         """
         slots = list(slots)
-        if len(slots) != 2 * NUM_OPS:
-            raise ScheduleError(f"from_slots needs {2 * NUM_OPS} (op, prob, level) slots, "
+        if len(slots) != NUM_SLOTS:
+            raise ScheduleError(f"from_slots needs {NUM_SLOTS} (op, prob, level) slots, "
                                 f"got {len(slots)}")
         values: list[Any] = []
         for s, slot in enumerate(slots):
@@ -144,7 +220,7 @@ class Policy:
                 name, prob, level = slot
             except (TypeError, ValueError):
                 raise ScheduleError(f"slot {s} must be (op_name, prob, level), got {slot!r}") from None
-            want = OP_ORDER[s % NUM_OPS]
+            want = OP_ORDER[slot_op(s)]
             if name != want:
                 raise ScheduleError(f"slot {s} op = {name!r}, expected {want!r} (OP_ORDER)")
             values += [prob, level]
@@ -159,39 +235,25 @@ class Policy:
 
     def slots(self) -> list[tuple[str, int, int]]:
         """30 ``(op_name, prob 0..10, level 0..9)``: copy A in op order, then copy B."""
-        return [(OP_ORDER[(i // 2) % NUM_OPS], self._v[i], self._v[i + 1])
-                for i in range(0, POLICY_LEN, 2)]
+        return [(OP_ORDER[slot_op(s)], self._v[2 * s], self._v[2 * s + 1]) for s in range(NUM_SLOTS)]
 
     def describe(self) -> str:
         """Human summary, e.g. ``'Rotate p=0.3 L=4 | Cutout p=1.0 L=9, p=0.2 L=1'`` (active slots)."""
         parts = []
         for k, name in enumerate(OP_ORDER):
             act = []
-            for base in (0, 2 * NUM_OPS):
-                p, lvl = self._v[base + 2 * k], self._v[base + 2 * k + 1]
+            for copy in range(NUM_COPIES):
+                p = self._v[flat_index(copy, k, PROB)]
+                lvl = self._v[flat_index(copy, k, LEVEL)]
                 if p > 0:
-                    act.append(f"p={p / 10:.1f} L={lvl}")
+                    act.append(f"p={p / PROB_MAX:.1f} L={lvl}")
             if act:
                 parts.append(f"{name} " + ", ".join(act))
         return " | ".join(parts) if parts else "(no ops: all probabilities 0)"
 
     # --- dunder -----------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return POLICY_LEN
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._v)
-
-    def __getitem__(self, i):
-        return self._v[i]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Policy):
-            return self._v == other._v
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._v)
+    def _items(self) -> tuple[int, ...]:
+        return self._v
 
     def __repr__(self) -> str:
         return f"Policy({list(self._v)})"
@@ -209,7 +271,7 @@ def _policy_from_checked(v: tuple[int, ...]) -> Policy:
 def _as_policy(values: Any, what: str = "policy") -> Policy:
     if isinstance(values, Policy):
         return values
-    return _policy_from_checked(_check_values(values, what))
+    return _policy_from_checked(tuple(check_policy(values, what)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,7 +287,7 @@ def _rle(policies: Sequence[Policy]) -> list[tuple[Policy, int]]:
     return [(p, n) for p, n in segs]
 
 
-class Schedule:
+class Schedule(_FrozenSequence):
     """One :class:`Policy` per epoch (immutable, at least one epoch).
 
     ``segments`` are ``(policy, length)`` runs. When the schedule was rebuilt from a lineage log
@@ -303,22 +365,8 @@ class Schedule:
         """int32 ``[epochs, 60]``."""
         return np.asarray([p._v for p in self._policies], dtype=np.int32).reshape(self.epochs, POLICY_LEN)
 
-    def __len__(self) -> int:
-        return self.epochs
-
-    def __iter__(self) -> Iterator[Policy]:
-        return iter(self._policies)
-
-    def __getitem__(self, e):
-        return self._policies[e]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Schedule):
-            return self._policies == other._policies
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._policies)
+    def _items(self) -> tuple[Policy, ...]:
+        return self._policies
 
     def __repr__(self) -> str:
         return f"Schedule(epochs={self.epochs}, segments={self.segment_lengths})"
@@ -409,10 +457,10 @@ class Schedule:
             what = f"{where}: epochs[{e}]"
             if perm is not None:
                 if not isinstance(vals, list) or len(vals) != POLICY_LEN:
-                    _check_values(vals, what)  # raises with the right message
+                    check_policy(vals, what)  # raises with the right message
                 vals = _remap(vals, perm)
                 what += " (remapped to OP_ORDER)"
-            pols.append(_policy_from_checked(_check_values(vals, what)))
+            pols.append(_policy_from_checked(tuple(check_policy(vals, what))))
         source = doc.get("source") or {}
         if not isinstance(source, Mapping):
             raise ScheduleError(f"{where}: field 'source' must be an object, got {type(source).__name__}")
@@ -479,9 +527,9 @@ def _op_order_permutation(order: Any, where: str) -> list[int] | None:
 def _remap(vals: Sequence[Any], perm: Sequence[int]) -> list[Any]:
     out: list[Any] = [None] * POLICY_LEN
     for j, k in enumerate(perm):
-        for base in (0, 2 * NUM_OPS):
-            out[base + 2 * k] = vals[base + 2 * j]
-            out[base + 2 * k + 1] = vals[base + 2 * j + 1]
+        for copy in range(NUM_COPIES):
+            for field in (PROB, LEVEL):
+                out[flat_index(copy, k, field)] = vals[flat_index(copy, j, field)]
     return out
 
 
@@ -499,7 +547,7 @@ def _config_policy(cfg: Any, what: str) -> Policy:
     elif not isinstance(cfg, (list, tuple, np.ndarray)):
         raise ScheduleError(f"{what}: expected a {POLICY_LEN}-int list or a dict with 'hp_policy', "
                             f"got {type(cfg).__name__}")
-    return _policy_from_checked(_check_values(cfg, what))
+    return _policy_from_checked(tuple(check_policy(cfg, what)))
 
 
 def _check_row(row: Any, where: str) -> tuple[str, str, int, int, Policy, Policy]:
@@ -533,7 +581,8 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
        (a trial's log starts with the copied log of its clone's ancestors).
     2. Segment 0 = ``row0.clone_config`` for ``row0.clone_epoch`` epochs; segment ``i`` =
        ``row[i].new_config`` for ``row[i+1].clone_epoch - row[i].clone_epoch`` epochs; the last
-       segment runs to ``epochs``. Every length must be positive and they sum to ``epochs``.
+       segment runs to ``epochs``. Every length must be positive (they sum to ``epochs`` by
+       construction, PBA's assert).
     3. With ``train_epochs`` = k * ``epochs`` each epoch's policy is repeated k times.
 
     ``where`` optionally names each row for error messages (e.g. ``"file.txt: line 3"``).
@@ -554,8 +603,6 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
     start = 0 if last_break is None else last_break + 1
     kept = checked[start:]
     kept_labels = labels[start:]
-    if not kept:  # cannot happen (the last row always survives), kept for safety
-        raise ScheduleError(f"{prefix}broken lineage: no rows left after truncation")
 
     segs: list[tuple[Policy, int]] = [(kept[0][4], kept[0][3])]
     seg_where = [f"{kept_labels[0]}: field clone_epoch (first segment length)"]
@@ -569,9 +616,6 @@ def parse_pba_log(rows: Sequence[Any], epochs: int, *, train_epochs: int | None 
     for (p, n), w in zip(segs, seg_where):
         if n <= 0:
             raise ScheduleError(f"{w}: broken lineage: segment length {n} is not positive")
-    total = sum(n for _, n in segs)
-    if total != epochs:  # guaranteed by construction; checked like PBA's assert
-        raise ScheduleError(f"{prefix}broken lineage: segment lengths sum to {total}, expected {epochs}")
     src = dict(source or {})
     src.update({"search_epochs": epochs, "rows": len(rows), "rows_dropped": start,
                 "segment_lengths": [n for _, n in segs]})

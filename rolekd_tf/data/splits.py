@@ -87,6 +87,20 @@ def _balanced_quota(size: int, weights: np.ndarray, avail: np.ndarray) -> np.nda
     return q
 
 
+def resolve_sizes(n: int, train_size: int | None, val_size: int | None,
+                  holdout_size: int) -> tuple[int, int]:
+    """``(train, val)`` image counts of a split of ``n`` images: ``None`` means "the rest" after
+    the holdout and the other size; both ``None``: :data:`DEFAULT_VAL_FRACTION` of the rest is val."""
+    rest = n - holdout_size
+    if train_size is None and val_size is None:
+        val_size = int(round(DEFAULT_VAL_FRACTION * rest))
+    if val_size is None:
+        val_size = rest - train_size
+    if train_size is None:
+        train_size = rest - val_size
+    return train_size, val_size
+
+
 def split_indices(labels, *, train_size: int | None, val_size: int | None,
                   holdout_size: int = 0, seed: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,13 +126,7 @@ def split_indices(labels, *, train_size: int | None, val_size: int | None,
         raise DataError(
             f"train_size={train_size} + val_size={val_size} + holdout_size={holdout_size} "
             f"= {fixed} exceeds the {n} images available")
-    rest = n - holdout_size
-    if train_size is None and val_size is None:
-        val_size = int(round(DEFAULT_VAL_FRACTION * rest))
-    if val_size is None:
-        val_size = rest - train_size
-    if train_size is None:
-        train_size = rest - val_size
+    train_size, val_size = resolve_sizes(n, train_size, val_size, holdout_size)
 
     classes, y_idx = np.unique(y, return_inverse=True)
     counts = np.bincount(y_idx, minlength=len(classes)).astype(np.int64)

@@ -8,13 +8,12 @@ gradients from one tape. Both are outside what a loss-function-level distiller c
 """
 from __future__ import annotations
 
-import numpy as np
 import keras
 import tensorflow as tf
 
 from rolekd_tf import distribute as _dist
 from rolekd_tf.distill import losses as _losses
-from rolekd_tf.errors import CheckpointError, ConfigError, ModelError
+from rolekd_tf.errors import ConfigError, ModelError
 from rolekd_tf.models.taps import feature_model, tap_layer_names
 
 UPDATES = ("clip_to_task_grad", "weighted_sum", "weighted_clip")
@@ -104,8 +103,8 @@ class Distiller(keras.Model):
     rule, so the clip uses global norms; batch-relational KD losses see the global batch
     (:mod:`rolekd_tf.distribute` documents the semantics).
 
-    Checkpoint/resume: :meth:`save_train_state` / :meth:`load_train_state` (student weights incl.
-    BN statistics, adapters, peer, MHGD heads, optimizer state, epoch and λ; teacher not stored).
+    Checkpoint/resume: :mod:`rolekd_tf.distill.checkpoint` (student weights incl. BN statistics,
+    adapters, peer, MHGD heads, optimizer state, epoch and λ; teacher not stored).
     Export the student alone with ``distiller.student.save("model.keras")``.
     """
 
@@ -208,7 +207,7 @@ class Distiller(keras.Model):
 
     def compile(self, *args, **kwargs):
         """``keras.Model.compile``; also builds the optimizer over :meth:`_train_var_list` so its slot
-        order is deterministic (needed by :meth:`load_train_state`)."""
+        order is deterministic (needed by :func:`rolekd_tf.distill.checkpoint.load_state`)."""
         super().compile(*args, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self._train_var_list())
@@ -338,52 +337,3 @@ class Distiller(keras.Model):
         fm = self._teacher_fm
         return self.mhgd.pretrain_heads(lambda x: list(fm(x, training=False))[:-1], dataset, epochs,
                                         steps_per_epoch=steps_per_epoch, learning_rate=learning_rate)
-
-    # ------------------------------------------------------------------ checkpoint / resume
-    def _state_groups(self):
-        groups = {
-            "student": list(self.student.weights),
-            "adapters": [v for a in self.adapters for v in a.weights],
-            "peer": list(self.peer.weights) if self.peer is not None else [],
-            "mhgd": [v for l in (self.mhgd.senders + self.mhgd.receivers + self.mhgd.s_bns + self.mhgd.r_bns)
-                     for v in l.weights] if self.mhgd is not None else [],
-            "state": [self.epoch, self.kd_lambda],
-        }
-        if self.optimizer is not None:
-            if not self.optimizer.built:
-                self.optimizer.build(self._train_var_list())
-            groups["optimizer"] = list(self.optimizer.variables)
-        return groups
-
-    def save_train_state(self, path):
-        """Write student (+BN stats), adapters, peer, MHGD heads, optimizer state, epoch, λ to an
-        ``.npz`` at ``path`` (atomic). The teacher is not stored."""
-        from rolekd_tf.fileio import atomic_path
-
-        arrays = {}
-        for g, vs in self._state_groups().items():
-            for i, v in enumerate(vs):
-                arrays[f"{g}/{i:05d}"] = np.asarray(keras.ops.convert_to_numpy(v))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-
-    def load_train_state(self, path):
-        """Restore what :meth:`save_train_state` wrote; mismatches raise :class:`CheckpointError`."""
-        try:
-            data = np.load(path)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"cannot read distiller train state {str(path)!r}: {e}") from None
-        with data:
-            for g, vs in self._state_groups().items():
-                keys = sorted(k for k in data.files if k.startswith(g + "/"))
-                if len(keys) != len(vs):
-                    raise CheckpointError(
-                        f"train state {str(path)!r} has {len(keys)} {g} variables, model has {len(vs)}")
-                for k, v in zip(keys, vs):
-                    arr = data[k]
-                    if tuple(arr.shape) != tuple(v.shape):
-                        raise CheckpointError(
-                            f"train state {str(path)!r}: {g} variable {v.path} has shape {tuple(v.shape)}, "
-                            f"file has {arr.shape}")
-                    v.assign(arr)

@@ -59,6 +59,29 @@ def relu(x, name: str):
     return keras.layers.ReLU(name=name)(x)
 
 
+def basic_convs(x, filters: int, stride: int, *, w_bits: int, a_bits: int, name: str):
+    """The residual branch of a pre-activation / pyramidal basic block after its entry BN:
+    ``conv3×3 (stride) → BN → act → conv3×3`` (layers ``<name>_conv1``, ``_bn2``, ``_mid_aq``,
+    ``_conv2``)."""
+    y = conv(x, filters, 3, stride, f"{name}_conv1", w_bits)
+    y = bn(y, f"{name}_bn2")
+    y = act_q(y, a_bits, f"{name}_mid_aq")
+    return conv(y, filters, 3, 1, f"{name}_conv2", w_bits)
+
+
+def bottleneck_convs(x, planes: int, out_ch: int, stride: int, *, w_bits: int, a_bits: int, name: str):
+    """The residual branch of a pre-activation / pyramidal bottleneck block after its entry BN:
+    ``conv1×1 → BN → act → conv3×3 (stride) → BN → act → conv1×1 (out_ch)`` (layers
+    ``<name>_conv1``, ``_bn2``, ``_mid1_aq``, ``_conv2``, ``_bn3``, ``_mid2_aq``, ``_conv3``)."""
+    y = conv(x, planes, 1, 1, f"{name}_conv1", w_bits)
+    y = bn(y, f"{name}_bn2")
+    y = act_q(y, a_bits, f"{name}_mid1_aq")
+    y = conv(y, planes, 3, stride, f"{name}_conv2", w_bits)
+    y = bn(y, f"{name}_bn3")
+    y = act_q(y, a_bits, f"{name}_mid2_aq")
+    return conv(y, out_ch, 1, 1, f"{name}_conv3", w_bits)
+
+
 def tap(x, index: int):
     """Mark a KD feature tap: an identity layer named ``tap_<index>`` on the main path."""
     return keras.layers.Identity(name=f"tap_{index}")(x)

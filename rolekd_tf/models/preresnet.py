@@ -15,32 +15,28 @@ import keras
 from rolekd_tf.models import _blocks as B
 
 
-def preact_basic_block(x, filters: int, stride: int, *, w_bits: int, a_bits: int, name: str):
-    needs_proj = stride != 1 or x.shape[-1] != filters
-    p = B.bn(x, f"{name}_bn1")
-    p = B.act_q(p, a_bits, f"{name}_in_aq")
-    y = B.conv(p, filters, 3, stride, f"{name}_conv1", w_bits)
-    y = B.bn(y, f"{name}_bn2")
-    y = B.act_q(y, a_bits, f"{name}_mid_aq")
-    y = B.conv(y, filters, 3, 1, f"{name}_conv2", w_bits)
-    sc = B.conv(p, filters, 1, stride, f"{name}_proj_conv", w_bits) if needs_proj else x
+def _preact_entry(x, a_bits: int, name: str):
+    """``BN → act``: the pre-activated block input that the branch and a projection read."""
+    return B.act_q(B.bn(x, f"{name}_bn1"), a_bits, f"{name}_in_aq")
+
+
+def _add_shortcut(y, x, p, out_ch: int, stride: int, w_bits: int, name: str):
+    """``y`` + shortcut: a 1×1 projection of ``p`` where the shape changes, else ``x`` itself."""
+    needs_proj = stride != 1 or x.shape[-1] != out_ch
+    sc = B.conv(p, out_ch, 1, stride, f"{name}_proj_conv", w_bits) if needs_proj else x
     return keras.layers.Add(name=f"{name}_add")([y, sc])
+
+
+def preact_basic_block(x, filters: int, stride: int, *, w_bits: int, a_bits: int, name: str):
+    p = _preact_entry(x, a_bits, name)
+    y = B.basic_convs(p, filters, stride, w_bits=w_bits, a_bits=a_bits, name=name)
+    return _add_shortcut(y, x, p, filters, stride, w_bits, name)
 
 
 def preact_bottleneck_block(x, planes: int, stride: int, *, w_bits: int, a_bits: int, name: str):
-    out_ch = 4 * planes
-    needs_proj = stride != 1 or x.shape[-1] != out_ch
-    p = B.bn(x, f"{name}_bn1")
-    p = B.act_q(p, a_bits, f"{name}_in_aq")
-    y = B.conv(p, planes, 1, 1, f"{name}_conv1", w_bits)
-    y = B.bn(y, f"{name}_bn2")
-    y = B.act_q(y, a_bits, f"{name}_mid1_aq")
-    y = B.conv(y, planes, 3, stride, f"{name}_conv2", w_bits)
-    y = B.bn(y, f"{name}_bn3")
-    y = B.act_q(y, a_bits, f"{name}_mid2_aq")
-    y = B.conv(y, out_ch, 1, 1, f"{name}_conv3", w_bits)
-    sc = B.conv(p, out_ch, 1, stride, f"{name}_proj_conv", w_bits) if needs_proj else x
-    return keras.layers.Add(name=f"{name}_add")([y, sc])
+    p = _preact_entry(x, a_bits, name)
+    y = B.bottleneck_convs(p, planes, 4 * planes, stride, w_bits=w_bits, a_bits=a_bits, name=name)
+    return _add_shortcut(y, x, p, 4 * planes, stride, w_bits, name)
 
 
 def _build_preact(*, name, stages, blocks_per_stage, block_fn, num_classes, w_bits, a_bits,

@@ -58,11 +58,7 @@ def _shortcut(x, out_ch: int, stride: int, name: str):
 
 def pyramid_basic_block(x, width: int, stride: int, *, w_bits: int, a_bits: int, name: str):
     """``BN → conv3×3 → BN → act → conv3×3 → BN`` + (pooled, zero-padded) identity."""
-    y = B.bn(x, f"{name}_bn1")
-    y = B.conv(y, width, 3, stride, f"{name}_conv1", w_bits)
-    y = B.bn(y, f"{name}_bn2")
-    y = B.act_q(y, a_bits, f"{name}_mid_aq")
-    y = B.conv(y, width, 3, 1, f"{name}_conv2", w_bits)
+    y = B.basic_convs(B.bn(x, f"{name}_bn1"), width, stride, w_bits=w_bits, a_bits=a_bits, name=name)
     y = B.bn(y, f"{name}_bn3")
     return keras.layers.Add(name=f"{name}_add")([y, _shortcut(x, width, stride, name)])
 
@@ -70,14 +66,8 @@ def pyramid_basic_block(x, width: int, stride: int, *, w_bits: int, a_bits: int,
 def pyramid_bottleneck_block(x, width: int, stride: int, *, w_bits: int, a_bits: int, name: str):
     """``BN → conv1×1 → BN → act → conv3×3 → BN → act → conv1×1 (4·width) → BN`` + identity."""
     out_ch = EXPANSION["bottleneck"] * width
-    y = B.bn(x, f"{name}_bn1")
-    y = B.conv(y, width, 1, 1, f"{name}_conv1", w_bits)
-    y = B.bn(y, f"{name}_bn2")
-    y = B.act_q(y, a_bits, f"{name}_mid1_aq")
-    y = B.conv(y, width, 3, stride, f"{name}_conv2", w_bits)
-    y = B.bn(y, f"{name}_bn3")
-    y = B.act_q(y, a_bits, f"{name}_mid2_aq")
-    y = B.conv(y, out_ch, 1, 1, f"{name}_conv3", w_bits)
+    y = B.bottleneck_convs(B.bn(x, f"{name}_bn1"), width, out_ch, stride, w_bits=w_bits,
+                           a_bits=a_bits, name=name)
     y = B.bn(y, f"{name}_bn4")
     return keras.layers.Add(name=f"{name}_add")([y, _shortcut(x, out_ch, stride, name)])
 

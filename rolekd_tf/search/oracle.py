@@ -58,17 +58,17 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import keras_tuner
 import numpy as np
 from keras_tuner.src.engine import metrics_tracking
 from keras_tuner.src.engine import trial as trial_module
 
+from rolekd_tf.augment.policy import check_policy
 from rolekd_tf.errors import ConfigError
 from rolekd_tf.fileio import atomic_write_json, clean_stale_temporaries
 from rolekd_tf.search import lineage as lineage_mod
-from rolekd_tf.search.space import INIT_CHOICES, check_policy, explore, initial_policy
+from rolekd_tf.search.space import INIT_CHOICES, explore, initial_policy
 from rolekd_tf.search.space import initial_policies as make_initial_policies
 
 OBJECTIVE = "val_accuracy"
@@ -584,6 +584,3 @@ class PBTOracle(keras_tuner.Oracle):
                     shutil.rmtree(p, ignore_errors=True)
                 elif p.exists():
                     p.unlink()
-
-    def config_summary(self) -> dict[str, Any]:
-        return self._settings()

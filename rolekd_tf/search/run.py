@@ -301,12 +301,9 @@ def finalize(out: Path, cfg, oracle, *, wall: float, segment_times: list[dict], 
         if again.as_array().tolist() != sched.as_array().tolist():  # pragma: no cover - invariant
             raise RuntimeError("schedule.json and the lineage log disagree (bug)")
     sched.save(out / "schedule.json")
-    try:
-        from rolekd_tf.augment.plot import plot_schedule
+    from rolekd_tf.augment.plot import plot_schedule
 
-        plot_schedule(sched, out / "schedule.png")
-    except ImportError:  # pragma: no cover
-        pass
+    plot_schedule(sched, out / "schedule.png")
     all_segments = [h for mm in st["members"].values() for h in mm["history"] if h.get("status") == "COMPLETED"]
     trainer_all = sum(float(h.get("train_seconds", 0.0)) for h in all_segments)
     trainer_run = sum(float(t["train_seconds"]) for t in segment_times)

@@ -1,7 +1,8 @@
 """PBA's augmentation search space and its explore step (docs/METHOD.md §1-2).
 
-A policy is 60 integers: for each of the 15 ops (pinned order) and each of two copies A/B, a
-probability value ``0..10`` (even index) followed by a magnitude level ``0..9`` (odd index).
+A policy is 60 integers in the format of :mod:`rolekd_tf.augment.policy` (its one definition):
+for each of the 15 ops and each of two copies A/B, a probability value ``0..10`` (even index)
+followed by a magnitude level ``0..9`` (odd index).
 
 Explore (PBA ``explore``) treats **each of the 60 integers independently**: with probability
 ``resample_p`` (0.2) it is redrawn uniformly from its full range; otherwise an amount drawn
@@ -15,15 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rolekd_tf.errors import ConfigError, ScheduleError
-
-NUM_OPS = 15
-POLICY_LEN = 60
-PROB_MAX = 10  #: probability values 0..10 (p = v / 10)
-LEVEL_MAX = 9  #: magnitude levels 0..9
-
-#: inclusive upper bound of each of the 60 integers (even index: probability, odd: level)
-UPPER = np.array([PROB_MAX if i % 2 == 0 else LEVEL_MAX for i in range(POLICY_LEN)], dtype=np.int64)
+from rolekd_tf.augment.policy import POLICY_LEN, UPPER, check_policy
+from rolekd_tf.errors import ConfigError
 
 
 #: ``search.init`` choices: how the members' start policies are drawn.
@@ -61,25 +55,6 @@ def initial_policies(init: str, population: int, seed: int) -> list[list[int]]:
         rng = np.random.default_rng([int(seed), 0x1A17])  # 0x1A17: a fixed stream tag ("init")
         return [random_initial_policy(rng) for _ in range(population)]
     raise ConfigError(f"search.init={init!r} is not a start-policy rule; allowed: {', '.join(INIT_CHOICES)}")
-
-
-def check_policy(policy: Sequence[int], what: str = "policy") -> list[int]:
-    """Return ``policy`` as a list of 60 Python ints, or raise ScheduleError naming the problem."""
-    try:
-        vals = [int(v) for v in policy]
-    except (TypeError, ValueError):
-        raise ScheduleError(f"{what} must be a list of {POLICY_LEN} integers, got {policy!r:.80}")
-    if len(vals) != POLICY_LEN:
-        raise ScheduleError(f"{what} has {len(vals)} integers; a policy has exactly {POLICY_LEN}")
-    arr = np.asarray(vals)
-    bad = np.nonzero((arr < 0) | (arr > UPPER))[0]
-    if bad.size:
-        i = int(bad[0])
-        kind = "probability" if i % 2 == 0 else "level"
-        raise ScheduleError(
-            f"{what}[{i}]={vals[i]} is out of range; a {kind} is 0..{int(UPPER[i])}"
-        )
-    return vals
 
 
 def explore(

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import keras_tuner
 import numpy as np
 
+from rolekd_tf.augment.policy import POLICY_LEN
 from rolekd_tf.errors import CheckpointError
 from rolekd_tf.fileio import atomic_write_json, clean_stale_temporaries
 from rolekd_tf.search import oracle as oracle_mod
@@ -55,7 +56,7 @@ class ArrayPolicyTable:
     """NumPy stand-in for ``PolicyTable`` (same two setters), used when the TF pipeline is absent."""
 
     def __init__(self, epochs: int):
-        self.table = np.zeros((int(epochs), 60), np.int32)
+        self.table = np.zeros((int(epochs), POLICY_LEN), np.int32)
 
     def assign_schedule(self, array):
         self.table[...] = np.asarray(array, np.int32)
@@ -304,13 +305,3 @@ class PBTTuner(keras_tuner.Tuner):
 
     def save_model(self, trial_id, model, step=0):  # pragma: no cover - unused
         pass
-
-
-def print_progress_summary(oracle, file=sys.stdout) -> None:
-    """One line per member: epoch, latest score, exploits."""
-    st = oracle.pbt_state
-    for mid in oracle.ranking():
-        m = st["members"][mid]
-        score = "—" if m["score"] is None else f"{m['score']:.4f}"
-        print(f"  member {mid:>3}  epoch {m['epoch']:>4}  val_accuracy {score}  "
-              f"exploits {len(m['log'])}", file=file)

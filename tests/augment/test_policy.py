@@ -464,3 +464,98 @@ def test_parse_pba_log_in_memory_errors():
 
 def test_errors_are_rolekd_errors():
     assert issubclass(ScheduleError, RolekdError)
+
+
+# ------------------------------------------------------------------------------------------
+# the one definition of the format: layout helpers, and every user imports them
+# ------------------------------------------------------------------------------------------
+def test_flat_layout_round_trips():
+    from rolekd_tf.augment import policy as P
+
+    # the documented layout: copy A op k -> [2k] prob, [2k+1] level; copy B -> [30+2k], [31+2k]
+    seen = []
+    for k in range(15):
+        assert P.flat_index(0, k, P.PROB) == 2 * k and P.flat_index(0, k, P.LEVEL) == 2 * k + 1
+        assert P.flat_index(1, k, P.PROB) == 30 + 2 * k and P.flat_index(1, k, P.LEVEL) == 31 + 2 * k
+        seen += [P.flat_index(c, k, f) for c in (0, 1) for f in (0, 1)]
+    assert sorted(seen) == list(range(60)) == list(range(P.POLICY_LEN))
+    # reshaping to LAYOUT_SHAPE indexes the same integers as flat_index
+    v = np.arange(60)
+    grid = v.reshape(P.LAYOUT_SHAPE)
+    for c in (0, 1):
+        for k in range(15):
+            for f in (0, 1):
+                assert grid[c, k, f] == P.flat_index(c, k, f)
+    # slot s: integers 2s, 2s+1, op s % 15; upper bounds 10 (prob) / 9 (level)
+    assert [P.slot_op(s) for s in range(30)] == list(range(15)) * 2
+    assert P.UPPER.tolist() == [10, 9] * 30
+    rng = np.random.default_rng(5)
+    pol = Policy(rand_policy(rng))
+    slots = pol.slots()
+    assert len(slots) == P.NUM_SLOTS == 30
+    for s, (name, prob, level) in enumerate(slots):
+        assert name == OP_ORDER[s % 15] and (prob, level) == (pol[2 * s], pol[2 * s + 1])
+    assert Policy.from_slots(slots) == pol
+    assert field_name(P.flat_index(1, OP_ORDER.index("Cutout"), P.LEVEL)) == "Cutout copy B level"
+
+
+def test_format_users_import_the_one_definition():
+    """No module but augment/policy.py defines the op list, the sizes or the bounds (it failed
+    when ops.py, apply.py and search/space.py each had their own)."""
+    import rolekd_tf
+    from rolekd_tf.augment import policy as P
+    from rolekd_tf.search import oracle, space
+
+    format_names = {"OP_ORDER", "OP_NAMES", "NUM_OPS", "NUM_SLOTS", "POLICY_LEN", "POLICY_LENGTH",
+                    "PROB_MAX", "LEVEL_MAX", "NUM_LEVELS", "UPPER"}
+    root = Path(rolekd_tf.__file__).parent
+    offenders = []
+    for f in sorted(root.rglob("*.py")):
+        if f == Path(P.__file__):
+            continue
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) else [])
+            offenders += [f"{f.relative_to(root)}:{node.lineno} {t.id}" for t in targets
+                          if isinstance(t, ast.Name) and t.id in format_names]
+            if isinstance(node, (ast.Tuple, ast.List)) and \
+                    sorted(str(getattr(e, "value", "")) for e in node.elts) == sorted(OP_ORDER):
+                offenders.append(f"{f.relative_to(root)}:{node.lineno} op list")
+            if isinstance(node, ast.FunctionDef) and node.name == "check_policy":
+                offenders.append(f"{f.relative_to(root)}:{node.lineno} check_policy")
+    assert offenders == []
+    assert space.check_policy is P.check_policy and oracle.check_policy is P.check_policy
+    assert space.UPPER is P.UPPER
+
+
+def _independent_per_epoch(rows, epochs):
+    """PBA's parse_log restated per epoch: after the last chain break, epoch e trains the
+    new_config of the last row whose clone_epoch <= e (row 0's clone_config before that)."""
+    start = 0
+    for i in range(len(rows) - 1):
+        if rows[i][0] != rows[i + 1][1]:
+            start = i + 1
+    kept = rows[start:]
+    out = []
+    for e in range(epochs):
+        pol = kept[0][4]
+        for r in kept:
+            if r[3] <= e:
+                pol = r[5]
+        out.append(list(pol))
+    return out
+
+
+@pytest.mark.parametrize("path,epochs", [(CIFAR, 200), (SVHN, 160)])
+def test_published_schedule_parses_like_an_independent_reading(path, epochs):
+    from rolekd_tf.search.lineage import schedule_for_rows
+
+    text = need(path).read_text()
+    rows = [ast.literal_eval(line) for line in text.splitlines() if line.strip()]
+    want = _independent_per_epoch(rows, epochs)
+    got = load_schedule(path, epochs)
+    assert got.as_array().shape == (epochs, 60)
+    assert got.as_array().tolist() == want
+    # the search's reconstruction goes through the same parser
+    assert schedule_for_rows(rows, epochs).as_array().tolist() == want

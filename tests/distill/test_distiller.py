@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from rolekd_tf.distill import Distiller, EpochTracker, LambdaSchedule, clip_to_bound, clipped_kd_update
+from rolekd_tf.distill import checkpoint
 from rolekd_tf.errors import CheckpointError, ConfigError, ModelError
 from tests.distill._tiny import tiny_data, tiny_model
 
@@ -205,10 +206,10 @@ def test_train_state_round_trip(tmp_path):
     d.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[EpochTracker()])
     d.kd_lambda.assign(0.123)
     p = tmp_path / "state.npz"
-    d.save_train_state(p)
+    checkpoint.save_state(d, p, epoch=1)
     d2 = make()
     d2.mhgd.senders[0].kernel.assign(tf.zeros_like(d2.mhgd.senders[0].kernel))
-    d2.load_train_state(p)
+    checkpoint.load_state(d2, p)
     for a, b in zip(d.student.weights, d2.student.weights):  # incl. BN moving statistics
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(d.optimizer.variables, d2.optimizer.variables):
@@ -222,7 +223,7 @@ def test_train_state_round_trip(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     bad = _compiled(Distiller(tiny_model(0, name="t"), tiny_model(1, name="s"), kd="svd"))
     with pytest.raises(CheckpointError):
-        bad.load_train_state(tmp_path / "missing.npz")
+        checkpoint.load_state(bad, tmp_path / "missing.npz")
 
 
 def test_student_saved_alone(tmp_path):

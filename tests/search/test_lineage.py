@@ -9,6 +9,15 @@ from rolekd_tf.augment.policy import load_schedule, read_lineage_rows
 from rolekd_tf.errors import ScheduleError
 from rolekd_tf.search import lineage as lin
 
+
+def rows_to_policies(rows, epochs):
+    """The lineage's per-epoch policies as lists (the one parser: ``schedule_for_rows``)."""
+    return lin.schedule_for_rows(rows, epochs).as_array().tolist()
+
+
+def read_log(path):
+    return read_lineage_rows(path)[0]
+
 PBA_FILE = Path("/work/shared/data/schedules/pba-rcifar10-16-wrn.txt")
 
 
@@ -26,7 +35,7 @@ def chain():
 
 
 def test_rows_to_policies_segments():
-    pols = lin.rows_to_policies(chain(), 12)
+    pols = rows_to_policies(chain(), 12)
     assert len(pols) == 12
     assert pols[:3] == [P(0)] * 3 and pols[3:6] == [P(1)] * 3
     assert pols[6:9] == [P(2)] * 3 and pols[9:] == [P(3)] * 3
@@ -34,11 +43,11 @@ def test_rows_to_policies_segments():
 
 def test_chain_break_drops_earlier_rows():
     rows = [lin.make_row("5", "4", 2, 3, P(7), P(8))] + chain()  # row0.target 5 != row1.clone 1
-    assert lin.rows_to_policies(rows, 12) == lin.rows_to_policies(chain(), 12)
+    assert rows_to_policies(rows, 12) == rows_to_policies(chain(), 12)
 
 
 def test_empty_lineage_is_constant_initial_policy():
-    assert lin.rows_to_policies([], 5) == [[0] * 60] * 5
+    assert rows_to_policies([], 5) == [[0] * 60] * 5
     s = lin.schedule_for_rows([], 5)
     assert s.epochs == 5 and np.all(s.as_array() == 0)
 
@@ -52,17 +61,17 @@ def test_written_log_matches_importer(tmp_path):
     assert len(lines) == 3
     first = json.loads(lines[0])
     assert first[:4] == ["3", "1", 2, 3] and first[4]["hp_policy"] == P(0)
-    assert lin.read_log(path) == rows
+    assert read_log(path) == rows
     ours = lin.schedule_for_rows(rows, 12)
     theirs = load_schedule(path, epochs=12)
     assert ours.as_array().tolist() == theirs.as_array().tolist()
-    assert np.asarray(lin.rows_to_policies(rows, 12)).tolist() == theirs.as_array().tolist()
+    assert np.asarray(rows_to_policies(rows, 12)).tolist() == theirs.as_array().tolist()
 
 
 @pytest.mark.skipif(not PBA_FILE.exists(), reason="PBA published schedule not available")
 def test_pba_published_schedule_worked_check():
     rows, _, _ = read_lineage_rows(PBA_FILE)
-    pols = lin.rows_to_policies(rows, 200)
+    pols = rows_to_policies(rows, 200)
     lengths, prev, run = [], None, 0
     sched = load_schedule(PBA_FILE, epochs=200)
     assert sched.as_array().tolist() == pols
@@ -73,4 +82,4 @@ def test_pba_published_schedule_worked_check():
 def test_backwards_clone_epochs_rejected():
     rows = [lin.make_row("3", "1", 2, 6, P(0), P(1)), lin.make_row("2", "3", 5, 3, P(1), P(2))]
     with pytest.raises(ScheduleError):
-        lin.rows_to_policies(rows, 12)
+        rows_to_policies(rows, 12)

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from rolekd_tf.augment.policy import UPPER, read_lineage_rows
 from rolekd_tf.errors import ConfigError
 from rolekd_tf.search import lineage as lin
 from rolekd_tf.search import oracle as om
-from rolekd_tf.search.space import UPPER
 
 
 def make(tmp_path, name="p", **kw):
@@ -141,11 +141,11 @@ def test_lineage_files_and_schedule(tmp_path):
         f = lin.log_path(ldir, mid)
         assert f.exists() == bool(m["log"])
         if m["log"]:
-            assert lin.read_log(f) == m["log"]
+            assert read_lineage_rows(f)[0] == m["log"]
             from rolekd_tf.augment.policy import load_schedule
 
             sched = load_schedule(f, epochs=12)
-            assert sched.as_array().tolist() == lin.rows_to_policies(m["log"], 12)
+            assert sched.as_array().tolist() == lin.schedule_for_rows(m["log"], 12).as_array().tolist()
     assert len((ldir / "lineage.jsonl").read_text().splitlines()) == len(o.pbt_state["lineage"])
     meta = json.loads((o.members_dir / "member_0.json").read_text())
     assert meta["epoch"] == 12 and len(meta["segments"]) == 4

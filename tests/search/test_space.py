@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from rolekd_tf.errors import ScheduleError
-from rolekd_tf.search.space import POLICY_LEN, UPPER, check_policy, explore, initial_policy
+from rolekd_tf.augment.policy import POLICY_LEN, UPPER, check_policy
+from rolekd_tf.search.space import explore, initial_policy
 
 
 def test_upper_bounds_layout():
@@ -73,11 +74,11 @@ def test_resample_p_extremes():
 
 
 def test_check_policy_errors():
-    with pytest.raises(ScheduleError, match="exactly 60"):
+    with pytest.raises(ScheduleError, match="has 59 integers, expected 60"):
         check_policy([0] * 59)
-    with pytest.raises(ScheduleError, match=r"policy\[1\]=10 .*level is 0..9"):
+    with pytest.raises(ScheduleError, match=r"policy\[1\] \(Rotate copy A level\) = 10 is out of range 0\.\.9"):
         check_policy([0, 10] + [0] * 58)
-    with pytest.raises(ScheduleError, match="probability is 0..10"):
+    with pytest.raises(ScheduleError, match=r"policy\[0\] \(Rotate copy A prob\) = 11 is out of range 0\.\.10"):
         check_policy([11] + [0] * 59)
 
 

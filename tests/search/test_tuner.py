@@ -31,7 +31,7 @@ def check_search(project: Path, oracle, epochs=12, ready_interval=3):
         assert m["epoch"] == epochs
         got = trained_policies(project, m["ckpt_trial"])
         assert (got >= 0).all(), "an epoch was never trained"
-        want = lin.rows_to_policies(m["log"], epochs)
+        want = lin.schedule_for_rows(m["log"], epochs).as_array().tolist()
         assert got.tolist() == want, f"member {mid}: trained policies != lineage schedule"
         if m["log"]:
             assert load_schedule(lin.log_path(project / "lineage", mid), epochs=epochs).as_array().tolist() == want
