@@ -13,7 +13,7 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   kernel ``K·c_j``, bias ``β_j − μ_j c_j``.
 * Exact int8 weights are NOT obtained through a weight fake-quant (TF 2.21's converter
   constant-folds it and picks ``max|w|/127`` anyway, which cannot represent 1/3):
-  :func:`rolekd_tf.export.tflite.fix_int8_model` rewrites the flatbuffer so that every DoReFa
+  :func:`rolekd_tf.export.passes.fix_int8_model` rewrites the flatbuffer so that every DoReFa
   kernel (``2 ≤ w_bits ≤ 7``) stores ``n·M·w_dorefa`` (``M = ⌊127/n⌋``) with per-channel scale
   ``|c_j|/(n·M)`` (from ``plan[layer]["scale"]``), and re-quantises every bias with the actual
   ``input_scale × filter_scale``.
@@ -514,7 +514,7 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
     (:class:`~rolekd_tf.config.Int8Exactness`) that make them exact. Layer kinds are read off the
     model's quantiser objects; what the exporter made of each layer, off ``plan``.
 
-    ``fixes``: the records of :func:`~rolekd_tf.export.tflite.fix_int8_model` for that view; with
+    ``fixes``: the records of :func:`~rolekd_tf.export.passes.fix_int8_model` for that view; with
     them the integer-bias fit is read off the file (channels where no integer bias keeps every
     threshold, ``bias_unfit_channels``) instead of predicted from the layer types. ``int16_pool``:
     the file pools in int16 (:func:`~rolekd_tf.export.tflite.int16_logits`), so the global mean of
