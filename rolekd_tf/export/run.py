@@ -274,6 +274,9 @@ def _int8_entry(model, plan, f8) -> dict:
              "exactness": graph.int8_exactness(model, plan, f8.ops, int16_pool=bool(logits.int16_pool)),
              "logits": logits.as_dict(),
              "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
+    if f8.subsample.channels:
+        entry["subsample"] = {"strided_slices_as_depthwise": len(f8.subsample.channels),
+                              "channels": f8.subsample.channels, "added_bytes": f8.subsample.added_bytes}
     if logits.applied:
         entry["exactness"]["always"] = (
             f"the logits are rounded once to int16 (step {logits.step:.3g}; int8 logits would have "
