@@ -251,6 +251,8 @@ def test_subsample_as_depthwise_copies_exactly(w2a2):
     names = [name for name, _ in ops]
     assert "STRIDED_SLICE" not in names and names.count("DEPTHWISE_CONV_2D") == 2
     assert len(names) == len(ops0)
+    read = {int(i) for _, op in ops for i in op.inputs}  # the slices' parameters leave no data behind
+    assert not [i for i, t in enumerate(g.tensors) if i not in read and t.buffer and model.buffers[t.buffer].data is not None]
     for (name, op), (_, op0) in zip(ops, ops0):
         if name != "DEPTHWISE_CONV_2D":
             continue

@@ -38,10 +38,11 @@ def subsample_as_depthwise(model_bytes: bytes) -> tuple[bytes, SubsampleRecord]:
     s = F.schema()
     model, opname = F.read(model_bytes)
     g = model.subgraphs[0]
-    channels = []
+    channels, params = [], set()
     for op in g.operators:
         if opname(op) != "STRIDED_SLICE" or not _is_subsample(model, g, op):
             continue
+        params.update(int(i) for i in op.inputs[1:])
         xt = g.tensors[int(op.inputs[0])]
         c, s_in = int(xt.shape[-1]), float(xt.quantization.scale[0])
         w = _const(model, g, [1, 1, 1, c], F.INT8, np.ones(c, np.int8), 1.0)
@@ -53,6 +54,9 @@ def subsample_as_depthwise(model_bytes: bytes) -> tuple[bytes, SubsampleRecord]:
         op.inputs = np.asarray([int(op.inputs[0]), w, b], np.int32)
         op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.DepthwiseConv2DOptions, o
         channels.append(c)
+    read = {int(i) for op in g.operators for i in op.inputs}
+    for i in params - read:  # the slices' begin/end/strides: no data left behind (compact drops the buffers)
+        g.tensors[i].buffer = 0
     rec = SubsampleRecord(channels=channels, added_bytes=5 * sum(channels))
     return (F.write(model) if channels else model_bytes), rec
 
