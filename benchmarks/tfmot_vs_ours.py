@@ -766,7 +766,7 @@ def main(argv=None) -> int:
         tr = Runner("tfmot compacted", tc, mean=mean, std=std)
         same = bool(np.array_equal(tr.predict(x[:64]), runners[0].predict(x[:64])))
         what_if.append(f"tfmot's file through our `compact_model` (names, shape signatures, conversion metadata, "
-                       f"shared quantisation vectors): {len(tc):,} B (removed {fmt_counter(removed)}; outputs on 64 "
+                       f"shared quantisation vectors): {len(tc):,} B (removed {fmt_counter(removed.as_dict())}; outputs on 64 "
                        f"images {'bit-identical' if same else 'DIFFERENT'}); ours ÷ that: "
                        + ", ".join(f"{r['name']} {r['bytes'] / len(tc):.3f}" for r in rows[1:]))
     except Exception as e:  # noqa: BLE001 - a what-if; report why it is missing
