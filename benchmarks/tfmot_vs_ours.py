@@ -31,9 +31,12 @@ tfmot's int8 TFLite of the same architecture, on the same machine in one run", a
 * ``--sections``: where the time goes — each file also timed as copies cut after every stem op,
   after the last block and after every tail op (differences of interleaved medians, µs).
 * ``--what-if`` / ``--int8-logits NAME=RUN_DIR``: edited copies of our files (``what_if_*``:
-  one stem CONCATENATION; zero_pad subsample as a DEPTHWISE_CONV_2D XNNPACK takes; int16 logits
-  with an int8 pool), each with its agreement with the file it was made from. They measure a
-  proposed exporter change; they are never what the exporter writes.
+  one stem CONCATENATION; int16 logits with an int8 pool; and, for files exported before it
+  existed, the export's own subsample pass), each with its agreement with the file it was made
+  from. The ``what_if_*`` edits measure a proposed exporter change; they are not what it writes.
+* End-to-end: each file is also timed from one uint8 image to float logits, the caller's numpy
+  work included (tfmot: normalise, quantise to int8, dequantise the int8 logits; ours: hand over
+  the uint8 pixels), in a second set of interleaved rounds.
 
 The tfmot venv (not the project's): ``python3 -m venv V && V/bin/pip install tensorflow==2.21.0
 tf-keras==2.21.0 tensorflow-model-optimization keras==3.15.1 ai-edge-litert pyyaml pillow
@@ -275,59 +278,14 @@ def what_if_stem(blob: bytes) -> bytes | None:
     return None
 
 
-def what_if_subsample(blob: bytes) -> bytes | None:
-    """WHAT-IF edit (not what the exporter writes): the zero_pad shortcut subsamples with a
-    STRIDED_SLICE of stride 2, which XNNPACK does not take (measured: each one splits the delegated
-    graph; a MAX_POOL_2D 1×1/2 is not taken either); here it is a DEPTHWISE_CONV_2D 1×1, stride 2,
-    weights 1 (scale 1), bias 0, output scale = input scale: requantisation multiplier exactly 1,
-    so every value is copied (bit-identical), +C bytes of weights and 4·C of bias per shortcut.
-    None when the file has no such slice."""
-    m = _load(blob)
-    ops, g, schema = _opnames(m), m.subgraphs[0], _schema()
-    hit = False
-    for op in g.operators:
-        if ops[op.opcodeIndex] != "STRIDED_SLICE":
-            continue
-        consts = [m.buffers[g.tensors[t].buffer].data for t in op.inputs[1:]]
-        if any(c is None for c in consts):
-            continue
-        begin, _, strides = (np.frombuffer(bytes(c), np.int32).tolist() for c in consts)
-        o = op.builtinOptions
-        if strides != [1, 2, 2, 1] or any(begin) or o.beginMask != 15 or o.endMask != 15 or o.shrinkAxisMask:
-            continue
-        xt = g.tensors[int(op.inputs[0])]
-        c, s_in = int(xt.shape[-1]), float(xt.quantization.scale[0])
-        new = []
-        for shape, ttype, data, scale in (([1, 1, 1, c], 9, np.ones(c, np.int8).view(np.uint8), 1.0),
-                                          ([c], 2, np.zeros(c, np.int32).view(np.uint8), s_in)):
-            buf = schema.BufferT()
-            buf.data = data
-            m.buffers.append(buf)
-            t = schema.TensorT()
-            t.shape, t.type, t.buffer = np.asarray(shape, np.int32), ttype, len(m.buffers) - 1
-            t.quantization = schema.QuantizationParametersT()
-            t.quantization.scale, t.quantization.zeroPoint = [scale], [0]
-            g.tensors.append(t)
-            new.append(len(g.tensors) - 1)
-        code = next((i for i, oc in enumerate(m.operatorCodes)
-                     if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema.BuiltinOperator.DEPTHWISE_CONV_2D), None)
-        if code is None:
-            oc = schema.OperatorCodeT()
-            oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.DEPTHWISE_CONV_2D
-            oc.version = 3  # int8
-            m.operatorCodes.append(oc)
-            code = len(m.operatorCodes) - 1
-        do = schema.DepthwiseConv2DOptionsT()
-        do.padding, do.strideW, do.strideH, do.depthMultiplier = schema.Padding.VALID, 2, 2, 1
-        do.dilationWFactor = do.dilationHFactor = 1
-        op.opcodeIndex, op.inputs = code, np.asarray([int(op.inputs[0]), *new], np.int32)
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DepthwiseConv2DOptions, do
-        hit = True
-    if not hit:
-        return None
-    from rolekd_tf.export.passes import compact_model
+def with_subsample_pass(blob: bytes) -> bytes | None:
+    """An older file (exported before the subsample pass, 2026-12-03) with
+    :func:`rolekd_tf.export.passes.subsample.subsample_as_depthwise` applied, then ``compact_model``:
+    what today's exporter writes for its stride-2 subsamples. None when the file has no such slice."""
+    from rolekd_tf.export.passes import compact_model, subsample_as_depthwise
 
-    return compact_model(bytes(_fbu().convert_object_to_bytearray(m)))[0]
+    out, rec = subsample_as_depthwise(blob)
+    return compact_model(out)[0] if rec.channels else None
 
 
 def what_if_int8_pool(int8_logits_blob: bytes) -> bytes:
@@ -363,10 +321,12 @@ class Runner:
         self.mean, self.std = mean, std  # set: the file takes normalised images (tfmot); else pixels
 
     def feed(self, pixels: np.ndarray) -> np.ndarray:
+        dtype = self.inp["dtype"]
+        if self.mean is None and dtype == np.uint8 and pixels.dtype == np.uint8 and tuple(self.inp["quantization"]) == (1.0, 0):
+            return pixels  # our files take the uint8 pixels as they are
         x = np.asarray(pixels, np.float64)
         if self.mean is not None:
             x = (x / 255.0 - self.mean) / self.std
-        dtype = self.inp["dtype"]
         if dtype == np.float32:
             return x.astype(np.float32)
         s, zp = self.inp["quantization"]
@@ -398,6 +358,27 @@ class Runner:
             self.it.allocate_tensors()
         self.it.set_tensor(self.inp["index"], x)
 
+    def logits_from_pixels(self, pixel: np.ndarray) -> np.ndarray:
+        """One uint8 image → float logits, the caller's numpy work included (input preparation,
+        and dequantising int8 logits)."""
+        self.it.set_tensor(self.inp["index"], self.feed(pixel))
+        self.it.invoke()
+        y = self.it.get_tensor(self.out["index"])
+        if self.out["dtype"] != np.float32:
+            s, zp = self.out["quantization"]
+            y = (y.astype(np.float32) - zp) * np.float32(s)
+        return y
+
+    def time_end_to_end(self, pixel: np.ndarray, repeats: int, warmup: int = 10) -> list[float]:
+        for _ in range(warmup):
+            self.logits_from_pixels(pixel)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.logits_from_pixels(pixel)
+            ts.append((time.perf_counter() - t) * 1e3)
+        return ts
+
     def time_invokes(self, repeats: int, warmup: int = 10) -> list[float]:
         for _ in range(warmup):
             self.it.invoke()
@@ -409,15 +390,18 @@ class Runner:
         return ts
 
 
-def interleaved_latency(runners: list[Runner], pixel: np.ndarray, *, rounds: int, repeats: int) -> dict:
-    """name → {"all": [ms…], "rounds": [median ms per round]}; the file order rotates every round."""
+def interleaved_latency(runners: list[Runner], pixel: np.ndarray, *, rounds: int, repeats: int,
+                        end_to_end: bool = False) -> dict:
+    """name → {"all": [ms…], "rounds": [median ms per round]}; the file order rotates every round.
+    ``end_to_end``: time uint8 ``pixel`` → float logits with the caller's numpy work
+    (:meth:`Runner.logits_from_pixels`), else the invoke alone."""
     for r in runners:
         r.prepare_single(pixel)
     res = {r.name: {"all": [], "rounds": []} for r in runners}
     for k in range(rounds):
         order = runners[k % len(runners):] + runners[:k % len(runners)]
         for r in order:
-            ts = r.time_invokes(repeats)
+            ts = r.time_end_to_end(pixel, repeats) if end_to_end else r.time_invokes(repeats)
             res[r.name]["all"].extend(ts)
             res[r.name]["rounds"].append(float(np.median(ts)))
     return res
@@ -509,11 +493,14 @@ def markdown(res: dict) -> str:
          f"tfmot side: {res['tfmot']['how']}  ",
          "Inputs: tfmot's file takes the normalised image quantised to int8 (the caller computes "
          "(pixels/255 − mean)/std and quantises it); ours take uint8 pixels (normalisation inside the file, "
-         "so inside its latency). Accuracy: the same holdout images for every file; Keras accuracy: "
+         "so inside its latency). End-to-end: one uint8 image → float logits, timed in a second set of "
+         "interleaved rounds with the caller's numpy work (tfmot: normalise, quantise, dequantise the int8 "
+         "logits; ours: none). Accuracy: the same holdout images for every file; Keras accuracy: "
          "tfmot's QAT Keras model, our model.keras (export report).", "",
          "| file | what | bytes | ×tfmot bytes | latency ms median (IQR) | ×tfmot latency (round ratios min–max) "
+         "| end-to-end ms median (IQR) | ×tfmot end-to-end "
          "| int8 acc % | its Keras acc % | Δ points | caller's input preparation µs (numpy, not in the latency) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     main = [f for f in res["files"] if f["kind"] in ("tfmot", "ours")]
     extra = [f for f in res["files"] if f["kind"] not in ("tfmot", "ours")]
     for f in main:
@@ -523,6 +510,7 @@ def markdown(res: dict) -> str:
                  + ("" if own else f"{f['bytes_ratio']:.3f}") + " | "
                  + f"{lat['median']:.3f} ({lat['p25']:.3f}–{lat['p75']:.3f}) | "
                  + ("" if own else f"{f['latency_ratio']:.3f} ({rr[0]:.3f}–{rr[1]:.3f})") + " | "
+                 + _e2e_cells(f, own)
                  + f"{100 * f['accuracy']:.2f} | " + ("" if ka is None else f"{100 * ka:.2f}") + " | "
                  + ("" if ka is None else f"{100 * (f['accuracy'] - ka):+.2f}")
                  + f" | {f['caller_input_prep_us']:.1f} |")
@@ -530,13 +518,14 @@ def markdown(res: dict) -> str:
         L += ["", "Export options and WHAT-IF edited copies (measured in the same interleaved rounds; the what-ifs "
               "are NOT what the exporter writes today):", "",
               "| file | what | bytes | ×tfmot bytes | latency ms median (IQR) | ×tfmot latency (round ratios min–max) "
+              "| end-to-end ms median (IQR) | ×tfmot end-to-end "
               "| acc % | top-1 agreement with its base file % | max abs Δlogit vs base |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
         for f in extra:
             lat, rr = f["latency"], f["round_ratio"]
             L.append(f"| {f['name']} | {f['what']} | {f['bytes']:,} | {f['bytes_ratio']:.3f} | "
                      f"{lat['median']:.3f} ({lat['p25']:.3f}–{lat['p75']:.3f}) | {f['latency_ratio']:.3f} "
-                     f"({rr[0]:.3f}–{rr[1]:.3f}) | {100 * f['accuracy']:.2f} | {100 * f['agreement_with_base']:.2f} | "
+                     f"({rr[0]:.3f}–{rr[1]:.3f}) | " + _e2e_cells(f, False) + f"{100 * f['accuracy']:.2f} | {100 * f['agreement_with_base']:.2f} | "
                      f"{f['max_abs_dlogit_vs_base']:.3g} |")
     L += ["", "Anatomy of each file (read from the flatbuffer):", "",
           "| file | ops | tensors by type | constant bytes by role | quantisation vector entries | names (bytes) "
@@ -581,6 +570,11 @@ def markdown(res: dict) -> str:
     if res.get("notes"):
         L += ["", *res["notes"]]
     return "\n".join(L) + "\n"
+
+
+def _e2e_cells(f: dict, own: bool) -> str:
+    e = f["end_to_end"]
+    return f"{e['median']:.3f} ({e['p25']:.3f}–{e['p75']:.3f}) | " + ("" if own else f"{f['end_to_end_ratio']:.3f}") + " | "
 
 
 def update_md(path: Path, key: str, section: str) -> None:
@@ -666,10 +660,10 @@ def main(argv=None) -> int:
             if st is not None:
                 files.append(Entry(f"{e.name} + stem edit", st, "WHAT-IF: one 4-input CONCATENATION "
                                    "instead of two (see what_if_stem)", e.keras_acc, "what-if", e.name))
-            sub = what_if_subsample(e.blob)
+            sub = with_subsample_pass(e.blob)
             if sub is not None:
-                files.append(Entry(f"{e.name} + pool subsample", sub, "WHAT-IF: zero_pad shortcut subsampled by a "
-                                   "1×1/2 DEPTHWISE_CONV_2D (weights 1) instead of STRIDED_SLICE (see what_if_subsample)",
+                files.append(Entry(f"{e.name} + subsample pass", sub, "the export's subsample pass applied to "
+                                   "this older file (zero_pad STRIDED_SLICE → 1×1/2 DEPTHWISE_CONV_2D)",
                                    e.keras_acc, "what-if", e.name))
     for spec in a.int8_logits:
         name, _, rd = spec.partition("=")
@@ -679,14 +673,14 @@ def main(argv=None) -> int:
         b8 = (Path(rd) / "export" / "model_int8.tflite").read_bytes()
         files.append(Entry(f"{name} --int8-logits", b8, "export option --int8-logits (same model.keras)",
                            base.keras_acc, "option", name))
-        sub8 = what_if_subsample(b8)
+        sub8 = with_subsample_pass(b8)
         if sub8 is not None:
-            files.append(Entry(f"{name} --int8-logits + pool subsample", sub8, "WHAT-IF: the --int8-logits file "
-                               "with the subsample edit", base.keras_acc, "what-if", name))
+            files.append(Entry(f"{name} --int8-logits + subsample pass", sub8, "the --int8-logits file with the "
+                               "export's subsample pass applied", base.keras_acc, "what-if", name))
         pool8 = what_if_int8_pool(b8)
         files.append(Entry(f"{name} + int8 pool", pool8, "WHAT-IF: int16 logits, pool left int8 "
                            "(int16_logits(int16_pool=False) on the --int8-logits file)", base.keras_acc, "what-if", name))
-        for label, edit in (("stem edit", what_if_stem), ("pool subsample", what_if_subsample)):
+        for label, edit in (("stem edit", what_if_stem), ("subsample pass", with_subsample_pass)):
             both = edit(pool8)
             if both is not None:
                 files.append(Entry(f"{name} + int8 pool + {label}", both, "WHAT-IF: both edits", base.keras_acc,
@@ -696,6 +690,8 @@ def main(argv=None) -> int:
                for e in files]
     logits = {r.name: r.predict(x) for r in runners}
     lat = interleaved_latency(runners, x[:1], rounds=a.rounds, repeats=a.repeats)
+    e2e = interleaved_latency(runners, np.asarray(x[:1]).astype(np.uint8), rounds=a.rounds, repeats=a.repeats,
+                              end_to_end=True)
     prep = {}  # what the caller does before invoke (tfmot: normalise + quantise; ours: uint8 cast)
     for r in runners:
         ts = []
@@ -707,6 +703,7 @@ def main(argv=None) -> int:
 
     tblob = files[0].blob
     tmed = float(np.median(lat[tname]["all"]))
+    tmed_e2e = float(np.median(e2e[tname]["all"]))
     rows = []
     for e in files:
         L = lat[e.name]
@@ -717,7 +714,10 @@ def main(argv=None) -> int:
                            "rounds": L["rounds"]},
                "latency_ratio": float(np.median(L["all"])) / tmed,
                "accuracy": float(np.mean(pred == y)), "keras_accuracy": e.keras_acc,
-               "caller_input_prep_us": prep[e.name]}
+               "caller_input_prep_us": prep[e.name],
+               "end_to_end": {"median": float(np.median(e2e[e.name]["all"])), "p25": q(e2e[e.name]["all"], 25),
+                              "p75": q(e2e[e.name]["all"], 75)},
+               "end_to_end_ratio": float(np.median(e2e[e.name]["all"])) / tmed_e2e}
         if e.kind in ("tfmot", "ours"):
             row |= {"anatomy": anatomy(e.blob), "strip": strip_steps(e.blob), "layers": layer_rows(e.blob)}
         if e.base:
@@ -766,7 +766,7 @@ def main(argv=None) -> int:
         tr = Runner("tfmot compacted", tc, mean=mean, std=std)
         same = bool(np.array_equal(tr.predict(x[:64]), runners[0].predict(x[:64])))
         what_if.append(f"tfmot's file through our `compact_model` (names, shape signatures, conversion metadata, "
-                       f"shared quantisation vectors): {len(tc):,} B (removed {fmt_counter(removed)}; outputs on 64 "
+                       f"shared quantisation vectors): {len(tc):,} B (removed {fmt_counter(removed.as_dict())}; outputs on 64 "
                        f"images {'bit-identical' if same else 'DIFFERENT'}); ours ÷ that: "
                        + ", ".join(f"{r['name']} {r['bytes'] / len(tc):.3f}" for r in rows[1:]))
     except Exception as e:  # noqa: BLE001 - a what-if; report why it is missing
@@ -783,7 +783,8 @@ def main(argv=None) -> int:
            "runtime": f"ai_edge_litert {getattr(ai_edge_litert, '__version__', '?')}",
            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
            "load_start": load_start, "load_end": load_end,
-           "tfmot": {"name": tname, "dir": str(tdir), "how": f"`{tres.get('command')}` ({tres.get('date')}; "
+           "tfmot": {"name": tname, "dir": str(tdir),
+                     "how": f"`{str(tres.get('command')).replace(str(tdir.resolve()), a.tfmot_dir)}` ({tres.get('date')}; "
                      f"TF {tres['versions']['tensorflow']}, tf_keras {tres['versions']['tf_keras']}, "
                      f"tfmot {tres['versions']['tfmot']})"},
            "files": rows, "what_if": what_if, "seconds": round(time.time() - t0, 1)}

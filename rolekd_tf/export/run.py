@@ -96,8 +96,11 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     evaluation = the dataset's own test split if it has one, else the holdout split if any, else
     the validation split, at most ``eval_size`` images drawn at random with ``seed``; report.json's
     ``reference.split`` says which). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
-    (int8 weights, int16 output; :func:`rolekd_tf.export.passes.logits.int16_logits`); False keeps int8
-    logits (accelerators that run int8 ops only). ``float64_reference``: also evaluate the same
+    (int8 weights, int16 output; :func:`rolekd_tf.export.passes.logits.int16_logits`; the global pool
+    in int16 only where an int8 pool would round the mean of the exact tail's levels,
+    :func:`~rolekd_tf.export.passes.logits.needs_int16_pool`); False keeps int8 logits (accelerators
+    that run int8 ops only). Stride-2 subsamples of ``zero_pad`` shortcuts are written as exact 1×1
+    depthwise convs (:mod:`rolekd_tf.export.passes.subsample`). ``float64_reference``: also evaluate the same
     network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
     which separates exporter error from float32 rounding in Keras itself.
     """
@@ -274,6 +277,9 @@ def _int8_entry(model, plan, f8) -> dict:
              "exactness": graph.int8_exactness(model, plan, f8.ops, int16_pool=bool(logits.int16_pool)),
              "logits": logits.as_dict(),
              "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
+    if f8.subsample.channels:
+        entry["subsample"] = {"strided_slices_as_depthwise": len(f8.subsample.channels),
+                              "channels": f8.subsample.channels, "added_bytes": f8.subsample.added_bytes}
     if logits.applied:
         entry["exactness"]["always"] = (
             f"the logits are rounded once to int16 (step {logits.step:.3g}; int8 logits would have "

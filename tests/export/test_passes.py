@@ -10,18 +10,31 @@ import pytest
 MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.25, 0.3)
 
 
-def _tiny(w_bits, a_bits, **variant):
+def _tiny(w_bits, a_bits, size=16, **variant):
     import keras
 
     import rolekd_tf  # noqa: F401
+    from rolekd_tf.export import graph
     from rolekd_tf.models import build_model
     from tests.export._tiny_run import set_bn_statistics
 
     keras.utils.set_random_seed(3)
-    m = build_model("resnet8", num_classes=10, w_bits=w_bits, a_bits=a_bits, input_shape=(16, 16, 3), **variant)
-    x = np.random.default_rng(0).uniform(0, 255, (64, 16, 16, 3)).astype(np.float32)
-    set_bn_statistics(m, ((x / 255.0 - np.asarray(MEAN)) / np.asarray(STD)).astype(np.float32))
+    m = build_model("resnet8", num_classes=10, w_bits=w_bits, a_bits=a_bits, input_shape=(size, size, 3), **variant)
+    x = np.random.default_rng(0).uniform(0, 255, (64, size, size, 3)).astype(np.float32)
+    mean, std = graph.model_normalisation(m, MEAN, STD)  # exact_stem: (pixels − 128)/64
+    set_bn_statistics(m, ((x / 255.0 - np.asarray(mean)) / np.asarray(std)).astype(np.float32))
     return m, x
+
+
+def _exact_tail(bits, size):
+    """A tiny int8-exact ResNet-8 (exact_stem, zero_pad shortcut, exact_tail): (model, pixels, plan,
+    bytes after the grids and bias passes)."""
+    from rolekd_tf.export import graph, passes as P
+
+    m, x = _tiny(bits, bits, size, exact_stem=True, shortcut="zero_pad", exact_tail=True)
+    view, plan = graph.build_export_view(m, MEAN, STD, mode="int8")
+    fixed, _ = P.fix_int8_model(P.convert_int8(view, x[:32]), plan)
+    return m, x, plan, fixed
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +198,83 @@ def test_int16_logits(w2a2):
     assert np.max(np.abs(a - b)) <= 1.01 * rec.int8_step
     same, off = keep_int8_logits(fixed)
     assert same is fixed and not off.applied and off.why
+
+
+def _mean_input_dtypes(data) -> list[int]:
+    _, g, ops = _ops(data)
+    return [g.tensors[op.inputs[0]].type for name, op in ops if name == "MEAN"]
+
+
+@pytest.mark.parametrize("bits,size,int16_pool", [(2, 32, False), (4, 32, True), (4, 16, False)])
+def test_int16_pool_only_where_the_int8_pool_is_inexact(bits, size, int16_pool):
+    """The exact-tail pool of n levels over H×W is exact in int8 iff n·H·W ≤ 255: 2-bit 8×8 (192)
+    and 4-bit 4×4 (240) keep the int8 MEAN (XNNPACK runs it) and give logits bit-identical to the
+    int16-pool file; 4-bit 8×8 (960) keeps the int16 CAST + MEAN. The product pipeline
+    (``int8_file``) follows the plan."""
+    from rolekd_tf.export import flatbuf as F, graph, passes as P, tflite as T
+    from rolekd_tf.export.passes.logits import int16_logits, needs_int16_pool
+
+    m, x, plan, fixed = _exact_tail(bits, size)
+    (gm,) = [v for v in plan.values() if v.kind == "grid_mean"]
+    assert gm.exact == ((2**bits - 1) * gm.hw <= 255) and gm.hw == (size // 4) ** 2
+    assert needs_int16_pool(plan) == int16_pool
+    bias = plan[m.layers[-1].name].bias
+    p16, r16 = int16_logits(fixed, bias=bias, int16_pool=True)
+    pick, rec = int16_logits(fixed, bias=bias, int16_pool=needs_int16_pool(plan))
+    assert _mean_input_dtypes(p16) == [F.INT16] and r16.int16_pool is not None
+    assert _mean_input_dtypes(pick) == [F.INT16 if int16_pool else F.INT8]
+    assert (rec.int16_pool is not None) == int16_pool
+    if not int16_pool:  # the int8 mean of ≤ 255 level steps is the int16 one: same logits, bit for bit
+        np.testing.assert_array_equal(T.run(T.interpreter(pick), x, batch=64), T.run(T.interpreter(p16), x, batch=64))
+        ex = graph.int8_exactness(m, plan, int16_pool=False)
+        assert "pool rounding" not in [p["part"] for p in ex["inexact"]]
+    view, _ = graph.build_export_view(m, MEAN, STD, mode="int8")
+    f8 = P.int8_file(view, x[:32], plan, logits_bias=bias)
+    assert _mean_input_dtypes(f8.data) == [F.INT16 if int16_pool else F.INT8]
+    assert (f8.logits.int16_pool is not None) == int16_pool
+
+
+def test_subsample_as_depthwise_copies_exactly(w2a2):
+    """Each zero_pad shortcut's stride-2 STRIDED_SLICE becomes a 1×1/2 DEPTHWISE_CONV_2D (weight 1
+    at scale 1, bias 0, output quantisation = input's); the interpreter's outputs, the subsampled
+    tensors included, are bit-identical; a file without such slices is returned unchanged."""
+    from rolekd_tf.export import flatbuf as F, tflite as T
+    from rolekd_tf.export.passes.subsample import subsample_as_depthwise
+
+    _, x, _, fixed = _exact_tail(2, 16)
+    _, g0, ops0 = _ops(fixed)
+    slices = [op for name, op in ops0 if name == "STRIDED_SLICE"]
+    assert len(slices) == 2  # resnet8: stage 2 and 3 entries
+    data, rec = subsample_as_depthwise(fixed)
+    assert rec.channels == [16, 32] and rec.added_bytes == 5 * 48
+    model, g, ops = _ops(data)
+    names = [name for name, _ in ops]
+    assert "STRIDED_SLICE" not in names and names.count("DEPTHWISE_CONV_2D") == 2
+    assert len(names) == len(ops0)
+    read = {int(i) for _, op in ops for i in op.inputs}  # the slices' parameters leave no data behind
+    assert not [i for i, t in enumerate(g.tensors) if i not in read and t.buffer and model.buffers[t.buffer].data is not None]
+    for (name, op), (_, op0) in zip(ops, ops0):
+        if name != "DEPTHWISE_CONV_2D":
+            continue
+        assert list(op.outputs) == list(op0.outputs) and op.inputs[0] == op0.inputs[0]
+        w, b = g.tensors[op.inputs[1]], g.tensors[op.inputs[2]]
+        assert F.int8_values(model, w).ravel().tolist() == [1] * w.shape[-1] and list(w.quantization.scale) == [1.0]
+        assert not np.frombuffer(bytes(model.buffers[b.buffer].data), np.int32).any()
+        assert op.builtinOptions.strideH == op.builtinOptions.strideW == 2
+    a = T.interpreter(data, experimental_preserve_all_tensors=True)
+    b = T.interpreter(fixed, experimental_preserve_all_tensors=True)
+    for it in (a, b):
+        d = it.get_input_details()[0]
+        it.resize_tensor_input(d["index"], [16, 16, 16, 3])
+        it.allocate_tensors()
+        it.set_tensor(d["index"], x[:16].astype(np.uint8))
+        it.invoke()
+    for op in slices:
+        np.testing.assert_array_equal(a.get_tensor(int(op.outputs[0])), b.get_tensor(int(op.outputs[0])))
+    np.testing.assert_array_equal(T.run(T.interpreter(data), x, batch=64), T.run(T.interpreter(fixed), x, batch=64))
+    _, _, _, raw, _, _, _ = w2a2  # projection shortcuts: nothing to rewrite
+    same, none = subsample_as_depthwise(raw)
+    assert same is raw and none.channels == [] and none.added_bytes == 0
 
 
 def test_compact_keeps_every_output_and_patches_nothing(w2a2):

@@ -1,6 +1,6 @@
 """The int8 export as a sequence of passes over the TFLite file.
 
-    convert → exact weight grids → bias fit → logits → compact → verify
+    convert → exact weight grids → bias fit → subsample → logits → compact → verify
 
 ==========  =============================================  ==========================================
 module      takes                                          returns
@@ -8,6 +8,7 @@ module      takes                                          returns
 convert     export view (+ representative pixels)          bytes
 grids       bytes, plan                                    bytes, [RefinedGrid], [OpRecord]
 bias        bytes, plan, [OpRecord]                        bytes, [OpRecord] (bias fields filled)
+subsample   bytes                                          bytes, SubsampleRecord
 logits      bytes (+ the logits layer's real bias)         bytes, LogitsRecord
 compact     bytes                                          bytes, CompactRecord
 verify      bytes, Evaluation, plan, records               bytes (unchanged), VerifyRecord
@@ -25,7 +26,8 @@ from rolekd_tf.export.passes.bias import fit_biases
 from rolekd_tf.export.passes.compact import CompactRecord, compact_model
 from rolekd_tf.export.passes.convert import convert_fp32, convert_int8
 from rolekd_tf.export.passes.grids import FINE_GRID_MIN_LEVELS, OpRecord, RefinedGrid, exact_grids
-from rolekd_tf.export.passes.logits import LogitsRecord, int16_logits, keep_int8_logits
+from rolekd_tf.export.passes.logits import LogitsRecord, int16_logits, keep_int8_logits, needs_int16_pool
+from rolekd_tf.export.passes.subsample import SubsampleRecord, subsample_as_depthwise
 from rolekd_tf.export.plan import Plan
 
 
@@ -44,19 +46,23 @@ class Int8File:
     data: bytes
     refined: list[RefinedGrid]
     ops: list[OpRecord]
+    subsample: SubsampleRecord
     logits: LogitsRecord
     compacted: CompactRecord
 
 
 def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None) -> Int8File:
-    """convert → grids → bias → logits (int16 unless ``int16=False``) → compact."""
+    """convert → grids → bias → subsample → logits (int16 unless ``int16=False``; the pool in int16
+    only where :func:`~rolekd_tf.export.passes.logits.needs_int16_pool`) → compact."""
     data = convert_int8(view, representative)
     data, refined, ops = exact_grids(data, plan)
     data, ops = fit_biases(data, plan, ops)
-    data, logits = int16_logits(data, bias=logits_bias) if int16 else keep_int8_logits(data)
+    data, subsample = subsample_as_depthwise(data)
+    data, logits = (int16_logits(data, bias=logits_bias, int16_pool=needs_int16_pool(plan)) if int16
+                    else keep_int8_logits(data))
     data, compacted = compact_model(data)
-    return Int8File(data, refined, ops, logits, compacted)
+    return Int8File(data, refined, ops, subsample, logits, compacted)
 
 
 __all__ = ["convert_fp32", "convert_int8", "exact_grids", "fit_biases", "fix_int8_model", "int16_logits",
-           "compact_model", "int8_file", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "CompactRecord"]
+           "compact_model", "int8_file", "needs_int16_pool", "subsample_as_depthwise", "SubsampleRecord", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "CompactRecord"]

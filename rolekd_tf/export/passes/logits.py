@@ -2,7 +2,8 @@
 
 Why: an int8 logits tensor has 256 steps; a Keras top-2 gap below one step (weak models: 0.04) can
 flip the class though every accumulator is exact. int16 makes the step ~60× finer even with the
-4× wider range. Cost: ~0.2 kB and tiny non-XNNPACK ops (CAST, MEAN, FC on 1 × C).
+4× wider range. Cost: ~0.2 kB and tiny non-XNNPACK ops (CAST and FC on 1 × C; an int16 MEAN of
+the last feature map, ~40 µs, only where the int8 pool would be inexact: :func:`needs_int16_pool`).
 """
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ class LogitsRecord(Record):
         return d
 
 
+def needs_int16_pool(plan) -> bool:
+    """True if the plan has an exact-tail global pool whose int8 output would be coarser than the
+    mean of its levels (:class:`~rolekd_tf.export.plan.GridMeanPlan` with ``exact`` False: a ≥ 3-bit
+    tail, n·H·W > 255). Only then does :func:`int16_logits` pool in int16: the int16 CAST + MEAN
+    are not run by XNNPACK (measured +36–44 µs of a ResNet-20's ~450), and where the int8 pool is
+    already exact (2-bit tail: 3·8·8 = 192 ≤ 255 levels) it gives the same logits. Without an exact
+    tail the pool reads calibrated int8 activations, as a post-training-quantised file does."""
+    return any(v.kind == "grid_mean" and not v.exact for v in plan.values())
+
+
 def keep_int8_logits(model_bytes: bytes) -> tuple[bytes, LogitsRecord]:
     """The logits pass switched off (``--int8-logits``): bytes unchanged."""
     return model_bytes, LogitsRecord(applied=False, why="int8 logits requested")
@@ -50,13 +61,15 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN, *, int16
     the int64 bias: ``b + (−zp)·Σ_k w_jk``, exact), keeps its int8 weights and writes int16 logits
     (zero point 0, range ``widen``× the calibrated int8 range).
 
-    ``int16_pool`` (default) and the FC's input written by a global MEAN of an int8 tensor (H·W ≤
+    ``int16_pool`` (default; the export asks for it only where :func:`needs_int16_pool`) and the
+    FC's input written by a global MEAN of an int8 tensor (H·W ≤
     255): the CAST moves before the MEAN, which then sums the raw int8 values in int16 at the exact
     scale ``s/(H·W)`` — the pool is exact at any bit width (an int8 pool of a 4-bit 8×8 map has
     only 1/4 of the resolution of the mean of its 960 level steps); the zero point ``H·W·zp`` is
     folded into the int64 bias, the bias re-expressed at the finer scale. ``bias``: the layer's
     real bias (float, one per class; e.g. the plan's), re-quantised exactly at the int16 pool's
-    finer scale; without it the int32 bias is rescaled (keeping its rounding). The record says
+    finer scale (int8 pool: at the FC's accumulator scale); without it the int32 bias is rescaled
+    (keeping its rounding). The record says
     ``applied=False`` (bytes unchanged) when the graph does not end in FULLY_CONNECTED → DEQUANTIZE.
     """
     s = F.schema()
@@ -88,6 +101,8 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN, *, int16
         bt.quantization.scale = (s_m * sw).astype(np.float32).tolist()
         bt.quantization.zeroPoint = [0] * w.shape[0]
         zp_x, s_x = hw * zp_l, s_m
+    elif bias is not None:  # the real bias at the FC's own accumulator scale, as the int16 pool does
+        b = np.round(np.asarray(bias, np.float64).reshape(-1) / (s_x * sw)).astype(np.int64)
     b64 = b - zp_x * w.sum(axis=1)
     buf = s.BufferT()
     buf.data = np.frombuffer(b64.astype("<i8").tobytes(), np.uint8).copy()
