@@ -27,11 +27,13 @@ def _tiny(w_bits, a_bits, size=16, **variant):
 
 
 def _exact_tail(bits, size):
-    """A tiny int8-exact ResNet-8 (exact_stem, zero_pad shortcut, exact_tail): (model, pixels, plan,
+    """A tiny int8-exact ResNet-8 (int8 stem, zero_pad shortcut, tail): (model, pixels, plan,
     bytes after the grids and bias passes)."""
     from rolekd_tf.export import graph, passes as P
 
-    m, x = _tiny(bits, bits, size, exact_stem=True, shortcut="zero_pad", exact_tail=True)
+    from rolekd_tf.config import Int8Exactness
+
+    m, x = _tiny(bits, bits, size, int8=Int8Exactness(stem=True, shortcut="zero_pad", tail=True))
     view, plan = graph.build_export_view(m, MEAN, STD, mode="int8")
     fixed, _ = P.fix_int8_model(P.convert_int8(view, x[:32]), plan)
     return m, x, plan, fixed
