@@ -98,11 +98,19 @@ def int16_logits(model_bytes: bytes, widen: float = LOGITS_INT16_WIDEN, *, int16
             b = np.round(np.asarray(bias, np.float64).reshape(-1) / (s_m * sw)).astype(np.int64)
         else:
             b = np.round(b * (s_x / s_m)).astype(np.int64)
-        bt.quantization.scale = (s_m * sw).astype(np.float32).tolist()
-        bt.quantization.zeroPoint = [0] * w.shape[0]
+        _set_bias_scale(bt, s_m, wt)
         zp_x, s_x = hw * zp_l, s_m
-    elif bias is not None:  # the real bias at the FC's own accumulator scale, as the int16 pool does
-        b = np.round(np.asarray(bias, np.float64).reshape(-1) / (s_x * sw)).astype(np.int64)
+    else:
+        # the bias at the FC's own accumulator scale s_x·s_w, stored with exactly that scale: the
+        # kernel refuses a bias scale more than 2 % of the (fine int16) output step away from it,
+        # and the converter's stored bias scale can differ from s_x·s_w in the last float32 bits
+        acc = (s_x * sw).astype(np.float32).astype(np.float64)
+        if bias is not None:  # the real bias, as the int16 pool does
+            b = np.round(np.asarray(bias, np.float64).reshape(-1) / acc).astype(np.int64)
+        else:
+            old = np.broadcast_to(np.asarray(bt.quantization.scale, np.float64), acc.shape)
+            b = np.round(b * (old / acc)).astype(np.int64)
+        _set_bias_scale(bt, s_x, wt)
     b64 = b - zp_x * w.sum(axis=1)
     buf = s.BufferT()
     buf.data = np.frombuffer(b64.astype("<i8").tobytes(), np.uint8).copy()
@@ -143,6 +151,15 @@ def _logits_fc(g, opname):
             if prod and opname(prod[0]) == "FULLY_CONNECTED" and len(F.readers(g, int(op.inputs[0]))) == 1:
                 fc = prod[0]
     return fc
+
+
+def _set_bias_scale(bt, s_in: float, wt) -> None:
+    """Store the bias scale ``s_in·s_w`` with as many entries as the weights have scales: a
+    per-tensor weight needs a per-tensor bias scale, because the kernel compares the bias's
+    per-tensor scale (0 when it holds several) with ``s_in·s_w`` to within 2 % of the output step."""
+    sw = np.asarray(wt.quantization.scale, np.float64)
+    bt.quantization.scale = (s_in * sw).astype(np.float32).tolist()
+    bt.quantization.zeroPoint = [0] * len(sw)
 
 
 def _bias_of(g, model, fc, scale):
