@@ -40,7 +40,6 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -279,19 +278,9 @@ def markdown_row(r: dict) -> str:
 
 def update_results_md(path: Path, key: str, section: str) -> None:
     """Replace (or append) this run's section, delimited by HTML comments, in the results file."""
-    begin, end = f"<!-- tfmot-run: {key} -->", f"<!-- /tfmot-run: {key} -->"
-    text = path.read_text() if path.exists() else (
-        "# tfmot baseline: 8-bit QAT (tensorflow-model-optimization) → int8 TFLite\n\n"
-        "`benchmarks/tfmot_baseline.py`: the same CIFAR ResNet-20 built in tf_keras (tfmot 0.8 rejects "
-        "Keras 3 models), trained with the config's recipe on the same splits, then tfmot's default "
-        "8-bit QAT and full-integer conversion. One section per config/budget; re-running replaces "
-        "it.\n")
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from benchmarks.sections import replace_section
+
+    replace_section(path, "tfmot-run", key, section)
 
 
 # ----------------------------------------------------------------------------- main

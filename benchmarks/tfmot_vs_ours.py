@@ -49,7 +49,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -65,7 +64,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from rolekd_tf.export.flatbuf import TENSOR_TYPES  # noqa: E402  (schema TensorType enum → name)
-from rolekd_tf.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from rolekd_tf.fileio import atomic_write_json  # noqa: E402
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
@@ -578,17 +577,9 @@ def _e2e_cells(f: dict, own: bool) -> str:
 
 
 def update_md(path: Path, key: str, section: str) -> None:
-    begin, end = f"<!-- tfmot-vs-ours: {key} -->", f"<!-- /tfmot-vs-ours: {key} -->"
-    text = path.read_text() if path.exists() else (
-        "# Our int8 TFLite vs tfmot's int8 TFLite (same ResNet-20, one process)\n\n"
-        "`benchmarks/tfmot_vs_ours.py`: issue 21 target \"our int8 file ≤ 1.0× the latency and ≤ 1.0× "
-        "the bytes of tfmot's int8 TFLite of the same architecture, on the same machine in one run\". "
-        "The tfmot file comes from `benchmarks/tfmot_baseline.py` (its own section file: "
-        "`tfmot_baseline.md`) on the same data. One section per data setting; re-running replaces it.\n")
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, text)
+    from benchmarks.sections import replace_section
+
+    replace_section(path, "tfmot-vs-ours", key, section)
 
 
 # ----------------------------------------------------------------------------- main

@@ -26,6 +26,19 @@ def _tiny(w_bits, a_bits, size=16, **variant):
     return m, x
 
 
+def _invoked(data, pixels):
+    """A LiteRT interpreter of ``data`` (every tensor kept) after one run on ``pixels`` (N, H, W, 3)."""
+    from rolekd_tf.export import tflite as T
+
+    it = T.interpreter(data, experimental_preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(pixels.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], pixels.astype(np.uint8))
+    it.invoke()
+    return it
+
+
 def _exact_tail(bits, size):
     """A tiny int8-exact ResNet-8 (int8 stem, zero_pad shortcut, tail): (model, pixels, plan,
     bytes after the grids and bias passes)."""
@@ -128,12 +141,7 @@ def test_refine_quantiser_grids_adds_exact_requantisation():
     model, g, ops = _ops(fine)
     assert sum(name == "QUANTIZE" for name, _ in ops) == sum(name == "QUANTIZE" for name, _ in _ops(raw)[2]) + len(recs)
     data, _ = P.fit_biases(fine, plan, P.exact_grids(raw, plan)[2])
-    it = T.interpreter(data, experimental_preserve_all_tensors=True)
-    d = it.get_input_details()[0]
-    it.resize_tensor_input(d["index"], [4, 16, 16, 3])
-    it.allocate_tensors()
-    it.set_tensor(d["index"], x[:4].astype(np.uint8))
-    it.invoke()
+    it = _invoked(data, x[:4])
     for r in recs:
         t = g.tensors[r.fine_tensor]
         assert t.quantization.scale[0] == np.float32(1 / 255) and t.quantization.zeroPoint[0] == -128
@@ -263,14 +271,7 @@ def test_subsample_as_depthwise_copies_exactly(w2a2):
         assert F.int8_values(model, w).ravel().tolist() == [1] * w.shape[-1] and list(w.quantization.scale) == [1.0]
         assert not np.frombuffer(bytes(model.buffers[b.buffer].data), np.int32).any()
         assert op.builtinOptions.strideH == op.builtinOptions.strideW == 2
-    a = T.interpreter(data, experimental_preserve_all_tensors=True)
-    b = T.interpreter(fixed, experimental_preserve_all_tensors=True)
-    for it in (a, b):
-        d = it.get_input_details()[0]
-        it.resize_tensor_input(d["index"], [16, 16, 16, 3])
-        it.allocate_tensors()
-        it.set_tensor(d["index"], x[:16].astype(np.uint8))
-        it.invoke()
+    a, b = _invoked(data, x[:16]), _invoked(fixed, x[:16])
     for op in slices:
         np.testing.assert_array_equal(a.get_tensor(int(op.outputs[0])), b.get_tensor(int(op.outputs[0])))
     np.testing.assert_array_equal(T.run(T.interpreter(data), x, batch=64), T.run(T.interpreter(fixed), x, batch=64))
