@@ -12,6 +12,17 @@ from rolekd_tf.search import lineage as lin
 from rolekd_tf.search import oracle as om
 
 
+
+def _assert_resumes_identically(a, b):
+    """``b`` (a fresh oracle of ``a``'s directory) reloads ``a``'s state; both then run to the end
+    with the same lineage and decisions."""
+    b.reload()
+    assert b.get_state()["pbt"] == a.get_state()["pbt"]
+    run_all(a)
+    run_all(b)
+    assert a.pbt_state["lineage"] == b.pbt_state["lineage"]
+    assert a.pbt_state["decisions"] == b.pbt_state["decisions"]
+
 def make(tmp_path, name="p", **kw):
     args = dict(population=8, ready_interval=3, epochs=12, seed=3)
     args.update(kw)
@@ -180,12 +191,7 @@ def test_state_round_trip_mid_search(tmp_path):
     assert "rng" in state["pbt"]
     # resume from disk in a fresh oracle (what re-running the command does)
     b = make(tmp_path, name="a")
-    b.reload()
-    assert b.get_state()["pbt"] == a.get_state()["pbt"]
-    run_all(a)
-    run_all(b)
-    assert a.pbt_state["lineage"] == b.pbt_state["lineage"]
-    assert a.pbt_state["decisions"] == b.pbt_state["decisions"]
+    _assert_resumes_identically(a, b)
     # a fresh oracle with another population refuses to resume this state
     c = make(tmp_path, name="a", population=6)
     with pytest.raises(ConfigError, match="population"):
@@ -242,12 +248,7 @@ def test_init_random_state_round_trip_and_mismatch(tmp_path):
     for _ in range(13):  # middle of generation 1
         run_one(a)
     b = make(tmp_path, name="a", init="random")
-    b.reload()
-    assert b.get_state()["pbt"] == a.get_state()["pbt"]
-    run_all(a)
-    run_all(b)
-    assert a.pbt_state["lineage"] == b.pbt_state["lineage"]
-    assert a.pbt_state["decisions"] == b.pbt_state["decisions"]
+    _assert_resumes_identically(a, b)
     for mid in a.pbt_state["members"]:  # never-exploited members keep their random start
         m = a.pbt_state["members"][mid]
         if not m["log"]:
