@@ -124,6 +124,14 @@ def fit_line(m: dict) -> tuple[float, float, float] | None:
     return 100 * h["accuracy"][-1], 100 * h["val_accuracy"][-1], 100 * m["final"]["holdout_accuracy"]
 
 
+def clean_train(run_dir: Path) -> float | None:
+    """Clean training-set accuracy (%) written by ``train_eval.py`` into ``run_dir``, or None."""
+    try:
+        return 100 * float(json.loads((run_dir / "train_eval.json").read_text())["train_accuracy"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def schedule_facts(path: Path) -> dict | None:
     """Non-zero epochs, segment lengths and per-op mean probability of a search's schedule."""
     if not path.exists():
@@ -173,27 +181,33 @@ def report(out: Path, cfg) -> str:
     lines.append("")
 
     lines += ["## Per-row accuracy (mean ± sd over finished seeds, %)", "",
-              "| row | seeds | holdout | val | last-epoch train acc. (augmented batches) | train − val |",
-              "|---|---|---|---|---|---|"]
+              "| row | seeds | holdout | val | last-epoch train acc. (augmented batches) | clean train acc. | "
+              "clean train − val |",
+              "|---|---|---|---|---|---|---|"]
     teacher_dirs = sorted(out.glob("teacher-*-s*"))
-    rows = [(d.name, {0: json.loads((d / "metrics.json").read_text())}) for d in teacher_dirs
+    rows = [(d.name, {0: (json.loads((d / "metrics.json").read_text()), d)}) for d in teacher_dirs
             if (d / "metrics.json").exists() and json.loads((d / "metrics.json").read_text()).get("finished")]
-    rows += [(f"w{bits}a{bits} {r}", runs[r]) for r in STUDENT_ROWS]
+    rows += [(f"w{bits}a{bits} {r}", {s: (m, out / f"w{bits}a{bits}-{r}-s{s}") for s, m in runs[r].items()})
+             for r in STUDENT_ROWS]
     for name, ms in rows:
-        fits = [f for f in (fit_line(m) for m in ms.values()) if f]
+        fits = [(f, clean_train(d)) for f, d in ((fit_line(m), d) for m, d in ms.values()) if f]
         if not fits:
-            lines.append(f"| {name} | 0 | – | – | – | – |")
+            lines.append(f"| {name} | 0 | – | – | – | – | – |")
             continue
 
-        def ms_(i):
-            xs = [f[i] for f in fits]
+        def ms_(xs):
             return f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}"
 
-        gap = statistics.fmean(f[0] - f[1] for f in fits)
-        lines.append(f"| {name} | {len(fits)} | {ms_(2)} | {ms_(1)} | {ms_(0)} | {gap:+.2f} |")
-    lines += ["", "Training accuracy is Keras' running accuracy over the last epoch's augmented "
-              "batches (a lower bound on clean training-set accuracy); a positive train − val gap "
-              "means the model fits its training images better than unseen ones.", ""]
+        clean = [(c, f[1]) for f, c in fits if c is not None]
+        cl = (f"{ms_([c for c, _ in clean])} ({len(clean)})" if clean else "–")
+        gap = f"{statistics.fmean(c - v for c, v in clean):+.2f}" if clean else "–"
+        lines.append(f"| {name} | {len(fits)} | {ms_([f[2] for f, _ in fits])} | {ms_([f[1] for f, _ in fits])} | "
+                     f"{ms_([f[0] for f, _ in fits])} | {cl} | {gap} |")
+    lines += ["", "Last-epoch training accuracy is Keras' running accuracy over the last epoch's augmented "
+              "batches (a lower bound). Clean training accuracy: the final model on its own un-augmented "
+              "training images, inference-mode BN (`benchmarks/study/train_eval.py`; in brackets, how many "
+              "of the seeds have it); a positive clean train − val gap means the model fits its training "
+              "images better than unseen ones.", ""]
 
     lines += ["## Schedules of the two roles (paper Fig. 3 vs Fig. 4)", ""]
     at = schedule_facts(out / "search-teacher" / "schedule.json")

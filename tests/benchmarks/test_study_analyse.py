@@ -51,3 +51,42 @@ def test_seeds_needed():
     assert analyse.seeds_needed(1.0) == 7
     assert analyse.seeds_needed(1.0, n_min=9) == 9
     assert analyse.seeds_needed(5.0, n_max=12) == 12
+
+
+def test_clean_train_column_reads_train_eval(tmp_path, monkeypatch):
+    from rolekd_tf.config import load_config
+
+    monkeypatch.setenv("ROLEKD_CIFAR10_TAR", "cifar10.tar.gz")  # the config names it; nothing is read
+
+    for s in (0, 1):
+        _run(tmp_path, "only_iikd", s, 0.5)
+    (tmp_path / "w2a2-only_iikd-s0" / "train_eval.json").write_text(json.dumps({"train_accuracy": 0.9, "images": 10}))
+    (tmp_path / "w2a2-only_iikd-s1" / "train_eval.json").write_text(json.dumps({"train_accuracy": 0.7, "images": 10}))
+    md = analyse.report(tmp_path, load_config(str(ROOT / "configs" / "study_cifar10_cpu.yaml"), []))
+    row = next(l for l in md.splitlines() if l.startswith("| w2a2 only_iikd"))
+    # clean train 90, 70 → 80.00 ± 14.14 over 2 seeds; val is 60 in both → gap +20
+    assert "| 80.00 ± 14.14 (2) | +20.00 |" in row, row
+
+
+def test_train_eval_matches_an_independent_prediction(tmp_path):
+    """train_eval.py's clean training accuracy = argmax of the model's logits on the run's own
+    training images normalised by hand; the result is cached in the run directory."""
+    import numpy as np
+
+    import train_eval
+    from rolekd_tf.models import input_normalisation
+    from rolekd_tf.training import load_run_model
+    from tests.export._tiny_run import make_run
+
+    run, s = make_run(tmp_path / "run", model="resnet8", epochs=1, train_size=256, val_size=64)
+    (run / "metrics.json").write_text(json.dumps({"finished": True}))
+    assert train_eval.finished_runs(tmp_path) == [run]
+    assert train_eval.main(["--out", str(tmp_path)]) == 0
+    got = json.loads((run / "train_eval.json").read_text())
+    mean, std = (np.asarray(v, np.float32) for v in input_normalisation(False, s.info.mean, s.info.std))
+    x = (s.x_train.astype(np.float32) / 255.0 - mean) / std
+    logits = load_run_model(run).predict(x, batch_size=256, verbose=0)
+    want = float(np.mean(np.argmax(logits, -1) == s.y_train))
+    assert got["images"] == 256 and got["train_accuracy"] == pytest.approx(want, abs=1e-6)
+    (run / "train_eval.json").write_text(json.dumps({"train_accuracy": 0.123, "images": 256}))
+    assert train_eval.clean_train_accuracy(run)["train_accuracy"] == 0.123  # cached: not re-evaluated
