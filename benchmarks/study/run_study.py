@@ -16,8 +16,9 @@ exactly the pipeline's. What this driver adds to ``python -m rolekd_tf.pipeline`
   from then on, it computes from the paired differences' standard deviation how many seeds a
   95 % t-interval half-width below 1 point needs (``analyse.seeds_needed``, the larger of the
   two comparisons) and stops when the finished seeds reach it, or at the config's last seed;
-* after every seed, ``OUT/RESULTS.md`` is rewritten by ``analyse.py`` and the sizing decision is
-  appended to ``OUT/sizing.jsonl``.
+* after every seed, ``train_eval.py`` measures each finished run's clean training-set accuracy,
+  ``OUT/RESULTS.md`` is rewritten by ``analyse.py`` and the sizing decision is appended to
+  ``OUT/sizing.jsonl``.
 """
 from __future__ import annotations
 
@@ -110,8 +111,12 @@ def main(argv=None) -> int:
 
     print(f"study {cfg.name}: shared steps {len(shared)}, up to {len(per_seed)} seeds × 3 rows → {out}/",
           flush=True)
+    def clean_train_eval():  # RUN/train_eval.json for every finished run (cached): do the models fit?
+        _run([sys.executable, str(Path(__file__).with_name("train_eval.py")), "--out", str(out)], log, journal)
+
     for st in shared:
         run(st)
+    clean_train_eval()
     bits = cfg.pipeline.bits[0]
     for name, d in (("A_T", "search-teacher"), ("A_S", f"search-student-w{bits}a{bits}")):
         facts = analyse.schedule_facts(out / d / "schedule.json")
@@ -134,6 +139,7 @@ def main(argv=None) -> int:
                   flush=True)
         for st in steps:
             run(st)
+        clean_train_eval()
         atomic_write_text(out / "RESULTS.md", analyse.report(out, cfg))
     else:
         print(f"\nstudy: all {len(per_seed)} configured seeds finished", flush=True)
