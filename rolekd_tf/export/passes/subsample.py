@@ -18,6 +18,7 @@ import numpy as np
 from rolekd_tf.export import flatbuf as F
 from rolekd_tf.export.records import Record
 
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class SubsampleRecord(Record):
     """``channels``: the channel count of each rewritten STRIDED_SLICE (graph order; empty: the
