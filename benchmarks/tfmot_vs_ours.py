@@ -289,11 +289,11 @@ def with_subsample_pass(blob: bytes) -> bytes | None:
 
 def what_if_int8_pool(int8_logits_blob: bytes) -> bytes:
     """WHAT-IF (not what the exporter writes by default): int16 logits with the pool left in int8
-    — ``rolekd_tf.export.tflite.int16_logits(…, int16_pool=False)`` applied to a file exported with
+    — ``rolekd_tf.export.passes.int16_logits(…, exact_pool=False)`` applied to a file exported with
     ``--int8-logits``, then ``compact_model``: MEAN stays int8 (XNNPACK), CAST of 1×C values, 16x8 FC."""
     from rolekd_tf.export.passes import compact_model, int16_logits
 
-    out, rec = int16_logits(int8_logits_blob, int16_pool=False)
+    out, rec = int16_logits(int8_logits_blob, exact_pool=False)
     if not rec.get("applied"):
         raise SystemExit(f"error: int16_logits did not apply: {rec.get('why')}")
     return compact_model(out)[0]
@@ -670,7 +670,7 @@ def main(argv=None) -> int:
                                "export's subsample pass applied", base.keras_acc, "what-if", name))
         pool8 = what_if_int8_pool(b8)
         files.append(Entry(f"{name} + int8 pool", pool8, "WHAT-IF: int16 logits, pool left int8 "
-                           "(int16_logits(int16_pool=False) on the --int8-logits file)", base.keras_acc, "what-if", name))
+                           "(int16_logits(exact_pool=False) on the --int8-logits file)", base.keras_acc, "what-if", name))
         for label, edit in (("stem edit", what_if_stem), ("subsample pass", with_subsample_pass)):
             both = edit(pool8)
             if both is not None:

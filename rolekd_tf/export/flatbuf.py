@@ -15,6 +15,8 @@ TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 
                 11: "complex128", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32",
                 16: "uint16", 17: "int4", 18: "bfloat16"}
 FLOAT32, INT32, INT64, INT16, INT8, INT4 = 0, 2, 4, 7, 9, 17
+#: DEPTHWISE_CONV_2D version with int8 inputs (lite/tools/versioning)
+DEPTHWISE_INT8_VERSION = 3
 
 
 def schema():
@@ -80,6 +82,21 @@ def new_tensor(g, like, dtype: int, name: str, scale: float, zero_point: int) ->
     t.name = name
     t.quantization = s.QuantizationParametersT()
     t.quantization.scale, t.quantization.zeroPoint = [scale], [zero_point]
+    g.tensors.append(t)
+    return len(g.tensors) - 1
+
+
+def new_const(model, g, shape, dtype: int, values: np.ndarray, scale: float) -> int:
+    """Append a constant tensor (per-tensor ``scale``, zero point 0) holding ``values`` to
+    subgraph ``g``, with its own buffer; returns its index."""
+    s = schema()
+    buf = s.BufferT()
+    buf.data = np.frombuffer(values.tobytes(), np.uint8).copy()
+    model.buffers.append(buf)
+    t = s.TensorT()
+    t.shape, t.type, t.buffer = np.asarray(shape, np.int32), dtype, len(model.buffers) - 1
+    t.quantization = s.QuantizationParametersT()
+    t.quantization.scale, t.quantization.zeroPoint = [float(scale)], [0]
     g.tensors.append(t)
     return len(g.tensors) - 1
 

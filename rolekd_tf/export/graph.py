@@ -508,7 +508,7 @@ def _entry(entry, key):
     return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
 
 
-def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: bool = False) -> dict:
+def int8_exactness(model, plan: dict, fixes: list | None = None, *, exact_pool: bool = False) -> dict:
     """Which parts of the int8 export view (``plan`` of :func:`build_export_view`, ``mode="int8"``)
     round differently from Keras, and the ``int8`` config options
     (:class:`~rolekd_tf.config.Int8Exactness`) that make them exact. Layer kinds are read off the
@@ -516,9 +516,9 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
 
     ``fixes``: the records of :func:`~rolekd_tf.export.passes.fix_int8_model` for that view; with
     them the integer-bias fit is read off the file (channels where no integer bias keeps every
-    threshold, ``bias_unfit_channels``) instead of predicted from the layer types. ``int16_pool``:
-    the file pools in int16 (:func:`~rolekd_tf.export.tflite.int16_logits`), so the global mean of
-    the k-bit levels is exact at any bit width.
+    threshold, ``bias_unfit_channels``) instead of predicted from the layer types. ``exact_pool``:
+    the file's global pool is exact at any bit width (the logits pass's
+    :class:`~rolekd_tf.export.passes.logits.ExactPool`: int8 window sums added up by the logits layer).
 
     Returns ``{"exact_body": bool, "inexact": [{"part", "layers", "why", "fix"}...], "always": str}``.
     ``exact_body`` means every k-bit quantiser and the tail accumulators reproduce Keras given
@@ -558,7 +558,7 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, int16_pool: 
         inexact.append({"part": "tail", "layers": tail, "fix": "int8.tail=true",
                         "why": "full-precision block output, pooling and logits on calibrated int8 scales"})
     coarse_pool = [k for k in plan if kind(k) == "grid_mean" and not _entry(plan[k], "exact")]
-    if coarse_pool and not int16_pool:
+    if coarse_pool and not exact_pool:
         inexact.append({"part": "pool rounding", "layers": coarse_pool, "fix": "int16 logits (the default)",
                         "why": "the mean of n·H·W > 255 level steps is rounded to an int8 scale"})
     from rolekd_tf.export.passes.grids import FINE_GRID_MIN_LEVELS

@@ -96,9 +96,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     evaluation = the dataset's own test split if it has one, else the holdout split if any, else
     the validation split, at most ``eval_size`` images drawn at random with ``seed``; report.json's
     ``reference.split`` says which). ``int16_logits``: the int8 file computes its logits layer in 16x8 mode
-    (int8 weights, int16 output; :func:`rolekd_tf.export.passes.logits.int16_logits`; the global pool
-    in int16 only where an int8 pool would round the mean of the exact tail's levels,
-    :func:`~rolekd_tf.export.passes.logits.needs_int16_pool`); False keeps int8 logits (accelerators
+    (int8 weights, int16 output; :func:`rolekd_tf.export.passes.logits.int16_logits`; where an int8
+    pool would round the mean of the exact tail's levels,
+    :func:`~rolekd_tf.export.passes.logits.needs_exact_pool`, the pool is an exact sum: int8
+    depthwise window sums added up by the logits layer); False keeps int8 logits (accelerators
     that run int8 ops only). Stride-2 subsamples of ``zero_pad`` shortcuts are written as exact 1×1
     depthwise convs (:mod:`rolekd_tf.export.passes.subsample`). ``float64_reference``: also evaluate the same
     network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
@@ -274,7 +275,7 @@ def _int8_entry(model, plan, f8) -> dict:
     logits = f8.logits
     entry = {"dorefa_layers": sum(1 for v in plan.values() if v.get("scale") is not None),
              "compacted_bytes": f8.compacted.as_dict(), "stem": _stem_entry(plan),
-             "exactness": graph.int8_exactness(model, plan, f8.ops, int16_pool=bool(logits.int16_pool)),
+             "exactness": graph.int8_exactness(model, plan, f8.ops, exact_pool=logits.exact_pool is not None),
              "logits": logits.as_dict(),
              "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
     if f8.subsample.channels:
@@ -289,8 +290,9 @@ def _int8_entry(model, plan, f8) -> dict:
         entry["merged_projections"] = [[v.main, v.proj] for v in merged]
     tail = {k: v for k, v in plan.items() if v.kind in ("grid_mean", "exact_dense")}
     if tail:  # exact_tail variant: pool scale 1/(n·H·W) (exact if n·H·W ≤ 255), int8-grid logits
-        pool16 = logits.int16_pool
-        entry["exact_tail"] = {k: (({"pool_scale": pool16["scale"], "exact": True, "dtype": "int16"} if pool16
+        xp = logits.exact_pool  # the int8 MEAN replaced by int8 window sums the logits FC adds up
+        entry["exact_tail"] = {k: (({"pool_scale": xp.scale, "exact": True, "window": xp.window,
+                                     "positions": xp.positions} if xp is not None
                                     else {"pool_scale": v.scale_out, "exact": v.exact})
                                    if v.kind == "grid_mean" else {"int8_grid_kernel": True}) for k, v in tail.items()}
     return entry

@@ -199,14 +199,14 @@ def test_int8_exactness_flags_and_bit_widths():
     assert ex["exact_body"] and ex["inexact"] == []
     m4 = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, int8=Int8Exactness(**flags))
     plan4 = graph.build_export_view(m4, (0.5,) * 3, (0.25,) * 3, mode="int8")[1]
-    # 15 levels × 8×8 = 960 pool steps: exact only in the int16 pool (int16_logits, the default)
+    # 15 levels × 8×8 = 960 pool steps: exact only in the exact pool (int16_logits, the default)
     assert [p["part"] for p in graph.int8_exactness(m4, plan4)["inexact"]] == ["pool rounding", "stem bias lattice"]
-    ex = graph.int8_exactness(m4, plan4, int16_pool=True)
+    ex = graph.int8_exactness(m4, plan4, exact_pool=True)
     assert not ex["exact_body"] and [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
     assert ex["inexact"][0]["layers"] == ["stage1_block1_in_aq"] and "stem_step=12" in ex["inexact"][0]["why"]
     m4s = build_model("resnet20", num_classes=10, w_bits=4, a_bits=4, int8=Int8Exactness(stem_step=4, **flags))
     ex = graph.int8_exactness(m4s, graph.build_export_view(m4s, (0.5,) * 3, (0.25,) * 3, mode="int8")[1],
-                              int16_pool=True)
+                              exact_pool=True)
     assert [p["part"] for p in ex["inexact"]] == ["stem bias lattice"]
     assert "multiples of 4" in ex["inexact"][0]["why"] and "stem_step=12" not in ex["inexact"][0]["why"]
     fp = build_model("resnet20", num_classes=10, w_bits=32, a_bits=32)
@@ -871,9 +871,10 @@ def test_int8_4bit_refined_quantiser_grids(zero_pad_tail_w4_run):
 
 def test_int16_logits(zero_pad_tail_w4_run):
     """The exported int8 file computes the logits in 16x8 mode (CAST int8 → int16 of the exact
-    pool, zero point folded into the int64 bias, int8 weights, int16 output): given its own pool
-    the logits equal Keras' to half an int16 step; with ``int16_logits=False`` they stay int8.
-    The report names the one remaining inexact part of this variant at 4 bits (the stem's lattice)."""
+    pool's window sums, zero point folded into the int64 bias, int8 weights, int16 output): given
+    its own pool the logits equal Keras' to half an int16 step; with ``int16_logits=False`` they
+    stay int8. The report names the one remaining inexact part of this variant at 4 bits (the
+    stem's lattice) and the exact pool's window."""
     from rolekd_tf.export import export_run, tflite as T
     from rolekd_tf.training import load_run_model
 
@@ -886,6 +887,9 @@ def test_int16_logits(zero_pad_tail_w4_run):
     assert f["refined_quantiser_inputs"] == 18
     assert [p["part"] for p in f["exactness"]["inexact"]] == ["stem bias lattice"]
     assert f["exactness"]["inexact"][0]["layers"] == ["stage1_block1_in_aq"]
+    assert f["logits"]["exact_pool"]["window"] == [4, 4] and f["logits"]["exact_pool"]["positions"] == 4
+    assert f["exact_tail"]["gap"] == {"pool_scale": f["logits"]["exact_pool"]["scale"], "exact": True,
+                                      "window": [4, 4], "positions": 4}
     data = (rd / "export" / "model_int8.tflite").read_bytes()
     x = splits.x_val[:100]
     it, dets = _invoke_keeping_tensors(data, x)
@@ -893,18 +897,20 @@ def test_int16_logits(zero_pad_tail_w4_run):
     ops = it._get_ops_details()
     (fc,) = [o for o in ops if o["op_name"] == "FULLY_CONNECTED"]
     (cast,) = [o for o in ops if o["op_name"] == "CAST"]
-    (mean_op,) = [o for o in ops if o["op_name"] == "MEAN"]
-    assert mean_op["inputs"][0] == cast["outputs"][0] and fc["inputs"][0] == mean_op["outputs"][0]  # int16 pool
+    dw = [o for o in ops if o["op_name"] == "DEPTHWISE_CONV_2D"][-1]
+    assert not [o for o in ops if o["op_name"] == "MEAN"]
+    # exact pool: int8 window sums → CAST → FC
+    assert cast["inputs"][0] == dw["outputs"][0] and fc["inputs"][0] == cast["outputs"][0]
     assert dets[cast["inputs"][0]]["dtype"] == np.int8
     assert dets[fc["inputs"][0]]["dtype"] == np.int16 and dets[fc["inputs"][1]]["dtype"] == np.int8
     assert dets[fc["inputs"][2]]["dtype"] == np.int64
     out = dets[fc["outputs"][0]]
     step, zp = out["quantization"]
     assert out["dtype"] == np.int16 and zp == 0
-    pt, lt = dets[mean_op["outputs"][0]], dets[cast["inputs"][0]]
-    # the int16 pool sums the raw int8 levels: its zero point is H·W·(the level tensor's zero point)
-    hw = int(lt["shape"][1] * lt["shape"][2])
-    pool = (it.get_tensor(pt["index"]).astype(np.float64) - hw * lt["quantization"][1]) * pt["quantization"][0]
+    pt, lt = dets[fc["inputs"][0]], dets[dw["inputs"][0]]
+    # the FC adds the raw window sums (each off by the level tensor's zero point) over the 2×2 positions
+    sums = it.get_tensor(pt["index"]).astype(np.float64) - lt["quantization"][1]
+    pool = sums.sum((1, 2)) * pt["quantization"][0]
     ref = model.get_layer("logits")(pool.astype(np.float32)).numpy()
     q16 = it.get_tensor(fc["outputs"][0]).astype(np.int64)
     assert np.abs(q16).max() < 32767  # range 4× the calibrated int8 range: no clipping
@@ -971,7 +977,7 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
         moved_channels = set(np.nonzero(bad)[-1].tolist())
         assert moved_channels <= set(rec["bias_unfit"]), (moved_channels, rec["bias_unfit"])
         unfit[step], moves[step] = len(rec["bias_unfit"]), int(bad.sum())
-        ex = graph.int8_exactness(model, plan, fixes, int16_pool=True)
+        ex = graph.int8_exactness(model, plan, fixes, exact_pool=True)
         parts = {p["part"]: p for p in ex["inexact"]}
         assert set(parts) <= {"stem bias lattice"}
         if rec["bias_unfit"]:
@@ -983,10 +989,11 @@ def test_exact_stem_step_gives_the_bias_room(zero_pad_tail_w4_run):
     assert unfit[4] <= unfit[1] and moves[4] <= moves[1]
 
 
-def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
+def test_exact_pool_and_float64_reference(zero_pad_tail_w4_run):
     """At 4 bits the exact-tail pool (mean of 8·8 levels of 1/15) needs the scale 1/960, which int8
-    cannot hold: int16_logits CASTs the level map to int16 and the MEAN sums it exactly (its output
-    equals the integer sum of its input). With the stem on a coarser grid (exact_stem_step = 12,
+    cannot hold: int16_logits sums 4×4 windows of levels exactly in int8 (a DEPTHWISE_CONV_2D of
+    weight 1: each output is the integer sum of its inputs) and the logits FC adds the 2×2 window
+    sums at the scale 1/960. With the stem on a coarser grid (exact_stem_step = 12,
     every channel's bias fitted) the whole int8 file then computes what the network computes in
     exact arithmetic: top-1 agreement with the float64 twin of the same Keras model is 100 %, and
     every logit is within one int16 step of the twin's.
@@ -1016,16 +1023,19 @@ def test_int16_pool_and_float64_reference(zero_pad_tail_w4_run):
     assert stem["bias_unfit"] == [], unfit
     print(f"exact stem step fitting every channel: {step} (unfit channels by step: {unfit})")
     data, rec = P.int16_logits(raw)
-    assert rec["int16_pool"] == {"scale": pytest.approx(1 / 960, rel=1e-6), "values": 64}
+    assert rec["exact_pool"]["scale"] == pytest.approx(1 / 960, rel=1e-6) and rec["exact_pool"]["values"] == 64
     x = splits.x_val[:300]
     it, dets = _invoke_keeping_tensors(data, x)
     dets = {t["index"]: t for t in dets}
-    (mean_op,) = [o for o in it._get_ops_details() if o["op_name"] == "MEAN"]
-    src, dst = dets[mean_op["inputs"][0]], dets[mean_op["outputs"][0]]
-    assert src["dtype"] == dst["dtype"] == np.int16 and dst["quantization"][1] == 0
-    np.testing.assert_array_equal(it.get_tensor(dst["index"]).astype(np.int64),
-                                  it.get_tensor(src["index"]).astype(np.int64).sum((1, 2)))
-    ex = graph.int8_exactness(model, plan, fixes, int16_pool=True)
+    ops = it._get_ops_details()
+    assert not [o for o in ops if o["op_name"] == "MEAN"]
+    dw = [o for o in ops if o["op_name"] == "DEPTHWISE_CONV_2D"][-1]
+    src, dst = dets[dw["inputs"][0]], dets[dw["outputs"][0]]
+    assert src["dtype"] == dst["dtype"] == np.int8 and src["quantization"] == dst["quantization"]
+    lv = it.get_tensor(src["index"]).astype(np.int64) - src["quantization"][1]  # levels 0…15
+    np.testing.assert_array_equal(it.get_tensor(dst["index"]).astype(np.int64) - dst["quantization"][1],
+                                  lv.reshape(len(x), 2, 4, 2, 4, -1).sum((2, 4)))
+    ex = graph.int8_exactness(model, plan, fixes, exact_pool=True)
     assert ex["exact_body"], ex["inexact"]
     assert "pool rounding" in [p["part"] for p in graph.int8_exactness(model, plan, fixes)["inexact"]]
 

@@ -215,33 +215,140 @@ def _mean_input_dtypes(data) -> list[int]:
     return [g.tensors[op.inputs[0]].type for name, op in ops if name == "MEAN"]
 
 
-@pytest.mark.parametrize("bits,size,int16_pool", [(2, 32, False), (4, 32, True), (4, 16, False)])
-def test_int16_pool_only_where_the_int8_pool_is_inexact(bits, size, int16_pool):
+@pytest.mark.parametrize("bits,size,exact_pool", [(2, 32, False), (4, 32, True), (4, 16, False)])
+def test_exact_pool_only_where_the_int8_pool_is_inexact(bits, size, exact_pool):
     """The exact-tail pool of n levels over H×W is exact in int8 iff n·H·W ≤ 255: 2-bit 8×8 (192)
     and 4-bit 4×4 (240) keep the int8 MEAN (XNNPACK runs it) and give logits bit-identical to the
-    int16-pool file; 4-bit 8×8 (960) keeps the int16 CAST + MEAN. The product pipeline
+    exact-pool file; 4-bit 8×8 (960) gets the exact pool (no MEAN left). The product pipeline
     (``int8_file``) follows the plan."""
     from rolekd_tf.export import flatbuf as F, graph, passes as P, tflite as T
-    from rolekd_tf.export.passes.logits import int16_logits, needs_int16_pool
+    from rolekd_tf.export.passes.logits import int16_logits, needs_exact_pool
 
     m, x, plan, fixed = _exact_tail(bits, size)
     (gm,) = [v for v in plan.values() if v.kind == "grid_mean"]
     assert gm.exact == ((2**bits - 1) * gm.hw <= 255) and gm.hw == (size // 4) ** 2
-    assert needs_int16_pool(plan) == int16_pool
+    assert needs_exact_pool(plan) == exact_pool
     bias = plan[m.layers[-1].name].bias
-    p16, r16 = int16_logits(fixed, bias=bias, int16_pool=True)
-    pick, rec = int16_logits(fixed, bias=bias, int16_pool=needs_int16_pool(plan))
-    assert _mean_input_dtypes(p16) == [F.INT16] and r16.int16_pool is not None
-    assert _mean_input_dtypes(pick) == [F.INT16 if int16_pool else F.INT8]
-    assert (rec.int16_pool is not None) == int16_pool
-    if not int16_pool:  # the int8 mean of ≤ 255 level steps is the int16 one: same logits, bit for bit
+    p16, r16 = int16_logits(fixed, bias=bias, exact_pool=True)
+    pick, rec = int16_logits(fixed, bias=bias, exact_pool=needs_exact_pool(plan))
+    assert _mean_input_dtypes(p16) == [] and r16.exact_pool is not None
+    assert _mean_input_dtypes(pick) == ([] if exact_pool else [F.INT8])
+    assert (rec.exact_pool is not None) == exact_pool
+    if not exact_pool:  # the int8 mean of ≤ 255 level steps is the exact one: same logits, bit for bit
         np.testing.assert_array_equal(T.run(T.interpreter(pick), x, batch=64), T.run(T.interpreter(p16), x, batch=64))
-        ex = graph.int8_exactness(m, plan, int16_pool=False)
+        ex = graph.int8_exactness(m, plan, exact_pool=False)
         assert "pool rounding" not in [p["part"] for p in ex["inexact"]]
     view, _ = graph.build_export_view(m, MEAN, STD, mode="int8")
     f8 = P.int8_file(view, x[:32], plan, logits_bias=bias)
-    assert _mean_input_dtypes(f8.data) == [F.INT16 if int16_pool else F.INT8]
-    assert (f8.logits.int16_pool is not None) == int16_pool
+    assert _mean_input_dtypes(f8.data) == ([] if exact_pool else [F.INT8])
+    assert (f8.logits.exact_pool is not None) == exact_pool
+
+
+def test_pool_window_rule():
+    """a | H, b | W, n·a·b ≤ 255, a·b largest, then the squarest, then the larger a; checked
+    against every (a, b) by brute force and on the cases the docs name."""
+    from rolekd_tf.export.passes.logits import pool_window
+
+    assert pool_window(15, 8, 8) == (4, 4) and pool_window(7, 8, 8) == (8, 4) and pool_window(3, 8, 8) == (8, 8)
+    assert pool_window(15, 6, 6) == (6, 2) and pool_window(127, 7, 7) == (1, 1) and pool_window(255, 8, 8) == (1, 1)
+    for n in (3, 7, 15, 31, 63, 127):
+        for h, w in ((8, 8), (6, 6), (7, 7), (4, 8), (12, 5)):
+            a, b = pool_window(n, h, w)
+            assert h % a == 0 and w % b == 0 and n * a * b <= 255
+            assert a * b == max(i * j for i in range(1, h + 1) for j in range(1, w + 1)
+                                if h % i == 0 and w % j == 0 and n * i * j <= 255)
+
+
+def _int16_mean_pool(int8_pool_bytes: bytes, bias) -> bytes:
+    """The int16 pool the exact pool replaces (the exporter's before 2026-12-03 16:00), built here
+    from a file whose logits FC reads an int8 MEAN through a CAST (``int16_logits(exact_pool=False)``):
+    the CAST moves before the MEAN (the int16 MEAN then sums the raw int8 levels at the exact scale
+    s_l/(H·W)), the bias is re-quantised at that scale with the zero point H·W·zp_l folded in."""
+    from rolekd_tf.export import flatbuf as F
+
+    s = F.schema()
+    model, opname = F.read(int8_pool_bytes)
+    g = model.subgraphs[0]
+    (mean_op,) = [op for op in g.operators if opname(op) == "MEAN"]
+    (cast,) = [op for op in g.operators if opname(op) == "CAST"]
+    (fc,) = [op for op in g.operators if opname(op) == "FULLY_CONNECTED"]
+    lt = g.tensors[mean_op.inputs[0]]
+    hw = int(lt.shape[1] * lt.shape[2])
+    s_l, zp_l = float(lt.quantization.scale[0]), int(lt.quantization.zeroPoint[0])
+    lt16 = F.new_tensor(g, lt, F.INT16, "levels/int16", s_l, 0)
+    x16 = int(cast.outputs[0])
+    cast.inputs, cast.outputs = np.asarray([mean_op.inputs[0]], np.int32), np.asarray([lt16], np.int32)
+    mean_op.inputs = np.asarray([lt16, mean_op.inputs[1]], np.int32)
+    mean_op.outputs = np.asarray([x16], np.int32)
+    mean_op.opcodeIndex = F.opcode(model, s.BuiltinOperator.MEAN, 3)
+    g.operators.remove(cast)
+    g.operators.insert(g.operators.index(mean_op), cast)
+    s_m = float(np.float32(s_l / hw))
+    g.tensors[x16].quantization.scale = [s_m]
+    wt, bt = g.tensors[fc.inputs[1]], g.tensors[fc.inputs[2]]
+    sw = np.asarray(wt.quantization.scale, np.float64)
+    w = F.int8_values(model, wt)
+    b64 = np.round(np.asarray(bias, np.float64) / (s_m * sw)).astype(np.int64) - hw * zp_l * w.sum(1)
+    model.buffers[bt.buffer].data = np.frombuffer(b64.astype("<i8").tobytes(), np.uint8).copy()
+    bt.quantization.scale = (s_m * sw).astype(np.float32).tolist()
+    return F.write(model)
+
+
+@pytest.mark.parametrize("bits,size,window", [(4, 32, (4, 4)), (3, 32, (8, 4)), (4, 24, (6, 2)), (7, 28, (1, 1))])
+def test_exact_pool_equals_the_int16_mean_pool(bits, size, window):
+    """The exact pool (int8 window sums of weight 1, the logits FC's weights tiled over the window
+    positions) gives the same logits as the int16 CAST + MEAN of the whole level map, bit for bit,
+    at 1 and 64 images per invoke — also where H·W is not a power of two (6×6) and where no window
+    fits (7-bit levels on 7×7: the FC reads the CAST of the whole map). Its ops: DEPTHWISE_CONV_2D
+    (a×b, stride a×b, VALID, weights 1 at scale 1, output quantisation = input's) → CAST → FC →
+    DEQUANTIZE, no MEAN; each window sum is the integer sum of its levels; the record says so."""
+    from rolekd_tf.export import flatbuf as F, tflite as T
+    from rolekd_tf.export.passes.logits import int16_logits
+
+    m, x, plan, fixed = _exact_tail(bits, size)
+    (gm,) = [v for v in plan.values() if v.kind == "grid_mean"]
+    assert not gm.exact
+    bias = plan[m.layers[-1].name].bias
+    data, rec = int16_logits(fixed, bias=bias, exact_pool=True)
+    ref = _int16_mean_pool(int16_logits(fixed, bias=bias, exact_pool=False)[0], bias)
+    assert _mean_input_dtypes(ref) == [F.INT16]
+    for batch in (1, 64):
+        np.testing.assert_array_equal(T.run(T.interpreter(data), x, batch=batch), T.run(T.interpreter(ref), x, batch=batch))
+
+    n, h = 2**bits - 1, size // 4
+    a, b = window
+    p = h * h // (a * b)
+    xp = rec.exact_pool
+    assert (xp.levels, xp.values, tuple(xp.window), xp.positions) == (n, h * h, window, p)
+    assert xp.scale == pytest.approx(1 / (n * h * h), rel=1e-6)
+    model, g, ops = _ops(data)
+    names = [name for name, _ in ops]
+    assert "MEAN" not in names
+    tail = ["DEPTHWISE_CONV_2D", "CAST"] if a * b > 1 else ["CAST"]
+    assert names[-len(tail) - 2:] == tail + ["FULLY_CONNECTED", "DEQUANTIZE"]
+    fc = ops[-2][1]
+    c = int(plan[m.layers[-1].name].kernel.shape[0])  # channels into the logits layer
+    x16 = g.tensors[fc.inputs[0]]
+    assert x16.type == F.INT16 and list(x16.shape)[1:] == [h // a, h // b, c]
+    assert x16.quantization.scale[0] == np.float32(xp.scale) and x16.quantization.zeroPoint[0] == 0
+    model0, g0, ops0 = _ops(fixed)
+    w0 = F.int8_values(model0, g0.tensors[ops0[-2][1].inputs[1]])  # the FC's own [classes, C] weights
+    assert w0.shape[1] == c
+    np.testing.assert_array_equal(F.int8_values(model, g.tensors[fc.inputs[1]]), np.tile(w0, (1, p)))
+    it = _invoked(data, x[:8])
+    if a * b > 1:
+        dw = ops[-4][1]
+        o = dw.builtinOptions
+        assert (o.strideH, o.strideW, o.padding, o.depthMultiplier) == (a, b, F.schema().Padding.VALID, 1)
+        lt, wk, st = (g.tensors[i] for i in (dw.inputs[0], dw.inputs[1], dw.outputs[0]))
+        assert list(wk.shape) == [1, a, b, c] and np.all(F.int8_values(model, wk) == 1) and wk.quantization.scale == [1.0]
+        assert st.type == F.INT8 and st.quantization.scale == lt.quantization.scale
+        assert st.quantization.zeroPoint == lt.quantization.zeroPoint == [-128] and F.grid_levels(lt) == n
+        lv = it.get_tensor(dw.inputs[0]).astype(np.int64) + 128  # levels 0…n
+        assert lv.min() >= 0 and lv.max() <= n
+        sums = lv.reshape(8, h // a, a, h // b, b, c).sum((2, 4))
+        np.testing.assert_array_equal(it.get_tensor(dw.outputs[0]).astype(np.int64), sums - 128)
+        np.testing.assert_array_equal(it.get_tensor(fc.inputs[0]).astype(np.int64), sums - 128)
 
 
 def test_subsample_as_depthwise_copies_exactly(w2a2):

@@ -9,7 +9,7 @@ convert     export view (+ representative pixels)          bytes
 grids       bytes, plan                                    bytes, [RefinedGrid], [OpRecord]
 bias        bytes, plan, [OpRecord]                        bytes, [OpRecord] (bias fields filled)
 subsample   bytes                                          bytes, SubsampleRecord
-logits      bytes (+ the logits layer's real bias)         bytes, LogitsRecord
+logits      bytes (+ the logits layer's real bias)         bytes, LogitsRecord (+ ExactPool)
 compact     bytes                                          bytes, CompactRecord
 verify      bytes, Evaluation, plan, records               bytes (unchanged), VerifyRecord
 w4          fp32 bytes, plan (the int4-weight variant)     bytes, [Int4Record]
@@ -26,7 +26,7 @@ from rolekd_tf.export.passes.bias import fit_biases
 from rolekd_tf.export.passes.compact import CompactRecord, compact_model
 from rolekd_tf.export.passes.convert import convert_fp32, convert_int8
 from rolekd_tf.export.passes.grids import FINE_GRID_MIN_LEVELS, OpRecord, RefinedGrid, exact_grids
-from rolekd_tf.export.passes.logits import LogitsRecord, int16_logits, keep_int8_logits, needs_int16_pool
+from rolekd_tf.export.passes.logits import ExactPool, LogitsRecord, int16_logits, keep_int8_logits, needs_exact_pool
 from rolekd_tf.export.passes.subsample import SubsampleRecord, subsample_as_depthwise
 from rolekd_tf.export.plan import Plan
 
@@ -52,17 +52,17 @@ class Int8File:
 
 
 def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None) -> Int8File:
-    """convert → grids → bias → subsample → logits (int16 unless ``int16=False``; the pool in int16
-    only where :func:`~rolekd_tf.export.passes.logits.needs_int16_pool`) → compact."""
+    """convert → grids → bias → subsample → logits (int16 unless ``int16=False``; an exact pool of
+    int8 window sums only where :func:`~rolekd_tf.export.passes.logits.needs_exact_pool`) → compact."""
     data = convert_int8(view, representative)
     data, refined, ops = exact_grids(data, plan)
     data, ops = fit_biases(data, plan, ops)
     data, subsample = subsample_as_depthwise(data)
-    data, logits = (int16_logits(data, bias=logits_bias, int16_pool=needs_int16_pool(plan)) if int16
+    data, logits = (int16_logits(data, bias=logits_bias, exact_pool=needs_exact_pool(plan)) if int16
                     else keep_int8_logits(data))
     data, compacted = compact_model(data)
     return Int8File(data, refined, ops, subsample, logits, compacted)
 
 
 __all__ = ["convert_fp32", "convert_int8", "exact_grids", "fit_biases", "fix_int8_model", "int16_logits",
-           "compact_model", "int8_file", "needs_int16_pool", "subsample_as_depthwise", "SubsampleRecord", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "CompactRecord"]
+           "compact_model", "int8_file", "needs_exact_pool", "subsample_as_depthwise", "SubsampleRecord", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "ExactPool", "CompactRecord"]

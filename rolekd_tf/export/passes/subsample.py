@@ -18,9 +18,6 @@ import numpy as np
 from rolekd_tf.export import flatbuf as F
 from rolekd_tf.export.records import Record
 
-#: DEPTHWISE_CONV_2D version with int8 inputs (lite/tools/versioning)
-_DEPTHWISE_INT8_VERSION = 3
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class SubsampleRecord(Record):
@@ -45,12 +42,12 @@ def subsample_as_depthwise(model_bytes: bytes) -> tuple[bytes, SubsampleRecord]:
         params.update(int(i) for i in op.inputs[1:])
         xt = g.tensors[int(op.inputs[0])]
         c, s_in = int(xt.shape[-1]), float(xt.quantization.scale[0])
-        w = _const(model, g, [1, 1, 1, c], F.INT8, np.ones(c, np.int8), 1.0)
-        b = _const(model, g, [c], F.INT32, np.zeros(c, np.int32), s_in)  # bias scale = s_in · s_w
+        w = F.new_const(model, g, [1, 1, 1, c], F.INT8, np.ones(c, np.int8), 1.0)
+        b = F.new_const(model, g, [c], F.INT32, np.zeros(c, np.int32), s_in)  # bias scale = s_in · s_w
         o = s.DepthwiseConv2DOptionsT()
         o.padding, o.strideW, o.strideH, o.depthMultiplier = s.Padding.VALID, 2, 2, 1
         o.dilationWFactor = o.dilationHFactor = 1
-        op.opcodeIndex = F.opcode(model, s.BuiltinOperator.DEPTHWISE_CONV_2D, _DEPTHWISE_INT8_VERSION)
+        op.opcodeIndex = F.opcode(model, s.BuiltinOperator.DEPTHWISE_CONV_2D, F.DEPTHWISE_INT8_VERSION)
         op.inputs = np.asarray([int(op.inputs[0]), w, b], np.int32)
         op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.DepthwiseConv2DOptions, o
         channels.append(c)
@@ -81,17 +78,3 @@ def _is_subsample(model, g, op) -> bool:
     return (np.float32(qx.scale[0]) == np.float32(qy.scale[0]) and int(qx.zeroPoint[0]) == int(qy.zeroPoint[0])
             and [int(d) for d in yt.shape] == [int(xt.shape[0]), -(-int(xt.shape[1]) // 2),
                                                -(-int(xt.shape[2]) // 2), int(xt.shape[3])])
-
-
-def _const(model, g, shape, dtype: int, values: np.ndarray, scale: float) -> int:
-    """Append a constant tensor (per-tensor ``scale``, zero point 0) holding ``values``; its index."""
-    s = F.schema()
-    buf = s.BufferT()
-    buf.data = np.frombuffer(values.tobytes(), np.uint8).copy()
-    model.buffers.append(buf)
-    t = s.TensorT()
-    t.shape, t.type, t.buffer = np.asarray(shape, np.int32), dtype, len(model.buffers) - 1
-    t.quantization = s.QuantizationParametersT()
-    t.quantization.scale, t.quantization.zeroPoint = [float(scale)], [0]
-    g.tensors.append(t)
-    return len(g.tensors) - 1
