@@ -212,10 +212,10 @@ def _export_layer_classes():
 
         In the int8 file: QUANTIZE (uint8 → int8) → PADV2 (``[x, ind]``) → one CONCATENATION of
         ``copies`` inputs (none for 1) → CONV_2D. Every op reads and writes scale 1, zero point
-        −128, so ``[x, ind]`` holds the pixels and 255 exactly, and any batch size works. Why not
-        other ways to write ``ind`` (LiteRT 2.3, XNNPACK, 1 thread, measured): a 1×1 CONV_2D
+        −128, so ``[x, ind]`` holds the pixels and 255 exactly, and any batch size works. Other
+        ways to write ``ind`` (LiteRT 2.3, XNNPACK, 1 thread, 32×32, measured): a 1×1 CONV_2D
         (zero weights, bias 255) costs ≈ 17 µs whatever its output channels (that is also what
-        writing ``[x, ind] × copies`` in one 1×1 conv costs); PADV2 ≈ 6 µs (run by LiteRT before
+        writing ``[x, ind] × copies`` in one 1×1 conv costs); PADV2 ≈ 5–6 µs (run by LiteRT before
         the delegate, which still takes the rest of the graph as one partition); a constant
         ``[1, H, W, 1]`` tensor fixes the batch at 1 (CONCATENATION does not broadcast)."""
 
@@ -654,7 +654,7 @@ def _stem_layer(model):
 
 
 #: input repetitions of the int8 first conv: its integer filter gets ``STEM_COPIES``× the
-#: resolution of one int8 filter. Cost (XNNPACK, measured 2026-12-03): one CONCATENATION, ≈ 7 µs
+#: resolution of one int8 filter. Cost (XNNPACK, measured 2026-12-03): one CONCATENATION, ≈ 5–7 µs
 #: at 32×32 (the 3×3 conv itself costs the same for 3, 4 or 8 input channels). 1 instead of 2
 #: saves that op but 2.2× / 5.4× more first-quantiser levels differ from Keras (digits w2a2 /
 #: w4a4, 297 images); 3 / 4 add ≈ 4 / 6 µs for 1.5× / 1.9× (w2a2) and 1.0× / 1.6× (w4a4) fewer.
