@@ -30,8 +30,9 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   DoReFa convs (3×3 + 1×1 projection) becomes one conv over ``concat([mid, subsampled x])``
   (:class:`MergedConvAdd`; off by default: ~20 kB of zero taps).
 * ``mode="int8"``: the first full-precision conv reads the pixels directly with the
-  normalisation folded in (:func:`stem_kernel`; ``stem_copies`` = 0 keeps the in-graph
-  normalisation instead).
+  normalisation folded in (:func:`stem_kernel`, :class:`StemConv`: pixels + a constant 255 channel
+  from one PADV2, repeated ``stem_copies`` times by one CONCATENATION; ``stem_copies`` = 0 keeps
+  the in-graph normalisation instead).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
   pixels enter the integer graph unchanged.
 * Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, config section ``int8``,
@@ -207,7 +208,16 @@ def _export_layer_classes():
 
     class StemConv(keras.layers.Layer):
         """int8 view of a full-precision first conv fed by the pixels (see :func:`stem_kernel`):
-        ``conv(concat([x, ind] × copies), kernel) + bias`` with ``ind`` a constant 255 channel."""
+        ``conv(concat([x, ind] × copies), kernel) + bias`` with ``ind`` a constant 255 channel.
+
+        In the int8 file: QUANTIZE (uint8 → int8) → PADV2 (``[x, ind]``) → one CONCATENATION of
+        ``copies`` inputs (none for 1) → CONV_2D. Every op reads and writes scale 1, zero point
+        −128, so ``[x, ind]`` holds the pixels and 255 exactly, and any batch size works. Other
+        ways to write ``ind`` (LiteRT 2.3, XNNPACK, 1 thread, 32×32, measured): a 1×1 CONV_2D
+        (zero weights, bias 255) costs ≈ 17 µs whatever its output channels (that is also what
+        writing ``[x, ind] × copies`` in one 1×1 conv costs); PADV2 ≈ 5–6 µs (run by LiteRT before
+        the delegate, which still takes the rest of the graph as one partition); a constant
+        ``[1, H, W, 1]`` tensor fixes the batch at 1 (CONCATENATION does not broadcast)."""
 
         def __init__(self, src, kernel, bias, copies, **kw):
             super().__init__(name=src.name, **kw)
@@ -220,12 +230,11 @@ def _export_layer_classes():
             self.act = src.activation
 
         def call(self, x, training=None, mask=None):
-            # a 1×1 conv with zero weights and bias 255: a constant channel, zero-padded like the
-            # image, whose weights add the normalisation offset exactly where the kernel overlaps it
-            zero = tf.zeros((1, 1, int(x.shape[-1]), 1), tf.float32)
-            ind = tf.nn.bias_add(tf.nn.conv2d(x, zero, strides=1, padding="VALID"), tf.constant([255.0]))
-            ind = tf.quantization.fake_quant_with_min_max_args(ind, min=0.0, max=255.0, num_bits=8)
-            xa = tf.concat([x, ind], -1)
+            # the indicator: the pixels padded on the channel axis with a constant 255 (PADV2, the
+            # int8 255 = 127 of the input's scale 1 / zero point −128, exact); the conv's own SAME
+            # padding then zero-pads it like the image, so its weights add the normalisation offset
+            # exactly where the kernel overlaps the image
+            xa = tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, 1]], constant_values=255.0)
             xk = tf.concat([xa] * self.copies, -1) if self.copies > 1 else xa
             y = tf.nn.conv2d(xk, tf.constant(self.kernel_c), strides=[1, *self.strides, 1], padding=self.padding,
                              dilations=[1, *self.dilation, 1])
@@ -601,8 +610,9 @@ def stem_kernel(kernel, bias, mean, std, copies: int):
 
     * ``kernel_all`` (kh, kw, 4, cout): the 3 pixel channels scaled by ``1/(255·std_c)`` plus a
       4th "indicator" channel of weights ``Σ_c K_c·(−mean_c/std_c)/255``, fed a constant 255 that
-      is zero-padded like the image — so the offset term is added exactly where the kernel overlaps
-      the image, as in the normalised model (whose zero padding is the mean colour);
+      is zero-padded like the image (:class:`StemConv`: the pixels padded with 255 on the channel
+      axis) — so the offset term is added exactly where the kernel overlaps the image, as in the
+      normalised model (whose zero padding is the mean colour);
     * ``tiled`` = ``kernel_all/copies`` repeated ``copies`` times on the input axis (the float
       graph: the input is repeated as often, so the value is unchanged; the int8 rewrite splits the
       integer filter ``Q`` into ``copies`` int8 parts summing to ``Q``, i.e. ``copies``× finer);
@@ -643,8 +653,11 @@ def _stem_layer(model):
     return c
 
 
-#: input repetitions of the int8 first conv (its integer filter gets ``STEM_COPIES``× the
-#: resolution of one int8 filter; cost: ``4·STEM_COPIES/3``× the first conv's multiply-adds)
+#: input repetitions of the int8 first conv: its integer filter gets ``STEM_COPIES``× the
+#: resolution of one int8 filter. Cost (XNNPACK, measured 2026-12-03): one CONCATENATION, ≈ 5–7 µs
+#: at 32×32 (the 3×3 conv itself costs the same for 3, 4 or 8 input channels). 1 instead of 2
+#: saves that op but 2.2× / 5.4× more first-quantiser levels differ from Keras (digits w2a2 /
+#: w4a4, 297 images); 3 / 4 add ≈ 4 / 6 µs for 1.5× / 1.9× (w2a2) and 1.0× / 1.6× (w4a4) fewer.
 STEM_COPIES = 2
 #: full-precision layers get per-channel int8 weight scales when max/min of the per-channel
 #: max|w| exceeds this (per-tensor would then lose more than one bit on some channel)

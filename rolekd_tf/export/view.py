@@ -246,7 +246,8 @@ class _ViewBuilder:
         return self.L["ConstConv2D"](layer, kc, b, None)
 
     def _stem(self, layer, p: dict, k, b):
-        """FP first conv reading the pixels with the normalisation folded in (:func:`graph.stem_kernel`)."""
+        """FP first conv reading the pixels with the normalisation folded in (:func:`graph.stem_kernel`;
+        in the file: PADV2 writes the 255 channel, one CONCATENATION the copies, :class:`StemConv`)."""
         copies = int(self.opts.stem_copies)
         kall, tiled, b = G.stem_kernel(k, np.zeros(k.shape[-1]) if b is None else b, self.mean, self.std, copies)
         p.update(kind="stem", kernel=tiled.astype(np.float32), bias=np.asarray(b, np.float32))
