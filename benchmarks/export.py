@@ -88,8 +88,8 @@ same `compact_model` (no names), for reference.
   0.00 points). The 16x8 FC is not delegated to XNNPACK (one 64 × 10 product).
 - Stem: the input normalisation is folded into the first conv, which reads the uint8 pixels
   (scale 1) directly; the normalised image's zero padding (= mean colour) is reproduced by a
-  constant 255 channel (1×1 conv, zero weights, bias 255) concatenated to the pixels and zero
-  padded like them, with weights `Σ_c K_c·(−mean_c/std_c)/255`. The 4 channels are repeated
+  constant 255 channel (one PADV2 on the channel axis, value 255; a 1×1 conv with zero weights and
+  bias 255 before 2026-12-03, bit-identical and ≈ 17 µs slower) zero padded like the pixels, with weights `Σ_c K_c·(−mean_c/std_c)/255`. The 4 channels are repeated
   `STEM_COPIES = 2` times and the integer filter (2× the int8 resolution) is split into 2 int8
   halves. Measured first-quantiser flips (student_w2a2, 100 holdout images): normalisation in
   graph 1,884; folded ×1 2,676; ×2 1,140; ×16 183 (×16 costs +8.8 kB and breaks target a).
