@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from train_eval import read_clean_train  # noqa: E402  (same directory: the train_eval.json format's home)
+
 #: (label, row a, row b): the difference a − b is reported
 COMPARISONS = (
     ("stage β − only II-KD", "stage_beta", "only_iikd"),
@@ -124,14 +126,6 @@ def fit_line(m: dict) -> tuple[float, float, float] | None:
     return 100 * h["accuracy"][-1], 100 * h["val_accuracy"][-1], 100 * m["final"]["holdout_accuracy"]
 
 
-def clean_train(run_dir: Path) -> float | None:
-    """Clean training-set accuracy (%) written by ``train_eval.py`` into ``run_dir``, or None."""
-    try:
-        return 100 * float(json.loads((run_dir / "train_eval.json").read_text())["train_accuracy"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def schedule_facts(path: Path) -> dict | None:
     """Non-zero epochs, segment lengths and per-op mean probability of a search's schedule."""
     if not path.exists():
@@ -190,7 +184,7 @@ def report(out: Path, cfg) -> str:
     rows += [(f"w{bits}a{bits} {r}", {s: (m, out / f"w{bits}a{bits}-{r}-s{s}") for s, m in runs[r].items()})
              for r in STUDENT_ROWS]
     for name, ms in rows:
-        fits = [(f, clean_train(d)) for f, d in ((fit_line(m), d) for m, d in ms.values()) if f]
+        fits = [(f, read_clean_train(d)) for f, d in ((fit_line(m), d) for m, d in ms.values()) if f]
         if not fits:
             lines.append(f"| {name} | 0 | – | – | – | – | – |")
             continue

@@ -111,6 +111,7 @@ def main(argv=None) -> int:
 
     print(f"study {cfg.name}: shared steps {len(shared)}, up to {len(per_seed)} seeds × 3 rows → {out}/",
           flush=True)
+
     def clean_train_eval():  # RUN/train_eval.json for every finished run (cached): do the models fit?
         _run([sys.executable, str(Path(__file__).with_name("train_eval.py")), "--out", str(out)], log, journal)
 

@@ -24,6 +24,14 @@ if str(ROOT) not in sys.path:
 RESULT = "train_eval.json"
 
 
+def read_clean_train(run_dir: Path) -> float | None:
+    """The clean training accuracy (%) in ``run_dir/train_eval.json``, or None if not measured yet."""
+    try:
+        return 100 * float(json.loads((run_dir / RESULT).read_text())["train_accuracy"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def clean_train_accuracy(run_dir: Path) -> dict:
     """``{"train_accuracy", "images"}`` of ``run_dir/model.keras`` on its training split (the
     run's own ``config.yaml`` rebuilds the split: same dataset, sizes and seed), un-augmented,
