@@ -20,7 +20,8 @@ tfmot's int8 TFLite of the same architecture, on the same machine in one run", a
   on the SAME data as the first ``--ours`` run (dataset, split sizes and seed passed as ``--set``).
   The data settings recorded in ``results.json`` must match, else the script stops.
 * Same images: every file is evaluated on the first run's holdout split (pixels → each file's own
-  input convention: uint8 pixels for ours, normalised + int8-quantised for tfmot's).
+  input convention: uint8 pixels for ours, normalised + int8-quantised for tfmot's and for ours
+  exported with ``--int8-input normalised``, read off its report.json).
 * Latency: LiteRT (``ai_edge_litert``) interpreters, ``num_threads=1``, all files loaded in this
   process; ``--rounds`` rounds, each timing ``--repeats`` single-image invokes of every file in a
   rotated order (interleaved, so load changes hit all files alike); median and IQR of all invokes,
@@ -36,7 +37,8 @@ tfmot's int8 TFLite of the same architecture, on the same machine in one run", a
   from. The ``what_if_*`` edits measure a proposed exporter change; they are not what it writes.
 * End-to-end: each file is also timed from one uint8 image to float logits, the caller's numpy
   work included (tfmot: normalise, quantise to int8, dequantise the int8 logits; ours: hand over
-  the uint8 pixels), in a second set of interleaved rounds.
+  the uint8 pixels, or normalise and quantise for ``--int8-input normalised``), in a second set of
+  interleaved rounds.
 
 The tfmot venv (not the project's): ``python3 -m venv V && V/bin/pip install tensorflow==2.21.0
 tf-keras==2.21.0 tensorflow-model-optimization keras==3.15.1 ai-edge-litert pyyaml pillow
@@ -464,6 +466,7 @@ class Entry:
     keras_acc: float | None
     kind: str
     base: str | None = None
+    normalised: tuple | None = None  # (mean, std): the file takes normalised images (tfmot's contract)
 
 
 # ----------------------------------------------------------------------------- report
@@ -492,9 +495,10 @@ def markdown(res: dict) -> str:
          f"tfmot side: {res['tfmot']['how']}  ",
          "Inputs: tfmot's file takes the normalised image quantised to int8 (the caller computes "
          "(pixels/255 − mean)/std and quantises it); ours take uint8 pixels (normalisation inside the file, "
-         "so inside its latency). End-to-end: one uint8 image → float logits, timed in a second set of "
-         "interleaved rounds with the caller's numpy work (tfmot: normalise, quantise, dequantise the int8 "
-         "logits; ours: none). Accuracy: the same holdout images for every file; Keras accuracy: "
+         "so inside its latency), except files exported with `--int8-input normalised`, which take "
+         "tfmot's input. End-to-end: one uint8 image → float logits, timed in a second set of "
+         "interleaved rounds with the caller's numpy work (tfmot and `--int8-input normalised`: normalise, "
+         "quantise (tfmot: also dequantise the int8 logits); ours with pixels: none). Accuracy: the same holdout images for every file; Keras accuracy: "
          "tfmot's QAT Keras model, our model.keras (export report).", "",
          "| file | what | bytes | ×tfmot bytes | latency ms median (IQR) | ×tfmot latency (round ratios min–max) "
          "| end-to-end ms median (IQR) | ×tfmot end-to-end "
@@ -643,8 +647,11 @@ def main(argv=None) -> int:
         rep = json.loads((rd / "export" / "report.json").read_text())
         keras_acc = rep.get("reference", {}).get("accuracy") if rep.get("reference", {}).get("split") == "holdout" else None
         m = rep.get("model", {})
+        inp = rep.get("input", {})
+        norm = ((np.asarray(inp["mean"], np.float64), np.asarray(inp["std"], np.float64))
+                if inp.get("int8_file_takes") == "normalised" else None)  # export --int8-input normalised
         files.append(Entry(name, f.read_bytes(), whats.get(name, f"rolekd_tf {m.get('name')} w{m.get('w_bits')}a{m.get('a_bits')}"),
-                           keras_acc, "ours"))
+                           keras_acc, "ours", normalised=norm))
     if a.what_if:
         for e in [e for e in files if e.kind == "ours"]:
             st = what_if_stem(e.blob)
@@ -677,8 +684,14 @@ def main(argv=None) -> int:
                 files.append(Entry(f"{name} + int8 pool + {label}", both, "WHAT-IF: both edits", base.keras_acc,
                                    "what-if", name))
 
-    runners = [Runner(e.name, e.blob, mean=mean if e.kind == "tfmot" else None, std=std if e.kind == "tfmot" else None)
-               for e in files]
+    def contract(e: Entry):
+        if e.kind == "tfmot":
+            return mean, std
+        if e.normalised is None and e.base is not None:  # a what-if keeps its source file's input
+            e.normalised = next(b.normalised for b in files if b.name == e.base)
+        return e.normalised or (None, None)
+
+    runners = [Runner(e.name, e.blob, mean=contract(e)[0], std=contract(e)[1]) for e in files]
     logits = {r.name: r.predict(x) for r in runners}
     lat = interleaved_latency(runners, x[:1], rounds=a.rounds, repeats=a.repeats)
     e2e = interleaved_latency(runners, np.asarray(x[:1]).astype(np.uint8), rounds=a.rounds, repeats=a.repeats,

@@ -1,4 +1,5 @@
-"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8 w4] [--int8-logits] [--debug] [--verbose]``."""
+"""``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8 w4] [--int8-logits]
+[--int8-input pixels|normalised] [--debug] [--verbose]``."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,10 @@ def main(argv=None) -> int:
     p.add_argument("--int8-logits", action="store_true",
                    help="keep the logits layer int8 (default: int8 weights, int16 logits; for accelerators "
                         "that run int8 ops only)")
+    p.add_argument("--int8-input", choices=("pixels", "normalised"), default="pixels",
+                   help="what model_int8.tflite takes: uint8 pixels, normalised inside the file (default), or "
+                        "the normalised image as int8, normalised and quantised by the caller (tfmot's contract; "
+                        "report.json gives mean/std and the input scale/zero point)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     add_verbose_flag(p)
     args = p.parse_args(argv)
@@ -38,7 +43,7 @@ def main(argv=None) -> int:
     formats = None if args.formats is None else parse_formats(args.formats)
     export_run(args.run_dir, formats, eval_size=args.eval_size,
                representative_size=args.representative_size, num_threads=args.threads,
-               int16_logits=not args.int8_logits)
+               int16_logits=not args.int8_logits, int8_input=args.int8_input)
     return 0
 
 

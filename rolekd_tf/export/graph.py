@@ -34,7 +34,11 @@ Export view (:func:`build_export_view`), per layer of the trained functional mod
   from one PADV2, repeated ``stem_copies`` times by one CONCATENATION; ``stem_copies`` = 0 keeps
   the in-graph normalisation instead).
 * In ``mode="int8"`` the input gets ``fake_quant(min=0, max=255, 8 bits)``: scale 1, so uint8
-  pixels enter the integer graph unchanged.
+  pixels enter the integer graph unchanged. Export option ``input="normalised"`` (tfmot's input
+  contract): the file takes the model's normalised image, int8 on a grid spanning
+  :func:`normalised_range` (the caller normalises and quantises); the first conv is then a plain
+  conv (no folded normalisation, no constant channel), and an exact stem reads the int8 values
+  ``pixels − 128`` at scale 1/64, zero point 0 (exact).
 * Opt-in int8-exact model variant (:mod:`rolekd_tf.models.resnet`, config section ``int8``,
   options ``stem`` / ``shared_proj_bn``): a first conv whose kernel quantiser is an
   :class:`~rolekd_tf.quant.Int8Grid` (the model then takes ``(pixels − 128)/64``,
@@ -65,7 +69,7 @@ from rolekd_tf.errors import ExportError
 # input normalisation lives with the models (training reads it too); re-exported for export code
 from rolekd_tf.models.normalisation import (EXACT_STEM_CENTRE, EXACT_STEM_SCALE,  # noqa: F401
                                             exact_stem_normalisation, has_exact_stem, model_normalisation,
-                                            preprocessing_layer)
+                                            normalise, normalised_range, preprocessing_layer)
 
 
 def _keras():
@@ -299,8 +303,15 @@ def _export_layer_classes():
             return x
 
     class InputFakeQuant(keras.layers.Layer):
+        """The file's int8/uint8 input grid: ``[lo, hi]`` in 255 steps (pixels: ``[0, 255]``,
+        scale 1; normalised images: :func:`~rolekd_tf.models.normalisation.normalised_range`)."""
+
+        def __init__(self, lo: float = 0.0, hi: float = 255.0, **kw):
+            super().__init__(**kw)
+            self.lo, self.hi = float(lo), float(hi)
+
         def call(self, x, training=None, mask=None):
-            return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
+            return tf.quantization.fake_quant_with_min_max_args(x, min=self.lo, max=self.hi, num_bits=8)
 
     class CentrePixels(keras.layers.Layer):
         """``pixels − 128`` as int8 with scale 1 and zero point 0 (the SUB only relabels the zero
@@ -517,7 +528,8 @@ def _entry(entry, key):
     return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
 
 
-def int8_exactness(model, plan: dict, fixes: list | None = None, *, exact_pool: bool = False) -> dict:
+def int8_exactness(model, plan: dict, fixes: list | None = None, *, exact_pool: bool = False,
+                   normalised_input: bool = False) -> dict:
     """Which parts of the int8 export view (``plan`` of :func:`build_export_view`, ``mode="int8"``)
     round differently from Keras, and the ``int8`` config options
     (:class:`~rolekd_tf.config.Int8Exactness`) that make them exact. Layer kinds are read off the
@@ -528,6 +540,8 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, exact_pool: 
     threshold, ``bias_unfit_channels``) instead of predicted from the layer types. ``exact_pool``:
     the file's global pool is exact at any bit width (the logits pass's
     :class:`~rolekd_tf.export.passes.logits.ExactPool`: int8 window sums added up by the logits layer).
+    ``normalised_input``: the file takes the normalised image on an int8 grid (export option
+    ``input="normalised"``), so a full-precision first conv reads a rounded input.
 
     Returns ``{"exact_body": bool, "inexact": [{"part", "layers", "why", "fix"}...], "always": str}``.
     ``exact_body`` means every k-bit quantiser and the tail accumulators reproduce Keras given
@@ -551,6 +565,12 @@ def int8_exactness(model, plan: dict, fixes: list | None = None, *, exact_pool: 
     if stems:
         inexact.append({"part": "stem", "layers": stems, "fix": "int8.stem=true",
                         "why": "full-precision first conv: its int8 filter rounds the float kernel"})
+    elif normalised_input and not has_exact_stem(model):
+        from rolekd_tf.models.normalisation import stem_convs
+
+        inexact.append({"part": "stem", "layers": [l.name for l in stem_convs(model)], "fix": "int8.stem=true",
+                        "why": "full-precision first conv: it reads the normalised image rounded to the "
+                               "file's int8 input grid, and its int8 filter rounds the float kernel"})
     adds = [l.name for l in model.layers if isinstance(l, keras.layers.Add)
             and kind(l.name) not in ("grid_add", "merged_conv")]
     proj = [a for a in adds if _add_out_bits(model.get_layer(a)) is not None]
@@ -664,8 +684,9 @@ STEM_COPIES = 2
 FP_PER_CHANNEL_SPREAD = 2.0
 
 def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int | None = None,
-                      merge_projections: bool = False):
-    """Inference-only functional model ``pixels → logits`` for the TFLite converter (see module doc).
+                      merge_projections: bool = False, input: str = "pixels"):
+    """Inference-only functional model ``pixels → logits`` (``input="normalised"``: normalised
+    image → logits) for the TFLite converter (see module doc).
 
     ``model`` is the trained (functional) model taking normalised images; ``mean``/``std`` the
     dataset's (x/255 units). Options as :class:`rolekd_tf.export.view.ViewOptions`. Returns
@@ -675,6 +696,6 @@ def build_export_view(model, mean, std, *, mode: str = "float", stem_copies: int
     """
     from rolekd_tf.export.view import ViewOptions, build_view
 
-    opts = ViewOptions(mode=mode, merge_projections=merge_projections,
+    opts = ViewOptions(mode=mode, merge_projections=merge_projections, input=input,
                        **({} if stem_copies is None else {"stem_copies": int(stem_copies)}))
     return build_view(model, mean, std, opts)

@@ -1,6 +1,8 @@
 """``export_run(run_dir, formats)``: every export format of one run directory + ``report.json``."""
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as _dt
 import os
 import time
@@ -84,7 +86,7 @@ def evaluation_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
 def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
                eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
                seed: int = 0, verbose: bool = True, int16_logits: bool = True,
-               float64_reference: bool = True) -> dict:
+               float64_reference: bool = True, int8_input: str = "pixels") -> dict:
     """Export ``RUN_DIR/model.keras`` into ``RUN_DIR/export/`` and return the report dict.
 
     Files: ``model.keras`` (trainable, pixels → logits), ``saved_model/`` (``serving_default``),
@@ -103,11 +105,17 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     that run int8 ops only). Stride-2 subsamples of ``zero_pad`` shortcuts are written as exact 1×1
     depthwise convs (:mod:`rolekd_tf.export.passes.subsample`). ``float64_reference``: also evaluate the same
     network in float64 (:mod:`rolekd_tf.export.reference`) and report each file's agreement with it,
-    which separates exporter error from float32 rounding in Keras itself.
+    which separates exporter error from float32 rounding in Keras itself. ``int8_input``: what
+    the int8 file takes, ``pixels`` (uint8, normalisation inside the file) or ``normalised``
+    (tfmot's contract: int8 on the grid report.json gives, the caller normalises and quantises;
+    :data:`rolekd_tf.export.view.INPUTS`).
     """
     from rolekd_tf.export import graph
+    from rolekd_tf.export.view import INPUTS
 
     t_start = time.time()
+    if int8_input not in INPUTS:
+        raise ExportError(f"int8 input {int8_input!r}; allowed: {', '.join(INPUTS)}")
     run_dir = Path(run_dir)
     explicit_w4 = formats is not None and "w4" in parse_formats(formats)
     fmts = parse_formats(formats)
@@ -137,12 +145,12 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                               representative_size=representative_size, eval_size=eval_size,
                               latency_repeats=latency_repeats, num_threads=num_threads, seed=seed,
                               verbose=verbose, int16_logits=int16_logits,
-                              float64_reference=float64_reference)
+                              float64_reference=float64_reference, int8_input=int8_input)
 
 
 def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, mean, std, t_start, *,
                    representative_size, eval_size, latency_repeats, num_threads, seed, verbose,
-                   int16_logits, float64_reference) -> dict:
+                   int16_logits, float64_reference, int8_input) -> dict:
     """The writing half of :func:`export_run` (``run_dir`` is locked by this process)."""
     from rolekd_tf.export import graph, passes as P, savedmodel, tflite as T
     from rolekd_tf.export import report as R
@@ -182,9 +190,15 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
         "model": {"name": cfg.model.name, "w_bits": cfg.model.w_bits, "a_bits": cfg.model.a_bits,
                   "params": int(model.count_params())},
         "input": {"layout": "NHWC RGB", "shape": [None, *[int(v) for v in model.input_shape[1:]]],
-                  "range": [0, 255], "dtype": {"keras/saved_model/fp32": "float32", "int8": "uint8"},
+                  "range": [0, 255], "dtype": {"keras/saved_model/fp32": "float32",
+                                               "int8": "uint8" if int8_input == "pixels" else "int8"},
                   "normalisation": ("(x − 128)/64 inside the graph (int8-exact stem variant)" if graph.has_exact_stem(model)
-                                    else "(x/255 - mean)/std inside the graph"), "mean": list(mean), "std": list(std)},
+                                    else "(x/255 - mean)/std inside the graph"), "mean": list(mean), "std": list(std),
+                  "int8_file_takes": int8_input,
+                  **({"int8_file": "the normalised image (x/255 − mean)/std with this mean/std, quantised by the "
+                                   "caller with the file's input scale and zero point (files.model_int8.tflite."
+                                   "input_quantization); the other files take the pixels"}
+                     if int8_input == "normalised" else {})},
         "output": {"name": "logits", "classes": list(info.class_names),
                    "class_order": "index i = line i of labels.txt = DatasetInfo.class_names[i]"
                                   + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
@@ -224,16 +238,24 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
     for fmt in ("fp32", "int8", "w4"):
         if fmt not in fmts:
             continue
-        view, plan = graph.build_export_view(model, mean, std, mode="int8" if fmt == "int8" else "float")
+        takes = int8_input if fmt == "int8" else "pixels"
+        view, plan = graph.build_export_view(model, mean, std, mode="int8" if fmt == "int8" else "float", input=takes)
         extra = {}
+        fev = ev
+        if takes == "normalised":  # the caller's work: the file is checked on the normalised images
+            fev = dataclasses.replace(ev, pixels=graph.normalise(ev.pixels, mean, std),
+                                      timing_pixel=graph.normalise(ev.timing_pixel, mean, std))
         if fmt == "fp32":
             data = fp32_bytes = P.convert_fp32(view)
             ops = None
         elif fmt == "int8":
             last = plan.get(model.layers[-1].name)
-            f8 = P.int8_file(view, rep, plan, int16=int16_logits, logits_bias=None if last is None else last.get("bias"))
+            norm = takes == "normalised"
+            f8 = P.int8_file(view, graph.normalise(rep, mean, std) if norm else rep, plan, int16=int16_logits,
+                             logits_bias=None if last is None else last.get("bias"),
+                             input_type="int8" if norm else "uint8")
             data, ops = f8.data, f8.ops
-            extra = _int8_entry(model, plan, f8)
+            extra = _int8_entry(model, plan, f8, normalised_input=norm)
         else:
             if not w4_layers(plan) or not _has_quantizer():
                 why = ("no layer has 2..3-bit DoReFa weights" if not w4_layers(plan)
@@ -248,7 +270,7 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
                               "DEQUANTIZE to float32 before each conv; activations/arithmetic float32")}
         path = out / FORMATS[fmt]
         atomic_write_bytes(path, data)
-        _, checked = verify(data, ev, plan, ops)
+        _, checked = verify(data, fev, plan, ops)
         entry = {"format": f"tflite_{fmt}", **checked.as_dict()}
         if ops is not None:
             entry["exact_dorefa_layers"] = sum(bool(f.exact_weights) for f in ops)
@@ -268,14 +290,15 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
     return report
 
 
-def _int8_entry(model, plan, f8) -> dict:
+def _int8_entry(model, plan, f8, *, normalised_input: bool = False) -> dict:
     """The int8 file's report fields beyond :class:`~rolekd_tf.export.passes.verify.VerifyRecord`."""
     from rolekd_tf.export import graph
 
     logits = f8.logits
     entry = {"dorefa_layers": sum(1 for v in plan.values() if v.get("scale") is not None),
-             "compacted_bytes": f8.compacted.as_dict(), "stem": _stem_entry(plan),
-             "exactness": graph.int8_exactness(model, plan, f8.ops, exact_pool=logits.exact_pool is not None),
+             "compacted_bytes": f8.compacted.as_dict(), "stem": _stem_entry(plan, normalised_input),
+             "exactness": graph.int8_exactness(model, plan, f8.ops, exact_pool=logits.exact_pool is not None,
+                                               normalised_input=normalised_input),
              "logits": logits.as_dict(),
              "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
     if f8.subsample.channels:
@@ -298,12 +321,15 @@ def _int8_entry(model, plan, f8) -> dict:
     return entry
 
 
-def _stem_entry(plan) -> dict:
+def _stem_entry(plan, normalised_input: bool = False) -> dict:
     for k, v in plan.items():
         if v.kind == "stem":
             return {"layer": k, "copies": v.copies, "normalisation": "folded into the first conv"}
         if v.kind == "exact_stem":
-            return {"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"}
+            return {"layer": k, "normalisation": "(x − 128)/64: pixels − 128 (int8, zero point 0) into the exact int8 first conv"
+                    + (", computed by the caller (int8 input scale 1/64)" if normalised_input else "")}
+    if normalised_input:
+        return {"normalisation": "by the caller: the file takes the normalised image on its int8 input grid"}
     return {"normalisation": "in-graph MUL/ADD before the first conv"}
 
 

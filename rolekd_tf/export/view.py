@@ -19,6 +19,9 @@ from rolekd_tf.export.plan import (ActPlan, GridAddPlan, GridMeanPlan, MergedCon
                                    WeightPlan)
 
 MODES = ("float", "int8")
+#: what the exported file takes: uint8 pixels (normalisation inside the file) or the model's
+#: normalised image (int8 in the int8 file; the caller normalises and quantises, as for tfmot's files)
+INPUTS = ("pixels", "normalised")
 _BN_AXES = (-1, 3, [3], [-1])
 
 
@@ -30,16 +33,20 @@ class ViewOptions:
     repetitions of the int8 first conv with the normalisation folded in (0: in-graph
     normalisation instead; default :data:`~rolekd_tf.export.graph.STEM_COPIES`).
     ``merge_projections``: fold each BN-folded conv2 + 1×1 projection add into one conv (off by
-    default: ~20 kB of zero taps for the two rounding steps it saves)."""
+    default: ~20 kB of zero taps for the two rounding steps it saves). ``input``: one of
+    :data:`INPUTS` (``normalised``: no normalisation in the graph, ``stem_copies`` unused)."""
     mode: str = "float"
     stem_copies: int = G.STEM_COPIES
     merge_projections: bool = False
+    input: str = "pixels"
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ExportError(f"export view mode={self.mode!r}; allowed: {', '.join(MODES)}")
         if int(self.stem_copies) < 0:
             raise ExportError(f"stem_copies={self.stem_copies}; allowed: 0 or more")
+        if self.input not in INPUTS:
+            raise ExportError(f"export input={self.input!r}; allowed: {', '.join(INPUTS)}")
 
     @property
     def int8(self) -> bool:
@@ -69,7 +76,7 @@ class _Analysis:
             first = G._stem_layer(model)
             if G.has_exact_stem(model):
                 a.exact_stem = first
-            elif opts.stem_copies > 0:
+            elif opts.stem_copies > 0 and opts.input == "pixels":
                 a.stem = first
             if opts.merge_projections:
                 a.merges.update(G._projection_merges(model, a.fold))
@@ -225,9 +232,10 @@ class _ViewBuilder:
 
     def _exact_stem(self, layer, p: dict, k, b, c, cons):
         """int8-exact stem: K = s_j·q (q integer, |q| ≤ L = ⌊127/step⌋) per output channel; its
-        input (pixels − 128)/64 arrives as the int8 values pixels − 128 (CentrePixels), so the 1/64
-        is folded into the kernel: integers sign(c_j)·step·q with scale |c_j|·s_j/(64·step)
-        (exact; step ≥ 2 gives the integer bias room, passes.bias)."""
+        input (pixels − 128)/64 arrives as the int8 values pixels − 128 (CentrePixels: scale 1, so
+        the 1/64 is folded into the kernel; ``input="normalised"``: scale 1/64 already): integers
+        sign(c_j)·step·q with scale |c_j|·s_j/(64·step), resp. |c_j|·s_j/step (exact; step ≥ 2
+        gives the integer bias room, passes.bias)."""
         keras = _keras()
         from rolekd_tf.quant.layers import ActivationQuantizer
 
@@ -236,11 +244,12 @@ class _ViewBuilder:
         kq = np.asarray(layer.dorefa_kernel().numpy(), np.float64)
         s_j = np.maximum(_per_channel_max(kq), 1e-30) / (127 // step) / step
         b = np.zeros(k.shape[-1]) if b is None else b
-        kc = k / float(G.EXACT_STEM_SCALE)
+        folded = float(G.EXACT_STEM_SCALE) if self.opts.input == "pixels" else 1.0
+        kc = k / folded
         grid_out = bool(cons) and all((isinstance(q, ActivationQuantizer) and int(q.a_bits) < 32)
                                       or (isinstance(q, keras.layers.ReLU) and G._relu_before_quantizers(q))
                                       for q in cons)
-        p.update(kind="exact_stem", kernel=kc.astype(np.float32), scale=np.abs(c) * s_j / float(G.EXACT_STEM_SCALE),
+        p.update(kind="exact_stem", kernel=kc.astype(np.float32), scale=np.abs(c) * s_j / folded,
                  int_step=step, bias=np.asarray(b, np.float32), grid_out=grid_out)
         self.plan[layer.name] = WeightPlan(**p)
         return self.L["ConstConv2D"](layer, kc, b, None)
@@ -302,9 +311,15 @@ class _ViewBuilder:
     # ------------------------------------------------------------------ input
     def inputs(self):
         """``(pixels Input, the tensor the cloned model reads)``: input fake-quant (int8), the
-        exact stem's ``pixels − 128``, or the in-graph normalisation."""
+        exact stem's ``pixels − 128``, or the in-graph normalisation (``input="normalised"``:
+        ``(normalised Input, its int8 grid)``)."""
         keras = _keras()
         shape = tuple(int(d) for d in self.model.input_shape[1:])
+        if self.opts.input == "normalised":
+            x0 = keras.Input(shape=shape, dtype="float32", name="normalised")
+            if not self.opts.int8:
+                return x0, x0
+            return x0, self.L["InputFakeQuant"](*G.normalised_range(self.mean, self.std), name="normalised_fq")(x0)
         pixels = keras.Input(shape=shape, dtype="float32", name="pixels")
         x = pixels
         if self.opts.int8:

@@ -67,3 +67,22 @@ def preprocessing_layer(mean, std, name: str = "preprocess"):
     scale = (1.0 / (255.0 * std)).tolist()
     offset = (-mean / std).tolist()
     return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
+
+
+def normalise(pixels, mean, std) -> np.ndarray:
+    """``(x/255 − mean)/std`` per channel of ``pixels`` (N, H, W, 3) in [0, 255], float32: in
+    numpy what :func:`preprocessing_layer` computes in the graph (the caller's work for a file that
+    takes normalised images)."""
+    m = np.asarray(mean, np.float64).reshape(-1)
+    s = np.asarray(std, np.float64).reshape(-1)
+    return ((np.asarray(pixels, np.float64) / 255.0 - m) / s).astype(np.float32)
+
+
+def normalised_range(mean, std) -> tuple[float, float]:
+    """``(lo, hi)``: the smallest and largest normalised value any pixel 0..255 of any channel
+    takes; the int8 input grid of a file that takes normalised images spans it, so no image is
+    clipped. For the exact-stem normalisation ``(x − 128)/64`` it is ``(−2, 127/64)``: step 1/64,
+    zero point 0, i.e. the int8 values are exactly ``pixels − 128``."""
+    m = np.asarray(mean, np.float64).reshape(-1)
+    s = np.asarray(std, np.float64).reshape(-1)
+    return float(np.min(-m / s)), float(np.max((1.0 - m) / s))

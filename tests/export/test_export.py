@@ -1046,3 +1046,108 @@ def test_exact_pool_and_float64_reference(zero_pad_tail_w4_run):
     # scales, not the float32-stored ones: before that, 10 of 300 images had a stem level moved
     # 4e-7 of a step from its threshold), so the logits differ only by the int16 rounding
     np.testing.assert_allclose(got, ref64, rtol=0, atol=rec["step"])
+
+
+# ------------------------------------------- --int8-input normalised (tfmot's input contract)
+def _copy_run(rd, dst) -> Path:
+    """config.yaml + model.keras of ``rd`` in ``dst`` (so a second export leaves the fixture's alone)."""
+    import shutil
+
+    dst = Path(dst)
+    dst.mkdir()
+    for f in ("config.yaml", "model.keras"):
+        shutil.copy(Path(rd) / f, dst / f)
+    return dst
+
+
+def test_normalised_range_and_normalise():
+    """The int8 input grid spans every normalised pixel value; the exact-stem normalisation
+    (x − 128)/64 gives step 1/64 and zero point 0, so its int8 values are pixels − 128."""
+    from rolekd_tf.models.normalisation import exact_stem_normalisation, normalise, normalised_range
+
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    lo, hi = normalised_range(mean, std)
+    px = np.arange(256, dtype=np.float64)
+    vals = [(px / 255 - m) / s for m, s in zip(mean, std)]
+    assert lo == pytest.approx(min(v.min() for v in vals)) and hi == pytest.approx(max(v.max() for v in vals))
+    x = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3))
+    np.testing.assert_allclose(normalise(x, mean, std), (x / 255.0 - np.asarray(mean)) / np.asarray(std), rtol=1e-6)
+    lo, hi = normalised_range(*exact_stem_normalisation())
+    assert (lo, hi) == (-2.0, 127 / 64) and (hi - lo) / 255 == 1 / 64
+
+
+def test_int8_normalised_input_exact_variant_is_the_pixel_file(zero_pad_tail_run, tmp_path):
+    """--int8-input normalised on the int8-exact variant: the file takes (pixels − 128)/64 as int8
+    with scale 1/64 and zero point 0 — the int8 values pixels − 128 — and its logits are the pixel
+    file's, bit for bit (the same integer filters; the 1/64 sits in the input scale instead of the
+    kernel); two ops fewer at the input (no uint8 → int8 QUANTIZE, no zero-point relabelling SUB)."""
+    from rolekd_tf.export import export_run, tflite as T
+
+    rd, splits = zero_pad_tail_run
+    pix = _copy_run(rd, tmp_path / "pixels")
+    nrm = _copy_run(rd, tmp_path / "normalised")
+    kw = dict(splits=splits, eval_size=None, latency_repeats=1, verbose=False, float64_reference=False)
+    rp = export_run(pix, ["int8"], **kw)
+    rn = export_run(nrm, ["int8"], int8_input="normalised", **kw)
+    assert rn["input"]["int8_file_takes"] == "normalised" and rn["input"]["dtype"]["int8"] == "int8"
+    fp, fn = rp["files"]["model_int8.tflite"], rn["files"]["model_int8.tflite"]
+    assert fn["input_dtype"] == "int8" and fn["input_quantization"] == [1 / 64, 0]
+    assert fn["exactness"]["exact_body"] and fn["eval"] == fp["eval"]
+    ip, inn = T.interpreter(pix / "export" / "model_int8.tflite"), T.interpreter(nrm / "export" / "model_int8.tflite")
+    x = splits.x_val[:64]
+    got_p = T.run(ip, x, batch=64)
+    centred = (x.astype(np.int16) - 128).astype(np.int8)  # what a caller hands the normalised file
+    inn.resize_tensor_input(inn.get_input_details()[0]["index"], list(x.shape))
+    inn.allocate_tensors()
+    inn.set_tensor(inn.get_input_details()[0]["index"], centred)
+    inn.invoke()
+    got_n = inn.get_tensor(inn.get_output_details()[0]["index"])
+    np.testing.assert_array_equal(got_n, got_p)
+    ops_p = [o["op_name"] for o in ip._get_ops_details()]
+    ops_n = [o["op_name"] for o in inn._get_ops_details()]
+    assert ops_p[:2] == ["QUANTIZE", "SUB"] and ops_n == ops_p[2:]
+
+
+def test_int8_normalised_input_paper_architecture(w2a2_run, tmp_path):
+    """--int8-input normalised on the paper architecture: no in-file normalisation (the first op is
+    the 3-channel stem conv, no PADV2 / CONCATENATION / QUANTIZE), the int8 input grid spans the
+    normalised pixel range, the report says what the caller must do and that the stem now reads a
+    rounded input; the file's agreement with Keras stays close to the pixel file's."""
+    from rolekd_tf.export import export_run, tflite as T
+    from rolekd_tf.models.normalisation import normalise, normalised_range
+
+    rd, splits, rep_pixels = w2a2_run
+    nrm = _copy_run(rd, tmp_path / "normalised")
+    rn = export_run(nrm, ["int8"], splits=splits, eval_size=None, latency_repeats=1, verbose=False,
+                    float64_reference=False, int8_input="normalised")
+    f = rn["files"]["model_int8.tflite"]
+    lo, hi = normalised_range(splits.info.mean, splits.info.std)
+    s, zp = f["input_quantization"]
+    assert f["input_dtype"] == "int8" and s == pytest.approx((hi - lo) / 255, rel=1e-3)
+    assert (-128 - zp) * s <= lo + s / 2 and (127 - zp) * s >= hi - s / 2  # no pixel is clipped
+    assert "caller" in rn["input"]["int8_file"] and "caller" in f["stem"]["normalisation"]
+    stem = [p for p in f["exactness"]["inexact"] if p["part"] == "stem"]
+    assert stem and "rounded" in stem[0]["why"] and stem[0]["fix"] == "int8.stem=true"
+    it = T.interpreter(nrm / "export" / "model_int8.tflite")
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    assert ops[0] == "CONV_2D" and not {"PADV2", "CONCATENATION"} & set(ops)
+    w = [t for t in T.weight_tensors(it)][0]
+    assert w["shape"][-1] == 3  # the stem filter reads the 3 colour channels only
+    # the file evaluated by the caller's normalise + quantise, as report.json says
+    x = splits.x_val
+    got = T.run(it, normalise(x, rn["input"]["mean"], rn["input"]["std"]), batch=100)
+    ref = np.asarray(_keras_pixels_model(rd, splits).predict(x.astype(np.float32), verbose=0))
+    agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
+    assert agree == pytest.approx(f["eval"]["top1_agreement"], abs=1e-9)
+    pixel_agree = rep_pixels["files"]["model_int8.tflite"]["eval"]["top1_agreement"]
+    assert agree >= pixel_agree - 0.05, (agree, pixel_agree)
+
+
+def test_int8_input_unknown_is_refused_before_any_write(w2a32_run, tmp_path):
+    from rolekd_tf.errors import ExportError
+    from rolekd_tf.export import export_run
+
+    rd = _copy_run(w2a32_run, tmp_path / "r")
+    with pytest.raises(ExportError, match="int8 input 'float'"):
+        export_run(rd, ["int8"], int8_input="float", verbose=False)
+    assert not (rd / "export").exists()

@@ -51,10 +51,13 @@ class Int8File:
     compacted: CompactRecord
 
 
-def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None) -> Int8File:
+def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None,
+              input_type: str = "uint8") -> Int8File:
     """convert → grids → bias → subsample → logits (int16 unless ``int16=False``; an exact pool of
-    int8 window sums only where :func:`~rolekd_tf.export.passes.logits.needs_exact_pool`) → compact."""
-    data = convert_int8(view, representative)
+    int8 window sums only where :func:`~rolekd_tf.export.passes.logits.needs_exact_pool`) → compact.
+    ``representative``: what ``view`` takes (pixels, or normalised images); ``input_type``: the
+    file's input dtype (:func:`~rolekd_tf.export.passes.convert.convert_int8`)."""
+    data = convert_int8(view, representative, input_type=input_type)
     data, refined, ops = exact_grids(data, plan)
     data, ops = fit_biases(data, plan, ops)
     data, subsample = subsample_as_depthwise(data)

@@ -39,9 +39,11 @@ def convert_fp32(view) -> bytes:
 def convert_int8(view, representative, *, input_type: str = "uint8") -> bytes:
     """Full-integer TFLite flatbuffer of an export view (``mode="int8"``).
 
-    ``representative``: float32 pixel batches ``(n, H, W, 3)`` in [0, 255] (training split) used to
-    calibrate every tensor without a fake-quant range. All ops are int8 builtins; the input is
-    ``input_type`` (uint8 pixels, scale 1, zero point 0 — or int8, zero point −128); the output is
+    ``representative``: float32 batches ``(n, H, W, 3)`` of what the view takes (pixels in [0, 255],
+    or normalised images; training split) used to calibrate every tensor without a fake-quant
+    range. All ops are int8 builtins; the input is ``input_type`` on the view's input fake-quant
+    grid (uint8 pixels: scale 1, zero point 0; int8: pixels with zero point −128, or a normalised
+    view's grid); the output is
     the float32 logits (one dequantize at the end). Every kernel is quantised per tensor here; the
     exact-grid pass (:mod:`~rolekd_tf.export.passes.grids`) writes per-channel scales where the
     plan asks for them (exact DoReFa layers, the stem, FP layers with a channel spread > 2).
