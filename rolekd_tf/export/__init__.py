@@ -6,12 +6,13 @@ CLI: ``python -m rolekd_tf.export RUN_DIR [--formats ...]``.
 Every exported model takes RGB pixels in [0, 255] (float32; uint8 for the int8 TFLite file),
 shape ``(N, H, W, 3)``, normalises inside the graph and returns class logits (order = labels.txt).
 Export option ``--int8-input normalised`` gives the int8 file tfmot's input contract instead: the
-normalised image as int8, normalised and quantised by the caller (report.json: ``input``).
+normalised image as int8, normalised and quantised by the caller (report.json: ``input``);
+``--integer-output`` makes it return its integer logits (no float op in the file).
 
 Modules: :mod:`~rolekd_tf.export.run` (the driver), :mod:`~rolekd_tf.export.graph` (export graphs
 and int8-exactness rules) with :mod:`~rolekd_tf.export.view` (the per-layer view builder) and
 :mod:`~rolekd_tf.export.plan` (its typed plan), :mod:`~rolekd_tf.export.passes` (convert → exact
-weight grids → bias fit → logits → compact → verify, each file bytes → file bytes + a record),
+weight grids → bias fit → logits → (integer output) → compact → verify, each file bytes → file bytes + a record),
 :mod:`~rolekd_tf.export.flatbuf` (flatbuffer objects), :mod:`~rolekd_tf.export.tflite` (the
 LiteRT runtime), :mod:`~rolekd_tf.export.report`, :mod:`~rolekd_tf.export.savedmodel`,
 :mod:`~rolekd_tf.export.reference` (the float64 twin).

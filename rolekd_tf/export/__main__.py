@@ -1,5 +1,5 @@
 """``python -m rolekd_tf.export RUN_DIR [--formats keras saved_model fp32 int8 w4] [--int8-logits]
-[--int8-input pixels|normalised] [--debug] [--verbose]``."""
+[--int8-input pixels|normalised] [--integer-output] [--debug] [--verbose]``."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,9 @@ def main(argv=None) -> int:
                    help="what model_int8.tflite takes: uint8 pixels, normalised inside the file (default), or "
                         "the normalised image as int8, normalised and quantised by the caller (tfmot's contract; "
                         "report.json gives mean/std and the input scale/zero point)")
+    p.add_argument("--integer-output", action="store_true",
+                   help="model_int8.tflite returns its integer logits (int16; int8 with --int8-logits) with their "
+                        "scale/zero point instead of float32: no float op in the file (integer-only targets)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     add_verbose_flag(p)
     args = p.parse_args(argv)
@@ -43,7 +46,8 @@ def main(argv=None) -> int:
     formats = None if args.formats is None else parse_formats(args.formats)
     export_run(args.run_dir, formats, eval_size=args.eval_size,
                representative_size=args.representative_size, num_threads=args.threads,
-               int16_logits=not args.int8_logits, int8_input=args.int8_input)
+               int16_logits=not args.int8_logits, int8_input=args.int8_input,
+               integer_output=args.integer_output)
     return 0
 
 

@@ -86,7 +86,7 @@ def evaluation_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
 def export_run(run_dir, formats=None, *, splits=None, representative_size: int = 300,
                eval_size: int | None = 1000, latency_repeats: int = 100, num_threads: int = 1,
                seed: int = 0, verbose: bool = True, int16_logits: bool = True,
-               float64_reference: bool = True, int8_input: str = "pixels") -> dict:
+               float64_reference: bool = True, int8_input: str = "pixels", integer_output: bool = False) -> dict:
     """Export ``RUN_DIR/model.keras`` into ``RUN_DIR/export/`` and return the report dict.
 
     Files: ``model.keras`` (trainable, pixels → logits), ``saved_model/`` (``serving_default``),
@@ -108,7 +108,9 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     which separates exporter error from float32 rounding in Keras itself. ``int8_input``: what
     the int8 file takes, ``pixels`` (uint8, normalisation inside the file) or ``normalised``
     (tfmot's contract: int8 on the grid report.json gives, the caller normalises and quantises;
-    :data:`rolekd_tf.export.view.INPUTS`).
+    :data:`rolekd_tf.export.view.INPUTS`). ``integer_output``: the int8 file returns its integer
+    logits (int16, int8 with ``int16_logits=False``) with their scale/zero point instead of float32
+    (no float op in the file; :mod:`rolekd_tf.export.passes.output`).
     """
     from rolekd_tf.export import graph
     from rolekd_tf.export.view import INPUTS
@@ -145,12 +147,13 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
                               representative_size=representative_size, eval_size=eval_size,
                               latency_repeats=latency_repeats, num_threads=num_threads, seed=seed,
                               verbose=verbose, int16_logits=int16_logits,
-                              float64_reference=float64_reference, int8_input=int8_input)
+                              float64_reference=float64_reference, int8_input=int8_input,
+                              integer_output=integer_output)
 
 
 def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, mean, std, t_start, *,
                    representative_size, eval_size, latency_repeats, num_threads, seed, verbose,
-                   int16_logits, float64_reference, int8_input) -> dict:
+                   int16_logits, float64_reference, int8_input, integer_output) -> dict:
     """The writing half of :func:`export_run` (``run_dir`` is locked by this process)."""
     from rolekd_tf.export import graph, passes as P, savedmodel, tflite as T
     from rolekd_tf.export import report as R
@@ -201,7 +204,9 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
                      if int8_input == "normalised" else {})},
         "output": {"name": "logits", "classes": list(info.class_names),
                    "class_order": "index i = line i of labels.txt = DatasetInfo.class_names[i]"
-                                  + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)")},
+                                  + (" (sorted)" if list(info.class_names) == sorted(info.class_names) else " (NOT sorted)"),
+                   **({"int8_file": "integer logits q: real logit = (q − zero_point)·scale, both in "
+                                    "files.model_int8.tflite.output; argmax(q) is the class"} if integer_output else {})},
         "dataset": info.name,
         "reference": {"what": "Keras model.keras on the same pixels", "split": split_name,
                       **({"dataset_split": splits.test_split} if split_name == "test" else {}),
@@ -253,7 +258,7 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
             norm = takes == "normalised"
             f8 = P.int8_file(view, graph.normalise(rep, mean, std) if norm else rep, plan, int16=int16_logits,
                              logits_bias=None if last is None else last.get("bias"),
-                             input_type="int8" if norm else "uint8")
+                             input_type="int8" if norm else "uint8", integer_logits_output=integer_output)
             data, ops = f8.data, f8.ops
             extra = _int8_entry(model, plan, f8, normalised_input=norm)
         else:
@@ -300,7 +305,9 @@ def _int8_entry(model, plan, f8, *, normalised_input: bool = False) -> dict:
              "exactness": graph.int8_exactness(model, plan, f8.ops, exact_pool=logits.exact_pool is not None,
                                                normalised_input=normalised_input),
              "logits": logits.as_dict(),
-             "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple)}
+             "refined_quantiser_inputs": sum(1 for f in f8.ops if f.input_multiple),
+             "output": (f8.output.as_dict() if f8.output is not None
+                        else {"dtype": "float32", "note": "the logits, dequantised inside the file"})}
     if f8.subsample.channels:
         entry["subsample"] = {"strided_slices_as_depthwise": len(f8.subsample.channels),
                               "channels": f8.subsample.channels, "added_bytes": f8.subsample.added_bytes}

@@ -1151,3 +1151,47 @@ def test_int8_input_unknown_is_refused_before_any_write(w2a32_run, tmp_path):
     with pytest.raises(ExportError, match="int8 input 'float'"):
         export_run(rd, ["int8"], int8_input="float", verbose=False)
     assert not (rd / "export").exists()
+
+
+def test_integer_output_drops_the_dequantize(zero_pad_tail_run, tmp_path):
+    """--integer-output: the int8 file returns the int16 (--int8-logits: int8) logits with their
+    scale/zero point, no float tensor left; dequantised by the caller they are the float-output
+    file's logits bit for bit, and the signature runner reads the same integers."""
+    from rolekd_tf.export import export_run, tflite as T
+
+    rd, splits = zero_pad_tail_run
+    x = splits.x_val[:64]
+    kw = dict(splits=splits, eval_size=None, latency_repeats=1, verbose=False, float64_reference=False)
+    for int16, dtype in ((True, np.int16), (False, np.int8)):
+        ref = _copy_run(rd, tmp_path / f"float_out_{dtype.__name__}")
+        export_run(ref, ["int8"], int16_logits=int16, **kw)
+        want = T.run(T.interpreter(ref / "export" / "model_int8.tflite"), x, batch=64)
+        d = _copy_run(rd, tmp_path / f"int_out_{dtype.__name__}")
+        rep = export_run(d, ["int8"], int16_logits=int16, integer_output=True, **kw)
+        out = rep["files"]["model_int8.tflite"]["output"]
+        assert out["dtype"] == np.dtype(dtype).name and "argmax" in rep["output"]["int8_file"]
+        it = T.interpreter(d / "export" / "model_int8.tflite")
+        od = it.get_output_details()[0]
+        assert od["dtype"] == dtype and od["quantization"] == (pytest.approx(out["scale"]), out["zero_point"])
+        assert "DEQUANTIZE" not in [o["op_name"] for o in it._get_ops_details()]
+        used = {int(i) for o in it._get_ops_details() for i in list(o["inputs"]) + list(o["outputs"])}
+        assert all(np.dtype(t["dtype"]) != np.float32 for t in it.get_tensor_details() if t["index"] in used)
+        got = T.run(it, x, batch=64)  # T.run dequantises integer outputs: (q − zp)·s in float32
+        np.testing.assert_array_equal(got, want)
+        runner = it.get_signature_runner()
+        (iname,), (oname,) = runner.get_input_details(), runner.get_output_details()
+        q = runner(**{iname: x[:1]})[oname]
+        assert q.dtype == dtype and q.shape == (1, 10)
+        np.testing.assert_array_equal((q.astype(np.float32) - out["zero_point"]) * np.float32(out["scale"]), want[:1])
+
+
+def test_integer_output_refuses_a_file_without_dequantize():
+    from rolekd_tf.errors import ExportError
+    from rolekd_tf.export.passes.output import integer_output
+
+    import tensorflow as tf
+
+    m = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    data = tf.lite.TFLiteConverter.from_keras_model(m).convert()  # float out of a float FC
+    with pytest.raises(ExportError, match="not one DEQUANTIZE"):
+        integer_output(data)

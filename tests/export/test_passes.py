@@ -351,6 +351,32 @@ def test_exact_pool_equals_the_int16_mean_pool(bits, size, window):
         np.testing.assert_array_equal(it.get_tensor(fc.inputs[0]).astype(np.int64), sums - 128)
 
 
+def test_integer_output(w2a2):
+    """The final DEQUANTIZE is dropped: the output is the int16 logits tensor (its scale and zero
+    point in the record), (q − zp)·s equals the float output bit for bit, the op count drops by one."""
+    from rolekd_tf.export import tflite as T
+    from rolekd_tf.export.passes import fix_int8_model
+    from rolekd_tf.export.passes.logits import int16_logits
+    from rolekd_tf.export.passes.output import integer_output
+
+    _, x, plan, raw, _, _, _ = w2a2
+    data, _ = int16_logits(fix_int8_model(raw, plan)[0])
+    out, rec = integer_output(data)
+    assert rec.dtype == "int16" and rec.zero_point == 0
+    it = T.interpreter(out)
+    od = it.get_output_details()[0]
+    assert od["dtype"] == np.int16 and od["quantization"][0] == pytest.approx(rec.scale)
+    assert len(_ops(out)[2]) == len(_ops(data)[2]) - 1 and _ops(data)[2][-1][0] == "DEQUANTIZE"
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], [16, 16, 16, 3])
+    it.allocate_tensors()
+    it.set_tensor(d["index"], np.round(x[:16]).astype(np.uint8))  # the pixels T.run hands over
+    it.invoke()
+    q = it.get_tensor(od["index"])
+    want = T.run(T.interpreter(data), x[:16], batch=16)
+    np.testing.assert_array_equal((q.astype(np.float32) - rec.zero_point) * np.float32(rec.scale), want)
+
+
 def test_subsample_as_depthwise_copies_exactly(w2a2):
     """Each zero_pad shortcut's stride-2 STRIDED_SLICE becomes a 1×1/2 DEPTHWISE_CONV_2D (weight 1
     at scale 1, bias 0, output quantisation = input's); the interpreter's outputs, the subsampled

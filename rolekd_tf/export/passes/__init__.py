@@ -1,6 +1,6 @@
 """The int8 export as a sequence of passes over the TFLite file.
 
-    convert → exact weight grids → bias fit → subsample → logits → compact → verify
+    convert → exact weight grids → bias fit → subsample → logits → (integer output) → compact → verify
 
 ==========  =============================================  ==========================================
 module      takes                                          returns
@@ -10,6 +10,7 @@ grids       bytes, plan                                    bytes, [RefinedGrid],
 bias        bytes, plan, [OpRecord]                        bytes, [OpRecord] (bias fields filled)
 subsample   bytes                                          bytes, SubsampleRecord
 logits      bytes (+ the logits layer's real bias)         bytes, LogitsRecord (+ ExactPool)
+output      bytes (option: no final DEQUANTIZE)            bytes, OutputRecord
 compact     bytes                                          bytes, CompactRecord
 verify      bytes, Evaluation, plan, records               bytes (unchanged), VerifyRecord
 w4          fp32 bytes, plan (the int4-weight variant)     bytes, [Int4Record]
@@ -27,6 +28,7 @@ from rolekd_tf.export.passes.compact import CompactRecord, compact_model
 from rolekd_tf.export.passes.convert import convert_fp32, convert_int8
 from rolekd_tf.export.passes.grids import FINE_GRID_MIN_LEVELS, OpRecord, RefinedGrid, exact_grids
 from rolekd_tf.export.passes.logits import ExactPool, LogitsRecord, int16_logits, keep_int8_logits, needs_exact_pool
+from rolekd_tf.export.passes.output import OutputRecord, integer_output
 from rolekd_tf.export.passes.subsample import SubsampleRecord, subsample_as_depthwise
 from rolekd_tf.export.plan import Plan
 
@@ -49,23 +51,28 @@ class Int8File:
     subsample: SubsampleRecord
     logits: LogitsRecord
     compacted: CompactRecord
+    output: OutputRecord | None = None
 
 
 def int8_file(view, representative, plan: Plan, *, int16: bool = True, logits_bias=None,
-              input_type: str = "uint8") -> Int8File:
+              input_type: str = "uint8", integer_logits_output: bool = False) -> Int8File:
     """convert → grids → bias → subsample → logits (int16 unless ``int16=False``; an exact pool of
     int8 window sums only where :func:`~rolekd_tf.export.passes.logits.needs_exact_pool`) → compact.
     ``representative``: what ``view`` takes (pixels, or normalised images); ``input_type``: the
-    file's input dtype (:func:`~rolekd_tf.export.passes.convert.convert_int8`)."""
+    file's input dtype (:func:`~rolekd_tf.export.passes.convert.convert_int8`);
+    ``integer_logits_output``: the file returns its integer logits (:mod:`~rolekd_tf.export.passes.output`)."""
     data = convert_int8(view, representative, input_type=input_type)
     data, refined, ops = exact_grids(data, plan)
     data, ops = fit_biases(data, plan, ops)
     data, subsample = subsample_as_depthwise(data)
     data, logits = (int16_logits(data, bias=logits_bias, exact_pool=needs_exact_pool(plan)) if int16
                     else keep_int8_logits(data))
+    output = None
+    if integer_logits_output:
+        data, output = integer_output(data)
     data, compacted = compact_model(data)
-    return Int8File(data, refined, ops, subsample, logits, compacted)
+    return Int8File(data, refined, ops, subsample, logits, compacted, output)
 
 
 __all__ = ["convert_fp32", "convert_int8", "exact_grids", "fit_biases", "fix_int8_model", "int16_logits",
-           "compact_model", "int8_file", "needs_exact_pool", "subsample_as_depthwise", "SubsampleRecord", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "ExactPool", "CompactRecord"]
+           "compact_model", "int8_file", "integer_output", "OutputRecord", "needs_exact_pool", "subsample_as_depthwise", "SubsampleRecord", "Int8File", "OpRecord", "RefinedGrid", "LogitsRecord", "ExactPool", "CompactRecord"]
