@@ -83,7 +83,10 @@ def _input_values(inp: dict, pixels: np.ndarray) -> np.ndarray:
 
 
 def run(interp, pixels: np.ndarray, *, batch: int = 1) -> np.ndarray:
-    """Logits for ``pixels`` (N,H,W,3, values 0..255) one batch at a time."""
+    """Float32 logits for ``pixels`` (N,H,W,3, values 0..255; for a file exported with
+    ``--int8-input normalised``: the normalised images, :func:`rolekd_tf.models.normalisation.normalise`),
+    one batch at a time; the values are quantised to the file's input dtype, and integer outputs
+    (``--integer-output``) dequantised with their scale and zero point."""
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     x = _input_values(inp, np.asarray(pixels))

@@ -28,7 +28,8 @@ class VerifyRecord(Record):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What every file is checked against: ``pixels`` (N, H, W, 3) float32 in [0, 255] with their
+    """What every file is checked against: ``pixels`` (N, H, W, 3) float32 in [0, 255] (for a file
+    that takes normalised images: those, as its caller computes them) with their
     ``labels`` and Keras' float32 logits ``reference`` (and float64 ``reference64``, or None);
     ``timing_pixel`` (1, H, W, 3) for the latency."""
     pixels: np.ndarray
