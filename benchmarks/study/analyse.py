@@ -11,6 +11,9 @@ same seed gives the same data order and the same teacher):
 
 * stage β (II-KD + A_S) − only II-KD            — the paper's "stage β > only II-KD"
 * stage β (II-KD + A_S) − II-KD + A_T            — the paper's "A_S > A_T for the student"
+* stage-α teacher − vanilla teacher              — does A_T help the teacher (stage α)? Read from
+  the pipeline's ``teacher-alpha-sN`` / ``teacher-vanilla-sN`` runs where both exist (the driver
+  trains only the seed-0 stage-α teacher; the pairs are the pipeline's own commands, docs/STUDY.md)
 
 95 % interval: mean ± t(0.975, n−1)·sd/√n over the n seeds that finished all three rows.
 """
@@ -36,6 +39,9 @@ COMPARISONS = (
     ("A_S − A_T (student, both with II-KD)", "stage_beta", "student_at"),
 )
 STUDENT_ROWS = ("only_iikd", "stage_beta", "student_at")
+#: the pipeline's teacher directories teacher-{row}-s{seed}: stage α (A_T) and vanilla_fp (baseline)
+TEACHER_ROWS = ("alpha", "vanilla")
+TEACHER_COMPARISON = ("stage-α teacher − vanilla teacher (A_T for the teacher)", "alpha", "vanilla")
 TARGET_HALF_WIDTH = 1.0  #: points: the resolution the study is sized for
 
 
@@ -93,11 +99,11 @@ def seeds_needed(sd: float, target: float = TARGET_HALF_WIDTH, n_min: int = 2, n
     return n_max
 
 
-def student_runs(out: Path, bits: int) -> dict[str, dict[int, dict]]:
-    """``{row: {seed: metrics.json}}`` for every finished student run under ``out``."""
-    runs: dict[str, dict[int, dict]] = {r: {} for r in STUDENT_ROWS}
-    for row in STUDENT_ROWS:
-        for d in sorted(out.glob(f"w{bits}a{bits}-{row}-s*")):
+def finished_runs(out: Path, prefix: str, rows) -> dict[str, dict[int, dict]]:
+    """``{row: {seed: metrics.json}}`` for every finished run ``OUT/{prefix}{row}-s{seed}``."""
+    runs: dict[str, dict[int, dict]] = {r: {} for r in rows}
+    for row in rows:
+        for d in sorted(out.glob(f"{prefix}{row}-s*")):
             try:
                 m = json.loads((d / "metrics.json").read_text())
                 seed = int(d.name.rsplit("-s", 1)[1])
@@ -108,9 +114,19 @@ def student_runs(out: Path, bits: int) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def paired(runs: dict[str, dict[int, dict]]) -> list[Paired]:
+def student_runs(out: Path, bits: int) -> dict[str, dict[int, dict]]:
+    """``{row: {seed: metrics.json}}`` for every finished student run under ``out``."""
+    return finished_runs(out, f"w{bits}a{bits}-", STUDENT_ROWS)
+
+
+def teacher_runs(out: Path) -> dict[str, dict[int, dict]]:
+    """``{"alpha"|"vanilla": {seed: metrics.json}}`` for the finished teachers under ``out``."""
+    return finished_runs(out, "teacher-", TEACHER_ROWS)
+
+
+def paired(runs: dict[str, dict[int, dict]], comparisons=COMPARISONS) -> list[Paired]:
     res = []
-    for label, a, b in COMPARISONS:
+    for label, a, b in comparisons:
         seeds = sorted(set(runs[a]) & set(runs[b]))
         diffs = [100 * (runs[a][s]["final"]["holdout_accuracy"] - runs[b][s]["final"]["holdout_accuracy"])
                  for s in seeds]
@@ -162,7 +178,9 @@ def report(out: Path, cfg) -> str:
     lines += ["## Paired differences (holdout accuracy, points; 95 % t-interval)", "",
               "| comparison | seeds | per-seed differences | mean | sd | 95 % CI | verdict |",
               "|---|---|---|---|---|---|---|"]
-    for c in comps:
+    truns = teacher_runs(out)
+    (tc,) = paired(truns, (TEACHER_COMPARISON,))
+    for c in comps + ([tc] if tc.n else []):
         ci = ("–" if c.n < 2 else f"[{c.mean - c.half_width:+.2f}, {c.mean + c.half_width:+.2f}]")
         lines.append(f"| {c.label} | {c.n} | {', '.join(f'{d:+.2f}' for d in c.diffs) or '–'} | "
                      f"{_fmt(c.mean)} | {'–' if c.n < 2 else f'{c.sd:.2f}'} | {ci} | {c.verdict()} |")
@@ -178,9 +196,8 @@ def report(out: Path, cfg) -> str:
               "| row | seeds | holdout | val | last-epoch train acc. (augmented batches) | clean train acc. | "
               "clean train − val |",
               "|---|---|---|---|---|---|---|"]
-    teacher_dirs = sorted(out.glob("teacher-*-s*"))
-    rows = [(d.name, {0: (json.loads((d / "metrics.json").read_text()), d)}) for d in teacher_dirs
-            if (d / "metrics.json").exists() and json.loads((d / "metrics.json").read_text()).get("finished")]
+    rows = [(f"teacher {r}", {s: (m, out / f"teacher-{r}-s{s}") for s, m in truns[r].items()})
+            for r in TEACHER_ROWS if truns[r]]
     rows += [(f"w{bits}a{bits} {r}", {s: (m, out / f"w{bits}a{bits}-{r}-s{s}") for s, m in runs[r].items()})
              for r in STUDENT_ROWS]
     for name, ms in rows:
@@ -240,6 +257,11 @@ def report(out: Path, cfg) -> str:
                  + (f" — mean {c1.mean:+.2f} points, 95 % CI ±{c1.half_width:.2f}, {c1.n} seeds." if c1.n > 1 else "."))
     lines.append(f"- A_S > A_T for the student: {c2.verdict()}"
                  + (f" — mean {c2.mean:+.2f} points, 95 % CI ±{c2.half_width:.2f}, {c2.n} seeds." if c2.n > 1 else "."))
+    if tc.n:
+        lines.append(f"- Stage α helps the teacher (A_T vs baseline augmentation; not one of the issue's "
+                     f"three claims): {tc.verdict()}"
+                     + (f" — mean {tc.mean:+.2f} points, 95 % CI ±{tc.half_width:.2f}, {tc.n} seeds." if tc.n > 1
+                        else f" — {tc.diffs[0]:+.2f} points, 1 seed."))
     if at is not None and as_ is not None:
         lines.append("- The two roles' schedules differ: "
                      + ("yes." if differ else "no (identical schedules)."))

@@ -90,3 +90,29 @@ def test_train_eval_matches_an_independent_prediction(tmp_path):
     assert got["images"] == 256 and got["train_accuracy"] == pytest.approx(want, abs=1e-6)
     (run / "train_eval.json").write_text(json.dumps({"train_accuracy": 0.123, "images": 256}))
     assert train_eval.clean_train_accuracy(run)["train_accuracy"] == 0.123  # cached: not re-evaluated
+
+
+def test_teacher_comparison_pairs_the_pipelines_teacher_runs(tmp_path, monkeypatch):
+    """teacher-alpha-sN − teacher-vanilla-sN, paired by seed (a teacher without its pair left out),
+    reported beside the student comparisons and in the verdict; rows grouped by role."""
+    from rolekd_tf.config import load_config
+
+    monkeypatch.setenv("ROLEKD_CIFAR10_TAR", "cifar10.tar.gz")
+    for s, (a, v) in enumerate([(0.59, 0.53), (0.60, 0.55), (0.58, 0.55)]):
+        for row, acc in (("alpha", a), ("vanilla", v)):
+            d = tmp_path / f"teacher-{row}-s{s}"
+            d.mkdir()
+            (d / "metrics.json").write_text(json.dumps({
+                "finished": True, "final": {"holdout_accuracy": acc},
+                "history": {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]}}))
+    (tmp_path / "teacher-alpha-s5").mkdir()
+    (tmp_path / "teacher-alpha-s5" / "metrics.json").write_text(json.dumps({
+        "finished": True, "final": {"holdout_accuracy": 0.9}, "history": {"accuracy": [0.7], "val_accuracy": [0.6]}}))
+    (tc,) = analyse.paired(analyse.teacher_runs(tmp_path), (analyse.TEACHER_COMPARISON,))
+    assert tc.seeds == [0, 1, 2] and tc.diffs == pytest.approx([6.0, 5.0, 3.0])
+    assert tc.half_width == pytest.approx(4.302653 * math.sqrt(7 / 3) / math.sqrt(3), rel=1e-5)
+    assert tc.verdict().startswith("positive")  # 4.67 ± 3.79
+    md = analyse.report(tmp_path, load_config(str(ROOT / "configs" / "study_cifar10_cpu.yaml"), []))
+    assert "| stage-α teacher − vanilla teacher (A_T for the teacher) | 3 | +6.00, +5.00, +3.00 |" in md
+    assert "Stage α helps the teacher" in md and "mean +4.67 points" in md
+    assert any(l.startswith("| teacher alpha | 4 |") for l in md.splitlines())
