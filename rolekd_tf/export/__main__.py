@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     p.add_argument("--int8-logits", action="store_true",
                    help="keep the logits layer int8 (default: int8 weights, int16 logits; for accelerators "
                         "that run int8 ops only)")
-    p.add_argument("--int8-input", choices=("pixels", "normalised"), default="pixels",
+    # validated by export_run (one-line error, exit 2), not by argparse choices (a usage block)
+    p.add_argument("--int8-input", metavar="{pixels,normalised}", default="pixels",
                    help="what model_int8.tflite takes: uint8 pixels, normalised inside the file (default), or "
                         "the normalised image as int8, normalised and quantised by the caller (tfmot's contract; "
                         "report.json gives mean/std and the input scale/zero point)")

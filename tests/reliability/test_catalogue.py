@@ -242,6 +242,7 @@ def _cases(fx: dict) -> list[Case]:
         Case("export_missing_run_dir", "export", ["no_run"], "no_run"),
         Case("export_not_a_run_dir", "export", ["notarun"], "notarun", {"": _emptydir}),
         Case("export_unknown_format", "export", [T3, "--formats", "onnx"], "onnx"),
+        Case("export_unknown_int8_input", "export", [T3, "--int8-input", "float"], "'float'"),
         Case("export_truncated_model", "export", ["tt"], "truncated", {"": _truncated_run}),
         # ------------------------------------------------------------- search.py
         Case("search_student_without_teacher", "search", ["--role", "student", "--config", "c.yaml"],
