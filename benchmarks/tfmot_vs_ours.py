@@ -685,13 +685,13 @@ def main(argv=None) -> int:
                                    "what-if", name))
 
     def contract(e: Entry):
+        """(mean, std) if the file takes normalised images, else (None, None)."""
         if e.kind == "tfmot":
             return mean, std
-        if e.normalised is None and e.base is not None:  # a what-if keeps its source file's input
-            e.normalised = next(b.normalised for b in files if b.name == e.base)
-        return e.normalised or (None, None)
+        src = e if e.base is None else next(b for b in files if b.name == e.base)  # what-ifs keep their source's
+        return src.normalised or (None, None)
 
-    runners = [Runner(e.name, e.blob, mean=contract(e)[0], std=contract(e)[1]) for e in files]
+    runners = [Runner(e.name, e.blob, mean=m, std=sd) for e in files for m, sd in [contract(e)]]
     logits = {r.name: r.predict(x) for r in runners}
     lat = interleaved_latency(runners, x[:1], rounds=a.rounds, repeats=a.repeats)
     e2e = interleaved_latency(runners, np.asarray(x[:1]).astype(np.uint8), rounds=a.rounds, repeats=a.repeats,

@@ -47,9 +47,9 @@ def float64_logits(model, pixels: np.ndarray, mean, std, *, batch: int = 200) ->
     normalised ``(x/255 − mean)/std`` in float64 (the model's own in-graph normalisation)."""
     import tensorflow as tf
 
+    from rolekd_tf.models.normalisation import normalise
+
     twin = float64_twin(model)
-    m, s = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    out = [np.asarray(twin(tf.constant((np.asarray(pixels[i:i + batch], np.float64) / 255.0 - m) / s),
-                           training=False))
+    out = [np.asarray(twin(tf.constant(normalise(pixels[i:i + batch], mean, std, np.float64)), training=False))
            for i in range(0, len(pixels), batch)]
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])))

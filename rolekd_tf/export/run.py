@@ -113,11 +113,10 @@ def export_run(run_dir, formats=None, *, splits=None, representative_size: int =
     (no float op in the file; :mod:`rolekd_tf.export.passes.output`).
     """
     from rolekd_tf.export import graph
-    from rolekd_tf.export.view import INPUTS
+    from rolekd_tf.export.view import check_input
 
     t_start = time.time()
-    if int8_input not in INPUTS:
-        raise ExportError(f"int8 input {int8_input!r}; allowed: {', '.join(INPUTS)}")
+    check_input(int8_input)  # before anything is read or written
     run_dir = Path(run_dir)
     explicit_w4 = formats is not None and "w4" in parse_formats(formats)
     fmts = parse_formats(formats)
@@ -244,10 +243,11 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
         if fmt not in fmts:
             continue
         takes = int8_input if fmt == "int8" else "pixels"
+        norm = takes == "normalised"
         view, plan = graph.build_export_view(model, mean, std, mode="int8" if fmt == "int8" else "float", input=takes)
         extra = {}
         fev = ev
-        if takes == "normalised":  # the caller's work: the file is checked on the normalised images
+        if norm:  # the caller's work: the file is checked on the normalised images
             fev = dataclasses.replace(ev, pixels=graph.normalise(ev.pixels, mean, std),
                                       timing_pixel=graph.normalise(ev.timing_pixel, mean, std))
         if fmt == "fp32":
@@ -255,7 +255,6 @@ def _write_exports(run_dir: Path, fmts, explicit_w4, cfg, model, splits, info, m
             ops = None
         elif fmt == "int8":
             last = plan.get(model.layers[-1].name)
-            norm = takes == "normalised"
             f8 = P.int8_file(view, graph.normalise(rep, mean, std) if norm else rep, plan, int16=int16_logits,
                              logits_bias=None if last is None else last.get("bias"),
                              input_type="int8" if norm else "uint8", integer_logits_output=integer_output)

@@ -22,6 +22,12 @@ MODES = ("float", "int8")
 #: what the exported file takes: uint8 pixels (normalisation inside the file) or the model's
 #: normalised image (int8 in the int8 file; the caller normalises and quantises, as for tfmot's files)
 INPUTS = ("pixels", "normalised")
+
+
+def check_input(value: str) -> None:
+    """Raise :class:`~rolekd_tf.errors.ExportError` unless ``value`` is one of :data:`INPUTS`."""
+    if value not in INPUTS:
+        raise ExportError(f"int8 input {value!r}; allowed: {', '.join(INPUTS)}")
 _BN_AXES = (-1, 3, [3], [-1])
 
 
@@ -45,8 +51,7 @@ class ViewOptions:
             raise ExportError(f"export view mode={self.mode!r}; allowed: {', '.join(MODES)}")
         if int(self.stem_copies) < 0:
             raise ExportError(f"stem_copies={self.stem_copies}; allowed: 0 or more")
-        if self.input not in INPUTS:
-            raise ExportError(f"export input={self.input!r}; allowed: {', '.join(INPUTS)}")
+        check_input(self.input)
 
     @property
     def int8(self) -> bool:

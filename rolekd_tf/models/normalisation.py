@@ -69,13 +69,13 @@ def preprocessing_layer(mean, std, name: str = "preprocess"):
     return keras.layers.Rescaling(scale=scale, offset=offset, name=name)
 
 
-def normalise(pixels, mean, std) -> np.ndarray:
-    """``(x/255 − mean)/std`` per channel of ``pixels`` (N, H, W, 3) in [0, 255], float32: in
-    numpy what :func:`preprocessing_layer` computes in the graph (the caller's work for a file that
-    takes normalised images)."""
+def normalise(pixels, mean, std, dtype=np.float32) -> np.ndarray:
+    """``(x/255 − mean)/std`` per channel of ``pixels`` (N, H, W, 3) in [0, 255], computed in float64
+    and returned as ``dtype``: in numpy what :func:`preprocessing_layer` computes in the graph (the
+    caller's work for a file that takes normalised images; the float64 reference's input)."""
     m = np.asarray(mean, np.float64).reshape(-1)
     s = np.asarray(std, np.float64).reshape(-1)
-    return ((np.asarray(pixels, np.float64) / 255.0 - m) / s).astype(np.float32)
+    return ((np.asarray(pixels, np.float64) / 255.0 - m) / s).astype(dtype)
 
 
 def normalised_range(mean, std) -> tuple[float, float]:
